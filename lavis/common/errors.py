@@ -1,0 +1,28 @@
+"""Error types that carry a precise location (file, line, config key) for the user."""
+
+
+class LavisError(Exception):
+    """Base class for every error this framework raises on purpose."""
+
+
+class RegistryError(LavisError, KeyError):
+    """Unknown or duplicate registry name, or a class of the wrong kind."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(LavisError, ValueError):
+    """A config key is unknown, missing or of the wrong type."""
+
+
+class DataError(LavisError, ValueError):
+    """A data file is malformed; the message names the file, line/row and field."""
+
+
+class CheckpointError(LavisError, RuntimeError):
+    """A checkpoint is missing, corrupt, or does not match the model's trainable set."""
+
+
+class WeightsNotFoundError(LavisError, FileNotFoundError):
+    """Pretrained weights are not available locally; the message says what to fetch and where."""

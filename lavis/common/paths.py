@@ -1,0 +1,26 @@
+"""Where the framework finds its YAML configs; outputs never go inside the package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_ROOT.parent
+
+
+def config_root() -> Path:
+    """The ``configs/`` tree (override with ``LAVIS_CONFIG_ROOT`` for non-editable installs)."""
+    override = os.environ.get("LAVIS_CONFIG_ROOT")
+    return Path(override) if override else REPO_ROOT / "configs"
+
+
+def config_path(relative: str | os.PathLike) -> Path:
+    """Resolve a path like ``models/blip2/pretrain.yaml`` against ``configs/``; absolute paths pass."""
+    path = Path(relative)
+    if path.is_absolute():
+        return path
+    full = config_root() / path
+    if not full.exists():
+        raise FileNotFoundError(f"config file '{relative}' not found under {config_root()}")
+    return full

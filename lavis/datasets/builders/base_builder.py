@@ -1,0 +1,51 @@
+"""Base class and registry for dataset builders: config -> {split: Dataset}."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from torch.utils.data import Dataset
+
+from lavis.common.registry import Registry
+from lavis.common.schema import from_mapping
+
+
+@dataclasses.dataclass
+class BaseBuilderConfig:
+    """Keys every dataset section has; a builder's own ``Config`` subclasses this."""
+
+    # Root folder of the data set on disk (images, annotation files live below it).
+    storage: str | None = None
+    # Processor specs per split kind: {"train": {"name": ..., ...}, "eval": {...}}.
+    vis_processor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    text_processor: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class BaseDatasetBuilder:
+    """Builds the splits of one data set from its typed config.
+
+    Subclasses set ``Config`` and ``DEFAULT_CONFIG`` (YAML under ``configs/``, top-level key
+    ``datasets: {<name>: {...}}``) and implement ``build``.
+    """
+
+    Config: ClassVar[type] = BaseBuilderConfig
+    DEFAULT_CONFIG: ClassVar[str | None] = None
+
+    def __init__(self, cfg: Any, name: str = "") -> None:
+        self.cfg = cfg
+        self.name = name
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | Any, name: str) -> BaseDatasetBuilder:
+        if not isinstance(cfg, cls.Config):
+            cfg = from_mapping(cls.Config, cfg, f"datasets.{name}")
+        return cls(cfg, name)
+
+    def build(self) -> dict[str, Dataset]:
+        raise NotImplementedError
+
+
+BUILDERS: Registry[type[BaseDatasetBuilder]] = Registry("dataset builder", BaseDatasetBuilder)
+register_builder = BUILDERS.register

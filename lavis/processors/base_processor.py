@@ -1,0 +1,50 @@
+"""Base class and registry for image and text processors (named in dataset configs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from lavis.common.registry import Registry
+from lavis.common.schema import from_mapping
+
+
+@dataclasses.dataclass
+class ProcessorConfig:
+    name: str
+
+
+class BaseProcessor:
+    """A callable that turns one raw item (PIL image, string) into model input."""
+
+    Config: ClassVar[type] = ProcessorConfig
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | Any, where: str = "processor") -> BaseProcessor:
+        if not isinstance(cfg, cls.Config):
+            cfg = from_mapping(cls.Config, cfg, where)
+        return cls(cfg)
+
+    def __call__(self, item: Any) -> Any:
+        raise NotImplementedError
+
+
+PROCESSORS: Registry[type[BaseProcessor]] = Registry("processor", BaseProcessor)
+register_processor = PROCESSORS.register
+
+
+def build_processor(cfg: Mapping[str, Any] | None, where: str) -> BaseProcessor | None:
+    """``{name: ..., **options}`` -> processor instance; None stays None."""
+    if cfg is None:
+        return None
+    from lavis.common.errors import ConfigError
+    from lavis.common.schema import _plain
+
+    cfg = _plain(cfg)
+    if "name" not in cfg:
+        raise ConfigError(f"missing required config key '{where}.name' (the processor's registered name)")
+    return PROCESSORS.get(cfg["name"]).from_config(cfg, where)

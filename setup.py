@@ -1,0 +1,47 @@
+"""Packaging for the CLOVER framework (import name ``lavis``).
+
+Ranges here say what the code supports; requirements.txt pins the tested set.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="clover-lavis",
+    version="0.1.0",
+    description="Cost-effective instruction learning for pathology vision-language models (BLIP-2 style).",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lavis", "lavis.*"]),
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "transformers>=5.0,<6",
+        "safetensors>=0.4",
+        "sentencepiece>=0.2",
+        "protobuf>=4",
+        "timm>=1.0",
+        "open_clip_torch>=2.24",
+        "omegaconf>=2.3",
+        "webdataset>=0.2.86",
+        "pycocoevalcap>=1.2",
+        "accelerate>=0.30",
+        "nltk>=3.8",
+        "tqdm>=4.60",
+        "numpy>=1.24",
+        "pillow>=10",
+        "pyarrow>=14",
+        "pandas>=2.0",
+    ],
+    extras_require={
+        "instructions": ["openai>=1.30", "matplotlib>=3.7"],
+        "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7"],
+        "tensorboard": ["tensorboard>=2.14"],
+        "dev": ["pytest>=8", "ruff>=0.5"],
+    },
+)
