@@ -1,0 +1,3 @@
+"""Image and text processors."""
+
+from lavis.processors.base_processor import PROCESSORS, BaseProcessor, build_processor, register_processor  # noqa: F401
