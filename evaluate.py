@@ -1,0 +1,12 @@
+"""Evaluate a model on the test splits of a run config (VQA, captioning), distributed.
+
+    torchrun --nproc_per_node=4 evaluate.py --cfg-path configs/eval/quiltvqa_flant5xl.yaml \
+        --checkpoint runs/stage2/checkpoints/best
+"""
+
+import sys
+
+from lavis.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("Evaluate a model from a run config.", evaluate_only=True))

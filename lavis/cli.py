@@ -1,0 +1,110 @@
+"""What ``train.py``, ``train_blip2qformer.py`` and ``evaluate.py`` share: one code path.
+
+Works the same under ``python`` and ``torchrun --nproc_per_node=N`` (and SLURM): the process
+group is joined only when several processes were launched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lavis.common.config import Config, ConfigRegistries, load_config
+from lavis.common.dist import destroy_distributed, get_rank, init_distributed
+from lavis.common.errors import LavisError
+from lavis.common.logger import setup_logging
+
+logger = logging.getLogger("lavis")
+
+
+def registries() -> ConfigRegistries:
+    import lavis  # noqa: F401  (fills every registry)
+    from lavis.datasets import BUILDERS
+    from lavis.models import MODELS
+    from lavis.runners import RUNNERS
+    from lavis.tasks import TASKS
+
+    return ConfigRegistries(models=MODELS, builders=BUILDERS, tasks=TASKS, runners=RUNNERS)
+
+
+def build_parser(description: str, default_cfg: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--cfg-path", default=default_cfg, required=default_cfg is None, help="run YAML (model, datasets, run)"
+    )
+    parser.add_argument(
+        "--options", nargs="+", default=[], metavar="KEY=VALUE",
+        help="override config keys, e.g. run.init_lr=1e-5 model.vision.precision=bf16",
+    )
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import a module that registers your own components (repeatable)",
+    )
+    parser.add_argument("--resume", default=None, help="checkpoint folder to resume from, or 'auto'")
+    parser.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    return parser
+
+
+def load(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
+    from lavis.runners import RunConfig
+
+    options = list(args.options) + list(extra)
+    if getattr(args, "resume", None):
+        options.append(f"run.resume={args.resume}")
+    return load_config(args.cfg_path, registries(), options, args.imports, run_schema=RunConfig)
+
+
+def seed_everything(seed: int) -> None:
+    """Per-rank seeds: ranks differ (dropout, sampling) yet each is reproducible."""
+    seed = seed + get_rank()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(cfg: Config, evaluate_only: bool = False) -> dict[str, Any]:
+    from lavis.runners import RUNNERS
+    from lavis.tasks import TASKS
+
+    device_type = "cuda" if (cfg.run.device != "cpu" and torch.cuda.is_available()) else "cpu"
+    init_distributed(device_type)
+    setup_logging()
+    seed_everything(cfg.run.seed)
+    task = TASKS.get(cfg.run.task)(cfg.task)
+    model = task.build_model(cfg)
+    datasets = task.build_datasets(cfg)
+    runner = RUNNERS.get(cfg.run.runner)(cfg, task, model, datasets)
+    try:
+        return runner.evaluate_only() if evaluate_only or cfg.run.evaluate else runner.train()
+    finally:
+        destroy_distributed()
+
+
+def main(description: str, default_cfg: str | None = None, evaluate_only: bool = False,
+         argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(description, default_cfg)
+    if evaluate_only:
+        parser.add_argument("--checkpoint", default=None, help="weights to evaluate (ours or a LAVIS .pth)")
+    args = parser.parse_args(argv)
+    extra = []
+    if evaluate_only:
+        extra.append("run.evaluate=true")
+        if args.checkpoint:
+            extra.append(f"model.checkpoint={args.checkpoint}")
+    try:
+        cfg = load(args, extra)
+        if args.print_config:
+            print(cfg.to_yaml())
+            return 0
+        run(cfg, evaluate_only)
+    except LavisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,168 @@
+"""Checkpoint io: atomic writes, trainable weights in safetensors, the rest via weights_only.
+
+A checkpoint is a folder ``<output_dir>/checkpoints/step_<N>/`` holding
+``model.safetensors`` (trainable parameters only) and ``state.pt`` (optimizer, scheduler,
+scaler, per-rank RNG states, epoch, step and data position). The folder is written under a
+temporary name and renamed into place, so a crash mid-save leaves the previous checkpoint intact
+and never a half-written one under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from lavis.common.errors import CheckpointError
+
+WEIGHTS_NAME = "model.safetensors"
+STATE_NAME = "state.pt"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that readers see either the old content or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---- RNG state (numpy/python states converted to plain types so weights_only can load them) ----
+def capture_rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- checkpoint folders -----------------------------------------------------------------
+def save_checkpoint(
+    directory: str | os.PathLike,
+    weights: Mapping[str, torch.Tensor],
+    state: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write weights + state into ``directory`` atomically (temp folder, then rename)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=dict(metadata or {}))
+        with open(tmp / STATE_NAME, "wb") as handle:
+            torch.save(dict(state), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if directory.exists():  # re-saving the same step (e.g. "best"): swap atomically-ish
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Trainable weights from a checkpoint folder or a ``.safetensors`` file."""
+    path = Path(path)
+    file = path / WEIGHTS_NAME if path.is_dir() else path
+    if not file.exists():
+        raise CheckpointError(f"no weights at '{file}'")
+    try:
+        return load_file(str(file))
+    except Exception as err:  # safetensors raises its own types for corrupt files
+        raise CheckpointError(f"cannot read weights '{file}': {err}") from err
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    file = Path(path) / STATE_NAME
+    if not file.exists():
+        raise CheckpointError(f"no training state at '{file}' (is this a weights-only checkpoint?)")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"cannot read training state '{file}': {err}") from err
+
+
+def step_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete ``step_<N>`` folders under ``root``, oldest first (temp folders are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / WEIGHTS_NAME).exists() and (child / STATE_NAME).exists():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    found = step_checkpoints(root)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step folders, and stale temp folders."""
+    root = Path(root)
+    found = step_checkpoints(root)
+    for path in found[: max(0, len(found) - keep_last)]:
+        shutil.rmtree(path, ignore_errors=True)
+    for stale in root.glob(".*.tmp") if root.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""Logging: rank-0 console, a JSONL metrics file, optional TensorBoard, the git revision."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lavis.common.dist import is_main_process
+
+logger = logging.getLogger("lavis")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Console logging on rank 0; other ranks only report warnings and errors."""
+    root = logging.getLogger()
+    if getattr(root, "_lavis_configured", False):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(level if is_main_process() else logging.WARNING)
+    root._lavis_configured = True  # type: ignore[attr-defined]
+
+
+class JsonlWriter:
+    """Appends one JSON object per line to ``metrics.jsonl`` on rank 0 (and to TensorBoard)."""
+
+    def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None) -> None:
+        self.path = Path(path)
+        self.enabled = is_main_process()
+        self.tb = None
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if tensorboard_dir is not None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self.tb = SummaryWriter(str(tensorboard_dir))
+                except ImportError:
+                    logger.warning("tensorboard is not installed: `pip install tensorboard` to enable it")
+
+    def write(self, kind: str, step: int, **values: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"type": kind, "step": step, "time": round(time.time(), 3), **values}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+        if self.tb is not None:
+            for name, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tb.add_scalar(f"{kind}/{name}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def git_revision(path: str | os.PathLike) -> dict[str, Any]:
+    """The commit the code runs from and whether the tree had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=path, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        return {"commit": commit, "dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}

@@ -1,0 +1,198 @@
+"""Data loading for the runners: resumable distributed sampling and per-item seeding.
+
+Exact resume needs three things: the sampler's order depends only on (seed, epoch); a resumed
+epoch starts at the sample where the checkpoint was taken; and any randomness inside an item
+(augmentation) depends only on (seed, epoch, index) - not on which worker loaded it or how many
+items that worker loaded before. ``SeededItems`` gives the last, and also makes runs independent
+of ``num_workers``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch/numpy/python RNGs seeded; restore the caller's states after."""
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed per (run seed, epoch, item); stable across platforms."""
+    x = (seed * 1_000_003 + epoch) * 2_654_435_761 + index
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 33
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class SeededItems(Dataset):
+    """Wraps a map-style dataset; the sampler passes ``(epoch, index)``.
+
+    Each item is produced under RNGs seeded from (seed, epoch, index), tagged with ``_index``,
+    and the inner dataset sees ``set_epoch`` even inside persistent workers.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self._epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int] | int) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        if epoch != self._epoch:
+            set_epoch = getattr(self.dataset, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+            self._epoch = epoch
+        with seeded(item_seed(self.seed, epoch, index)):
+            item = self.dataset[index]
+        if isinstance(item, dict):
+            item = {**item, "_index": index}
+        return item
+
+
+class ResumableDistributedSampler(Sampler):
+    """DistributedSampler semantics (pad by repeating, interleave by rank) that can start mid-epoch.
+
+    Yields ``(epoch, index)`` for :class:`SeededItems`. The permutation depends only on
+    (seed, epoch), so 1 process with batch B*W sees the same global batches as W processes with B.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if size <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.size = size
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0
+        self.num_samples = math.ceil(size / num_replicas)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's order; skip this rank's first ``start`` samples (resume)."""
+        self.epoch = epoch
+        self.start = start
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        total = self.num_samples * self.num_replicas
+        order += (order * math.ceil(total / len(order)))[: total - len(order)]
+        return order[self.rank : total : self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, i) for i in self.indices()[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def iterable_skips(batches_done: int, batch_size: int, num_workers: int) -> list[int]:
+    """Samples each DataLoader worker already produced after ``batches_done`` batches.
+
+    DataLoader hands batch ``i`` to worker ``i % num_workers`` (in-order), so worker ``w`` made
+    ``ceil((batches_done - w) / num_workers)`` batches of ``batch_size`` samples each.
+    """
+    workers = max(1, num_workers)
+    return [max(0, math.ceil((batches_done - w) / workers)) * batch_size for w in range(workers)]
+
+
+def build_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Any,
+    seed: int,
+    rank: int,
+    world_size: int,
+    shuffle: bool,
+    pin_memory: bool,
+) -> tuple[DataLoader, ResumableDistributedSampler | None]:
+    """A loader (and its sampler) for a map-style or iterable dataset."""
+    generator = torch.Generator().manual_seed(seed)  # keeps the global RNG untouched
+    if isinstance(dataset, IterableDataset):
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+            pin_memory=pin_memory,
+            generator=generator,
+        )
+        return loader, None
+    sampler = ResumableDistributedSampler(len(dataset), world_size, rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+    loader = DataLoader(
+        SeededItems(dataset, seed),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=generator,
+    )
+    return loader, sampler
+
+
+def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    non_blocking = device.type == "cuda"
+    return {
+        key: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+        for key, value in batch.items()
+    }
+
+
+def pop_bookkeeping(batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``_``-prefixed runner keys (``_skipped``, ``_index``, ``_size``) from model inputs."""
+    meta = {k: v for k, v in batch.items() if k.startswith("_")}
+    inputs = {k: v for k, v in batch.items() if not k.startswith("_")}
+    return inputs, meta
+
+
+def batch_size_of(inputs: dict[str, Any], meta: dict[str, Any]) -> int:
+    if "_size" in meta:
+        return int(meta["_size"])
+    for value in inputs.values():
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            return int(value.shape[0])
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            return len(value)
+    return 0

@@ -1,0 +1,71 @@
+"""The runner's keys of the ``run`` section (the task adds its own keys beside them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lavis.common.errors import ConfigError
+
+
+@dataclasses.dataclass
+class RunConfig:
+    task: str
+    runner: Literal["runner_epoch", "runner_iter"] | str = "runner_epoch"
+    imports: list[str] = dataclasses.field(default_factory=list)
+    job_name: str | None = None  # default: the run YAML's file name
+    output_dir: str | None = None  # default: runs/<job_name>
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype of the training step
+    deterministic: bool = False  # torch.use_deterministic_algorithms + fixed cuDNN choices
+
+    # ---- schedule ----
+    max_epoch: int = 1  # runner_epoch
+    max_iters: int | None = None  # runner_iter: total optimizer steps
+    iters_per_inner_epoch: int | None = None  # runner_iter: validation/checkpoint cadence
+    batch_size_train: int = 8  # per rank
+    batch_size_eval: int = 8  # per rank
+    accum_grad_iters: int = 1
+    max_grad_norm: float | None = None
+    num_workers: int = 2
+    train_splits: list[str] = dataclasses.field(default_factory=lambda: ["train"])
+    valid_splits: list[str] = dataclasses.field(default_factory=list)
+    test_splits: list[str] = dataclasses.field(default_factory=list)
+    evaluate: bool = False  # only evaluate (evaluate.py sets this)
+
+    # ---- optimizer and lr schedule ----
+    lr_sched: str = "linear_warmup_cosine"
+    init_lr: float = 1e-4
+    min_lr: float = 0.0
+    warmup_lr: float = 0.0
+    warmup_steps: int = 0
+    lr_decay_rate: float = 0.9  # linear_warmup_step
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_scales: dict[str, float] = dataclasses.field(default_factory=dict)  # param-name prefix -> scale
+
+    # ---- validation, checkpoints, resume ----
+    val_every_n_epochs: int = 1
+    best_metric: str = "agg_metrics"
+    best_mode: Literal["max", "min"] | None = None  # None: the task's default
+    save_every_n_iters: int | None = None  # also checkpoint mid-epoch (resume point)
+    keep_last: int = 2
+    resume: str | None = None  # "auto" (newest in output_dir) or a checkpoint folder
+    test_checkpoint: Literal["best", "last"] = "best"
+    max_bad_samples: int = 100  # per epoch; past it the run stops
+
+    # ---- logging and distributed ----
+    log_freq: int = 20
+    tensorboard: bool = False
+    find_unused_parameters: bool = False
+    progress_bar: bool = True
+
+    def validate(self) -> None:
+        if self.runner == "runner_iter" and not self.max_iters:
+            raise ConfigError("runner_iter needs 'run.max_iters' (total optimizer steps)")
+        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch", "keep_last"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"'run.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"'run.num_workers' must be >= 0, got {self.num_workers}")

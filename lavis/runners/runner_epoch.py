@@ -1,0 +1,36 @@
+"""Epoch-based training: validate every N epochs, keep the best, then test with it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lavis.common.errors import ConfigError
+from lavis.runners.base_runner import RunnerBase, register_runner
+
+
+@register_runner("runner_epoch")
+class RunnerEpoch(RunnerBase):
+    def train(self) -> dict[str, Any]:
+        self.build_train_loader()
+        if self.streaming:
+            raise ConfigError("a streaming (webdataset) train set needs run.runner=runner_iter and run.max_iters")
+        per_epoch = self.batches_per_epoch() or 0
+        steps_per_epoch = math.ceil(per_epoch / self.run.accum_grad_iters)
+        self.setup_training(total_steps=steps_per_epoch * self.run.max_epoch)
+        while self.epoch < self.run.max_epoch:
+            self._position_loader()
+            self.pbar = self.progress(per_epoch, self.batches_done, f"epoch {self.epoch}")
+            for batch in self.train_loader:
+                self.micro_step(batch, per_epoch)
+                self.pbar.update(1)
+            self.pbar.close()
+            self.check_bad_data(final=True)
+            finished = self.epoch
+            self.epoch, self.batches_done = finished + 1, 0
+            if self.run.valid_splits and (finished + 1) % self.run.val_every_n_epochs == 0:
+                self.validate_and_keep_best(finished)
+            self.save_step_checkpoint()
+        results = self.test()
+        self.finish(results)
+        return results

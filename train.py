@@ -1,0 +1,12 @@
+"""Train any run config (stage 2 instruction tuning by default usage).
+
+    python train.py --cfg-path configs/train/clover_flant5xl_instruct.yaml
+    torchrun --nproc_per_node=8 train.py --cfg-path ... --options run.batch_size_train=16
+"""
+
+import sys
+
+from lavis.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("Train a model from a run config (model + datasets + run)."))
