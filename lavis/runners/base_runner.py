@@ -22,19 +22,14 @@ from torch.utils.data import Dataset, IterableDataset
 from tqdm import tqdm
 
 from lavis.common import checkpoint as ckpt
+from lavis.common.batch import batch_size_of, move_to_device, pop_bookkeeping
 from lavis.common.dist import all_gather_object, get_rank, get_world_size, is_dist, is_main_process, read_env
 from lavis.common.errors import ConfigError, DataError
 from lavis.common.logger import JsonlWriter, git_revision
 from lavis.common.optim import LR_SCHEDULERS, build_adamw
 from lavis.common.paths import REPO_ROOT
 from lavis.common.registry import Registry
-from lavis.runners.data import (
-    batch_size_of,
-    build_loader,
-    iterable_skips,
-    move_to_device,
-    pop_bookkeeping,
-)
+from lavis.runners.data import build_loader, iterable_skips
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +378,9 @@ class RunnerBase:
         for label, dataset in self.eval_sets(splits):
             loader, _ = self._loader(dataset, train=False)
             records: list[dict[str, Any]] = []
-            for batch in self.progress(len(loader), 0, f"eval {label}"):
+            bar = self.progress(len(loader), 0, f"eval {label}")
+            for batch in loader:
+                bar.update(1)
                 inputs, meta = pop_bookkeeping(batch)
                 if batch_size_of(inputs, meta) == 0:
                     continue
@@ -393,6 +390,7 @@ class RunnerBase:
                 for record, index in zip(out, meta["_index"]):
                     record.setdefault("_index", int(index))
                 records.extend(out)
+            bar.close()
             merged: dict[int, dict[str, Any]] = {}
             for part in all_gather_object(records):
                 for record in part:  # the sampler pads with repeats: keep one per index

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -170,29 +170,3 @@ def build_loader(
         generator=generator,
     )
     return loader, sampler
-
-
-def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    non_blocking = device.type == "cuda"
-    return {
-        key: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
-        for key, value in batch.items()
-    }
-
-
-def pop_bookkeeping(batch: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``_``-prefixed runner keys (``_skipped``, ``_index``, ``_size``) from model inputs."""
-    meta = {k: v for k, v in batch.items() if k.startswith("_")}
-    inputs = {k: v for k, v in batch.items() if not k.startswith("_")}
-    return inputs, meta
-
-
-def batch_size_of(inputs: dict[str, Any], meta: dict[str, Any]) -> int:
-    if "_size" in meta:
-        return int(meta["_size"])
-    for value in inputs.values():
-        if isinstance(value, torch.Tensor) and value.ndim > 0:
-            return int(value.shape[0])
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            return len(value)
-    return 0

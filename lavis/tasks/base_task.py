@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
+from lavis.common.batch import batch_size_of
 from lavis.common.registry import Registry
 from lavis.datasets.builders.base_builder import BUILDERS
 from lavis.models.base_model import MODELS, BaseModel
@@ -56,8 +57,7 @@ class BaseTask:
     def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
         """Default validation: the batch loss, one record per sample (weighted mean later)."""
         loss = model(samples)["loss"].float().item()
-        size = len(samples.get("text_input", [])) or 1
-        return [{"loss": loss} for _ in range(size)]
+        return [{"loss": loss} for _ in range(batch_size_of(samples))]
 
     def after_evaluation(
         self, records: list[dict[str, Any]], split: str, epoch: int | str, output_dir: Path
