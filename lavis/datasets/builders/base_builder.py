@@ -21,6 +21,20 @@ class BaseBuilderConfig:
     # Processor specs per split kind: {"train": {"name": ..., ...}, "eval": {...}}.
     vis_processor: dict[str, Any] = dataclasses.field(default_factory=dict)
     text_processor: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Relative weight of this data set's train split when several are mixed in one run.
+    sample_ratio: float = 1.0
+    # Unreadable images raise DataError instead of becoming skipped samples.
+    strict: bool = False
+    # Images with more pixels are refused as decompression bombs (PIL's own default limit).
+    max_image_pixels: int = 89_478_485
+
+    def validate(self) -> None:
+        from lavis.common.errors import ConfigError
+
+        if not self.sample_ratio > 0:
+            raise ConfigError(f"'sample_ratio' must be > 0, got {self.sample_ratio}")
+        if self.max_image_pixels <= 0:
+            raise ConfigError(f"'max_image_pixels' must be > 0, got {self.max_image_pixels}")
 
 
 class BaseDatasetBuilder:

@@ -1,0 +1,228 @@
+"""Annotation file readers that fail at build time with the file, line/row and field named.
+
+Locations are 1-based: ``line N`` for JSONL and JSON syntax errors, ``record N`` for the items of
+a JSON list or pickle, ``row N`` for CSV and parquet data rows (the CSV header is not counted).
+CSV and parquet are read with pyarrow into tables, so a 1M-row file costs no per-row Python work.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import pickle
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
+import pyarrow.parquet as pq
+
+from lavis.common.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object"}
+
+
+def data_file(root: Path, relative: str, key: str) -> Path:
+    """A file named in config, resolved under the storage root; missing -> ``DataError``."""
+    path = Path(relative) if Path(relative).is_absolute() else root / relative
+    if not path.is_file():
+        raise DataError(f"config key '{key}': file {path} not found")
+    return path
+
+
+def data_files(root: Path, pattern: str, key: str) -> list[Path]:
+    """Files matching a glob under the storage root, sorted; none -> ``DataError``."""
+    full = pattern if Path(pattern).is_absolute() else str(root / pattern)
+    paths = sorted(Path(p) for p in glob.glob(full) if Path(p).is_file())
+    if not paths:
+        raise DataError(f"config key '{key}': no file matches {full}")
+    return paths
+
+
+def field(record: Any, name: str, where: str, kind: type | tuple[type, ...] = str, required: bool = True) -> Any:
+    """``record[name]`` checked for presence and type; ``where`` is e.g. ``"a.jsonl: line 3"``."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+    if not isinstance(record, Mapping):
+        raise DataError(f"{where}: expected an object with field '{name}', got {type(record).__name__}")
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise DataError(f"{where}, field '{name}': missing (expected {expected})")
+        return None
+    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+        raise DataError(f"{where}, field '{name}': expected {expected}, got {value!r}")
+    return value
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {err.lineno}, column {err.colno}: malformed JSON ({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from None
+
+
+def read_json_list(path: Path) -> list[Any]:
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One JSON object per line; blank lines are allowed."""
+    records = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(
+                        f"{path}: line {number}, column {err.colno}: malformed JSON ({err.msg})"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+                records.append(record)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from None
+    return records
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Loads lists/dicts/strings/numbers only: a data file must not be able to run code."""
+
+    _ALLOWED = {
+        ("collections", "OrderedDict"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refers to {module}.{name}; only plain data is accepted")
+
+
+def read_pickle(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return _PlainDataUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
+        raise DataError(f"{path}: not a readable data pickle ({err})") from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        try:
+            return next(csv.reader(f))
+        except StopIteration:
+            raise DataError(f"{path}: empty CSV file (no header line)") from None
+
+
+def _locate_csv_problem(path: Path, width: int) -> str:
+    """Slow exact scan, only after pyarrow refused the file: which line is wrong and how."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            next(reader)
+            for row_number, row in enumerate(reader, start=1):
+                if len(row) != width and row:
+                    return f"row {row_number} (line {reader.line_num}): expected {width} fields, got {len(row)}"
+        except csv.Error as err:
+            return f"line {reader.line_num}: {err}"
+        except UnicodeDecodeError as err:
+            return f"not UTF-8 text ({err})"
+    return "unparseable CSV"
+
+
+def read_csv(path: Path, columns: Sequence[str], optional: Sequence[str] = ()) -> pa.Table:
+    """Selected columns of a CSV as a string table; empty cells become nulls."""
+    header = _csv_header(path)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: line 1 (header): missing column(s) {missing}; found {header}")
+    include = [c for c in (*columns, *optional) if c in header]
+    invalid: list[Any] = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append(row)
+        return "skip"
+
+    try:
+        table = pv.read_csv(
+            path,
+            parse_options=pv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pv.ConvertOptions(
+                include_columns=include,
+                column_types={c: pa.string() for c in include},
+                strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: malformed CSV: {_locate_csv_problem(path, len(header))} ({err})") from None
+    if invalid:
+        raise DataError(f"{path}: malformed CSV: {_locate_csv_problem(path, len(header))}")
+    return table.combine_chunks()
+
+
+def read_parquet(paths: Sequence[Path], columns: Sequence[str], optional: Sequence[str] = ()) -> pa.Table:
+    """Selected columns of one or more parquet files (same schema) as one table."""
+    tables = []
+    for path in paths:
+        try:
+            names = pq.ParquetFile(path).schema_arrow.names
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{path}: not a readable parquet file ({err})") from None
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; found {names}")
+        wanted = [c for c in (*columns, *optional) if c in names]
+        try:
+            tables.append(pq.read_table(path, columns=wanted, memory_map=True))
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{path}: not a readable parquet file ({err})") from None
+    try:
+        return pa.concat_tables(tables, promote_options="default").combine_chunks()
+    except pa.ArrowInvalid as err:
+        raise DataError(f"{', '.join(map(str, paths))}: parquet files with different schemas ({err})") from None
+
+
+def require_non_null(table: pa.Table, column: str, source: str) -> None:
+    """Every row of ``column`` must have a value; report the first row that does not."""
+    array = table.column(column)
+    nulls = array.null_count
+    if array.type == pa.string() or array.type == pa.large_string():
+        empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(array), ""), True)
+    else:
+        empty = pc.is_null(array)
+    if nulls or pc.any(empty).as_py():
+        first = pc.index(empty, True).as_py()
+        count = pc.sum(empty).as_py()
+        raise DataError(f"{source}: row {first + 1}, field '{column}': empty value ({count} row(s) like this)")
+
+
+def check_unique(values: Iterable[Any], source: str, what: str, required: bool) -> None:
+    """Duplicates are an error where ids must be unique (evaluation), else a logged warning."""
+    counts = Counter(values)
+    duplicates = [value for value, count in counts.items() if count > 1]
+    if not duplicates:
+        return
+    extra = sum(counts[v] - 1 for v in duplicates)
+    message = f"{source}: {len(duplicates)} duplicate {what}(s), {extra} extra row(s); first: {duplicates[:5]}"
+    if required:
+        raise DataError(message + f"; every {what} must be unique here")
+    logger.warning(message)

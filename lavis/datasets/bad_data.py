@@ -1,0 +1,31 @@
+"""Bad-data policy: an unreadable item becomes a ``SkippedSample`` instead of killing the run.
+
+A data set returns ``SkippedSample(path, reason)`` in place of an item it cannot read (missing,
+truncated or non-image file, decompression bomb). The collate drops it and reports it in
+``batch["_skipped"]``; the runner counts those and stops past ``run.max_bad_samples``. With
+``strict: true`` in the data set's section the same failure raises ``DataError`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lavis.common.errors import DataError
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """Stands in for one item that could not be read; ``path`` says which file, ``reason`` why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def skip_or_raise(path: str, reason: str, strict: bool) -> SkippedSample:
+    """The one place that applies the strict flag: raise in strict mode, else a skip marker."""
+    if strict:
+        raise DataError(f"{path}: {reason} (strict mode: set strict: false to skip such samples)")
+    return SkippedSample(path, reason)

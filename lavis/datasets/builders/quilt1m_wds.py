@@ -1,0 +1,51 @@
+"""Quilt-1M from webdataset shards (``make_shards``) as a stream for iteration-based training."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lavis.common.errors import ConfigError
+from lavis.datasets.annotations import data_files
+from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
+from lavis.datasets.builders.table_builder import TableBuilder
+from lavis.datasets.datasets.quilt1m_stream import Quilt1MStream
+
+
+@dataclasses.dataclass
+class Quilt1MWdsConfig(BaseBuilderConfig):
+    # Glob of the shards under storage.
+    shards: str = "shards/quilt1m-*.tar"
+    caption_field: Literal["caption", "corrected_text"] = "caption"
+    shuffle: bool = True
+    # Items held for the within-stream shuffle (memory: about this many encoded images per worker).
+    shuffle_buffer: int = 1000
+    seed: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.shuffle_buffer < 0:
+            raise ConfigError(f"'shuffle_buffer' must be >= 0, got {self.shuffle_buffer}")
+
+
+@register_builder("quilt1m_wds")
+class Quilt1MWdsBuilder(TableBuilder):
+    """``{"train": Quilt1MStream}``; the stream is infinite only if the runner loops over epochs."""
+
+    Config = Quilt1MWdsConfig
+    DEFAULT_CONFIG = "datasets/quilt1m_wds.yaml"
+
+    def build(self) -> dict[str, Quilt1MStream]:
+        shards = data_files(self.root(), self.cfg.shards, f"datasets.{self.name}.shards")
+        stream = Quilt1MStream(
+            [str(s) for s in shards],
+            caption_field=self.cfg.caption_field,
+            vis_processor=self.processor("vis_processor", "train"),
+            text_processor=self.processor("text_processor", "train"),
+            shuffle=self.cfg.shuffle,
+            shuffle_buffer=self.cfg.shuffle_buffer,
+            seed=self.cfg.seed,
+            strict=self.cfg.strict,
+            max_pixels=self.cfg.max_image_pixels,
+        )
+        return {"train": stream}

@@ -1,0 +1,1 @@
+"""Command-line data tools (``python -m lavis.datasets.tools.<name>``)."""
