@@ -100,3 +100,77 @@ class ToyBuilder(BaseDatasetBuilder):
             y = x @ w + 0.1 * torch.randn(n, generator=g)
             out[split] = ToyData(x, y, cfg.noise if split == "train" else 0.0, cfg.bad_every)
         return out
+
+
+# ---- a toy VQA model and data set, for the distributed evaluation path ----------------------
+@dataclasses.dataclass
+class ToyVQAModelConfig(BaseModelConfig):
+    arch: str = "toy_vqa"
+    dim: int = 4
+
+
+@register_model("toy_vqa")
+class ToyVQA(BaseModel):
+    """Answers closed questions by the sign of a linear score, open ones with a fixed phrase."""
+
+    Config = ToyVQAModelConfig
+
+    def __init__(self, cfg: ToyVQAModelConfig) -> None:
+        super().__init__()
+        self.score = nn.Linear(cfg.dim, 1)
+        with torch.no_grad():
+            self.score.weight.fill_(1.0)
+            self.score.bias.zero_()
+
+    @classmethod
+    def from_config(cls, cfg: ToyVQAModelConfig) -> ToyVQA:
+        return cls(cls.parse_config(cfg))
+
+    def forward(self, samples: dict) -> dict[str, torch.Tensor]:
+        return {"loss": self.score(samples["x"]).pow(2).mean()}
+
+    def predict_answers(self, samples: dict, **generation) -> list[str]:
+        positive = (self.score(samples["x"]).squeeze(-1) > 0).tolist()
+        return [
+            ("yes" if pos else "no") if kind == "CLOSED" else f"tissue with {'many' if pos else 'few'} nuclei"
+            for pos, kind in zip(positive, samples["answer_type"])
+        ]
+
+    def rank_answers(self, samples: dict, candidates=("yes", "no")) -> list[str]:
+        return [candidates[0] if s > 0 else candidates[1] for s in self.score(samples["x"]).squeeze(-1).tolist()]
+
+
+class ToyVQAData(Dataset):
+    def __init__(self, n: int, dim: int) -> None:
+        g = torch.Generator().manual_seed(7)
+        self.x = torch.randn(n, dim, generator=g)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        closed = i % 3 != 0
+        truth = bool(i % 2)
+        return {
+            "x": self.x[i],
+            "question_id": f"q{i}",
+            "text_input": f"Is there something in region {i}?" if closed else f"What is in region {i}?",
+            "answer": ("yes" if truth else "no") if closed else "tissue with many nuclei",
+            "answer_type": "CLOSED" if closed else "OPEN",
+            "image_path": f"region_{i}.png",
+        }
+
+
+@dataclasses.dataclass
+class ToyVQADataConfig(BaseBuilderConfig):
+    num_questions: int = 13
+    dim: int = 4
+
+
+@register_builder("toy_vqa")
+class ToyVQABuilder(BaseDatasetBuilder):
+    Config = ToyVQADataConfig
+
+    def build(self) -> dict[str, Dataset]:
+        return {"test": ToyVQAData(self.cfg.num_questions, self.cfg.dim)}

@@ -1,0 +1,62 @@
+"""Captioning evaluation (Quilt captions): BLEU-1..4, METEOR, ROUGE-L, CIDEr via pycocoevalcap.
+
+Images with several reference captions are generated for once and scored against all of them.
+SPICE is off by default: it needs Stanford CoreNLP models that pycocoevalcap downloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lavis.common.checkpoint import atomic_write_text
+from lavis.tasks.base_task import BaseTask, register_task
+from lavis.tasks.generation import GenerationConfig
+
+
+@dataclasses.dataclass
+class CaptionTaskConfig:
+    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    prompt: str = "Describe this pathology image."
+    spice: bool = False
+
+
+@register_task("captioning")
+class CaptioningTask(BaseTask):
+    Config = CaptionTaskConfig
+    best_mode = "max"
+
+    @torch.no_grad()
+    def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
+        references = list(samples["text_input"])
+        prompted = {**samples, "text_input": [self.cfg.prompt] * len(references)}
+        captions = model.generate(prompted, **self.cfg.generation.kwargs())
+        image_ids = samples.get("image_id") or list(range(len(references)))
+        return [
+            {"image_id": image_id, "reference": ref, "prediction": pred}
+            for image_id, ref, pred in zip(image_ids, references, captions)
+        ]
+
+    def after_evaluation(
+        self, records: list[dict[str, Any]], split: str, epoch: int | str, output_dir: Path
+    ) -> dict[str, float]:
+        from lavis.metrics.captioning import score_captions
+
+        references: dict[Any, list[str]] = {}
+        predictions: dict[Any, str] = {}
+        for r in records:
+            key = r["image_id"]
+            references.setdefault(key, []).append(r["reference"])
+            predictions.setdefault(key, r["prediction"])
+        scores = score_captions(references, predictions, spice=self.cfg.spice)
+        scores["agg_metrics"] = scores["CIDEr"]
+        stem = output_dir / f"{split}_{epoch}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        rows = [json.dumps({"image_id": k, "caption": v}) for k, v in predictions.items()]
+        atomic_write_text(stem.with_name(stem.name + "_captions.jsonl"), "\n".join(rows) + "\n")
+        atomic_write_text(stem.with_name(stem.name + "_metrics.json"), json.dumps(scores, indent=2))
+        return scores

@@ -1,0 +1,148 @@
+"""VQA evaluation (QUILT-VQA, LLaVA-Med, PathVQA): generate, gather once per question, score.
+
+Writes into the run folder, per evaluated split: ``<split>_<epoch>_answers.jsonl`` (LLaVA-Med
+answer format: ``question_id, prompt, text, answer_id, model_id, metadata``), ``..._metrics.json``
+(every protocol asked for, plus the generation settings) and ``..._metrics.md`` (a table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from lavis.common.checkpoint import atomic_write_text
+from lavis.common.errors import DataError
+from lavis.tasks.base_task import BaseTask, register_task
+from lavis.tasks.generation import GenerationConfig
+
+_PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "bleu", "closed_accuracy")
+
+
+@dataclasses.dataclass
+class VQATaskConfig:
+    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    # The first protocol is the headline (and what best-checkpoint selection uses).
+    protocols: list[Literal["llava_med", "quilt", "strict"]] = dataclasses.field(
+        default_factory=lambda: ["llava_med", "strict"]
+    )
+    # "generate": closed questions answered by free generation, scored by the protocol's rule;
+    # "rank": the model picks "yes" or "no" by likelihood (no generation quirks at all).
+    closed_method: Literal["generate", "rank"] = "generate"
+    model_id: str | None = None  # written into the answers file; default: arch/model_type
+
+
+def selection_metric(summary: dict[str, Any]) -> float:
+    """``agg_metrics``: mean of closed accuracy and open F1 (F1, because long answers inflate recall)."""
+    parts = [summary[k] for k in ("closed_accuracy", "open_f1") if summary.get(k) is not None]
+    return sum(parts) / len(parts) if parts else 0.0
+
+
+@register_task("vqa")
+class VQATask(BaseTask):
+    Config = VQATaskConfig
+    best_mode = "max"
+
+    @torch.no_grad()
+    def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
+        answers = list(model.predict_answers(samples, **self.cfg.generation.kwargs()))
+        types = samples.get("answer_type") or [None] * len(answers)
+        if self.cfg.closed_method == "rank":
+            closed = [i for i, t in enumerate(types) if t == "CLOSED"]
+            if closed:
+                subset = _select(samples, closed)
+                for i, choice in zip(closed, model.rank_answers(subset, candidates=("yes", "no"))):
+                    answers[i] = choice
+        out = []
+        for i, prediction in enumerate(answers):
+            out.append(
+                {
+                    "question_id": samples["question_id"][i],
+                    "prompt": samples["text_input"][i],
+                    "prediction": prediction,
+                    "answer": (samples.get("answer") or [None] * len(answers))[i],
+                    "answer_type": types[i],
+                    "yes_no_answer": (samples.get("yes_no_answer") or [None] * len(answers))[i],
+                    "image_path": (samples.get("image_path") or [None] * len(answers))[i],
+                }
+            )
+        return out
+
+    def after_evaluation(
+        self, records: list[dict[str, Any]], split: str, epoch: int | str, output_dir: Path
+    ) -> dict[str, float]:
+        from lavis.metrics.vqa import VQARecord, score
+
+        ids = [r["question_id"] for r in records]
+        if len(set(map(str, ids))) != len(ids):
+            dupes = sorted({str(i) for i in ids if ids.count(i) > 1})[:10]
+            raise DataError(f"{split}: question ids are not unique, e.g. {dupes}")
+        truth = [
+            VQARecord(
+                question_id=r["question_id"],
+                question=r["prompt"],
+                answer=r["answer"] or "",
+                answer_type=r["answer_type"] or "OPEN",
+                yes_no_answer=r.get("yes_no_answer"),
+            )
+            for r in records
+        ]
+        predictions = {r["question_id"]: r["prediction"] for r in records}
+        by_protocol = {name: score(truth, predictions, name)[0] for name in self.cfg.protocols}
+        headline = by_protocol[self.cfg.protocols[0]]
+        stem = output_dir / f"{split}_{epoch}"
+        self._write(stem, records, by_protocol)
+        flat = {k: v for k, v in headline.items() if isinstance(v, (int, float))}
+        for name, summary in list(by_protocol.items())[1:]:
+            flat.update({f"{name}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        flat["agg_metrics"] = selection_metric(headline)
+        return flat
+
+    def _write(self, stem: Path, records: list[dict[str, Any]], by_protocol: dict[str, dict]) -> None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        model_id = self.cfg.model_id or "clover"
+        lines = [
+            json.dumps(
+                {
+                    "question_id": r["question_id"],
+                    "prompt": r["prompt"],
+                    "text": r["prediction"],
+                    "answer_id": f"{r['question_id']}",
+                    "model_id": model_id,
+                    "metadata": {"answer_type": r["answer_type"], "image": r["image_path"]},
+                }
+            )
+            for r in records
+        ]
+        atomic_write_text(stem.with_name(stem.name + "_answers.jsonl"), "\n".join(lines) + "\n")
+        report = {"protocols": by_protocol, "generation": self.cfg.generation.kwargs(),
+                  "closed_method": self.cfg.closed_method, "num_questions": len(records)}
+        atomic_write_text(stem.with_name(stem.name + "_metrics.json"), json.dumps(report, indent=2))
+        atomic_write_text(stem.with_name(stem.name + "_metrics.md"), markdown_table(stem.name, by_protocol))
+
+
+def markdown_table(title: str, by_protocol: dict[str, dict[str, Any]]) -> str:
+    keys = [k for k in _PERCENT_KEYS if any(s.get(k) is not None for s in by_protocol.values())]
+    rows = [f"### {title}", "", "| protocol | " + " | ".join(keys) + " | open / closed |",
+            "|---" * (len(keys) + 2) + "|"]
+    for name, s in by_protocol.items():
+        cells = ["-" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {s.get('num_open', 0)} / {s.get('num_closed', 0)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _select(samples: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+    """The sub-batch of ``rows`` (tensors indexed, lists picked)."""
+    index = torch.tensor(rows)
+    out = {}
+    for key, value in samples.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.index_select(0, index.to(value.device))
+        elif isinstance(value, list):
+            out[key] = [value[i] for i in rows]
+        else:
+            out[key] = value
+    return out
