@@ -1,0 +1,139 @@
+"""What every token encoder shares: validated config, frozen precision, checkpointed blocks.
+
+Frozen mode (``freeze: true``) means: weights cast to ``precision``, ``requires_grad=False`` and
+eval mode for good - ``train()`` on a parent model cannot switch a frozen encoder back, so
+drop-path and dropout stay off. Forward casts the images to the weights' dtype and returns tokens
+in that dtype (fp16/bf16 for a frozen half-precision encoder): callers upcast where they need fp32
+(BLIP-2 applies ``ln_vision`` under autocast).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from lavis.common.errors import ConfigError
+from lavis.models.vision.base import VisionEncoder, VisionEncoderConfig
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclasses.dataclass
+class TokenEncoderConfig(VisionEncoderConfig):
+    """The base keys, checked: known precision, half precision only for frozen weights."""
+
+    # Whether the encoder supports stochastic depth (subclasses built on blocks without it say no).
+    supports_drop_path = True
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"'precision' must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if not self.freeze and self.precision != "fp32":
+            raise ConfigError(
+                f"'precision: {self.precision}' needs 'freeze: true': a trainable encoder keeps fp32 "
+                "weights and runs in half precision under autocast"
+            )
+        if self.image_size <= 0:
+            raise ConfigError(f"'image_size' must be positive, got {self.image_size}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ConfigError(f"'drop_path_rate' must be in [0, 1), got {self.drop_path_rate}")
+        if self.drop_path_rate > 0 and not self.supports_drop_path:
+            raise ConfigError(
+                f"'drop_path_rate' must be 0 for encoder '{self.name}': its blocks have no stochastic depth"
+            )
+
+
+@dataclasses.dataclass
+class VitArchConfig(TokenEncoderConfig):
+    """Architecture numbers of a plain ViT; subclasses set full-size defaults, tests override them."""
+
+    patch_size: int = 16
+    width: int = 768
+    # Blocks built and run; the encoder returns the last one's output (before any final norm).
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    layer_norm_eps: float = 1e-6
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("patch_size", "width", "depth", "heads"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"'{key}' must be positive, got {getattr(self, key)}")
+        if self.width % self.heads:
+            raise ConfigError(f"'width' ({self.width}) must be divisible by 'heads' ({self.heads})")
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                f"'image_size' ({self.image_size}) must be a multiple of 'patch_size' ({self.patch_size})"
+            )
+
+
+def blocks_up_to(layer: int, total: int, where: str) -> int:
+    """How many blocks to keep so that block ``layer`` (Python index, -1 = last) is the output."""
+    index = layer + total if layer < 0 else layer
+    if not 0 <= index < total:
+        raise ConfigError(f"config key '{where}': {layer} is not a block of a {total}-block transformer")
+    return index + 1
+
+
+class TokenEncoder(VisionEncoder):
+    """A vision encoder with the shared frozen/precision/checkpointing behaviour."""
+
+    def __init__(self, cfg: TokenEncoderConfig) -> None:
+        super().__init__()
+        self.image_size = cfg.image_size
+        self.use_grad_checkpoint = cfg.use_grad_checkpoint
+        self.frozen = False
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: Any) -> TokenEncoder:
+        cfg = cls.parse_config(cfg)
+        encoder = cls(cfg)
+        if cfg.pretrained:
+            encoder.load_pretrained(cfg.pretrained)
+        return encoder.apply_freeze(cfg)
+
+    def load_pretrained(self, source: str) -> None:
+        raise NotImplementedError
+
+    def apply_freeze(self, cfg: TokenEncoderConfig) -> TokenEncoder:
+        """Frozen: cast to ``precision``, no grads, eval for good. Otherwise fp32 and trainable."""
+        if cfg.freeze:
+            self.to(PRECISIONS[cfg.precision])
+            self.requires_grad_(False)
+            self.frozen = True
+            self.eval()
+        return self
+
+    def train(self, mode: bool = True) -> TokenEncoder:
+        return super().train(mode and not self.frozen)
+
+    # ---- forward helpers ------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        for param in self.parameters():
+            return param.dtype
+        return torch.float32
+
+    def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Check the shape and cast to the weights' dtype."""
+        size = self.image_size
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != size or images.shape[3] != size:
+            raise ValueError(
+                f"{type(self).__name__} expects images of shape (B, 3, {size}, {size}) "
+                f"(model.vision.image_size={size}), got {tuple(images.shape)}"
+            )
+        return images.to(self.dtype)
+
+    def run_blocks(self, blocks: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        """Apply blocks in order; with activation checkpointing when configured and training."""
+        use_checkpoint = self.use_grad_checkpoint and self.training and torch.is_grad_enabled()
+        for block in blocks:
+            x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
+        return x
