@@ -1,0 +1,82 @@
+"""Read evaluation files that are either one JSON list or JSON lines, keeping where each record is.
+
+The published files come in both layouts (LLaVA-Med ``test.json`` and QUILT's
+``quiltvqa_test_w_ans.json`` are JSON lists; answer files are JSON lines), so every loader accepts
+both and every error message can name the file and the item index or line number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lavis.common.errors import DataError
+
+
+def read_records(path: str | os.PathLike) -> list[tuple[str, Any]]:
+    """Return ``(location, record)`` pairs; location reads ``"<path>: item 3"`` or ``"<path>: line 4"``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected JSON") from None
+    if text.lstrip().startswith("["):
+        return _read_json_list(path, text)
+    return _read_json_lines(path, text)
+
+
+def _read_json_list(path: Path, text: str) -> list[tuple[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of objects or JSON lines")
+    return [(f"{path}: item {index}", record) for index, record in enumerate(data)]
+
+
+def _read_json_lines(path: Path, text: str) -> list[tuple[str, Any]]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((f"{path}: line {number}", json.loads(line)))
+        except json.JSONDecodeError as err:
+            hint = "expected one JSON object per line (JSON lines) or a single JSON list"
+            raise DataError(f"{path}: line {number}: invalid JSON ({err.msg}); {hint}") from None
+    return records
+
+
+def require_object(record: Any, where: str) -> dict:
+    """The record itself must be a JSON object."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def require_id(record: dict, key: str, where: str) -> int | str:
+    """A question/image id: an int or a non-empty string (bools are JSON's true/false, not ids)."""
+    if key not in record:
+        raise DataError(f"{where}: field '{key}' is missing (expected an int or string id)")
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise DataError(f"{where}: field '{key}' must be an int or non-empty string id, got {value!r}")
+    return value
+
+
+def require_str(record: dict, key: str, where: str) -> str:
+    """A text field that must be present and a string."""
+    if key not in record:
+        raise DataError(f"{where}: field '{key}' is missing (expected a string)")
+    value = record[key]
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def id_key(question_id: int | str) -> str:
+    """Ids are matched as text, so ``5`` in one file matches ``"5"`` in the other."""
+    return str(question_id)
