@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from lavis.common.errors import ConfigError, DataError
+from lavis.metrics.protocols import PROTOCOLS
 from lavis.metrics.vqa import SUMMARY_KEYS, IdMismatchError, load_ground_truth, load_predictions, score
 from lavis.metrics.vqa.__main__ import main
 
@@ -127,6 +128,23 @@ def test_matching_is_by_id_and_reports_missing_and_extra(llava_med_gt: Path, lla
     assert "[2, 4]" in str(caught.value) and "[99]" in str(caught.value)
 
 
+def test_api_rejects_duplicate_questions_and_non_text_answers(llava_med_gt: Path) -> None:
+    records = load_ground_truth(llava_med_gt)
+    with pytest.raises(DataError, match="more than once"):
+        score([*records, records[0]], {r.question_id: "x" for r in records}, "strict")
+    with pytest.raises(DataError, match="question 3 is None"):
+        score(records, {r.question_id: None if r.question_id == 3 else "x" for r in records}, "strict")
+
+
+def test_period_limit_separates_f1_from_bleu() -> None:
+    # 40 trailing periods: one pass leaves "tumor" + 8 periods (what BLEU sees), the second pass
+    # inside the F1 helper removes them ("tumor"). So F1 = 1 while BLEU-1 = 0; strict sees "tumor".
+    published = PROTOCOLS["llava_med"].score_open("Tumor" + "." * 40, "tumor")
+    assert (published["f1"], published["exact_match"], published["bleu_1"]) == (1.0, 1.0, 0.0)
+    strict = PROTOCOLS["strict"].score_open("Tumor" + "." * 40, "tumor")
+    assert (strict["f1"], strict["exact_match"], strict["bleu_1"]) == (1.0, 1.0, 1.0)
+
+
 def test_unknown_protocol(llava_med_gt: Path) -> None:
     with pytest.raises(ConfigError, match="unknown VQA protocol 'vqa2'.*llava_med"):
         score(load_ground_truth(llava_med_gt), {}, "vqa2")
@@ -189,6 +207,7 @@ def test_command_as_module(llava_med_gt: Path, llava_med_pred: Path, repo_root: 
         [*command, "--pred", str(llava_med_pred)], cwd=repo_root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+    assert "found in sys.modules" not in done.stderr  # the command module is not imported twice
     assert json.loads(done.stdout)["closed_accuracy"] == pytest.approx(50.0)
     failed = subprocess.run(
         [*command, "--pred", str(tmp_path / "missing.jsonl")], cwd=repo_root, capture_output=True, text=True

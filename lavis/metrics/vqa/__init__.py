@@ -58,11 +58,17 @@ def _align(records: Sequence[VQARecord], predictions: Mapping[int | str, str]) -
     if len(by_key) != len(predictions):
         raise DataError("predictions contain the same question id both as a number and as a string")
     wanted = {id_key(record.question_id) for record in records}
+    if len(wanted) != len(records):
+        raise DataError("the ground truth lists a question id more than once")
     missing = [record.question_id for record in records if id_key(record.question_id) not in by_key]
     extra = [question_id for question_id in predictions if id_key(question_id) not in wanted]
     if missing or extra:
         raise IdMismatchError(missing, extra)
-    return [by_key[id_key(record.question_id)] for record in records]
+    texts = [by_key[id_key(record.question_id)] for record in records]
+    for record, text in zip(records, texts):
+        if not isinstance(text, str):
+            raise DataError(f"the prediction for question {record.question_id!r} is {text!r}, not a string")
+    return texts
 
 
 def score(
