@@ -1,0 +1,89 @@
+"""Frozen mode for every encoder: no grads, eval for good, weights and tokens in the set precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lavis.common.errors import ConfigError
+from lavis.models.vision.eva_vit import EvaVisionTransformer
+from lavis.models.vision.presets import vision_preset
+
+ENCODERS = ["eva_clip_g_tiny", "clip_L_tiny", "open_clip", "hf_clip"]
+
+
+@pytest.fixture
+def tiny_config(tiny_open_clip, tiny_plip):
+    """The tiny config mapping of each encoder kind, and its image size."""
+
+    def config(kind: str, **overrides):
+        if kind == "open_clip":
+            name, _, folder = tiny_open_clip
+            base = {"name": "open_clip", "model_name": name, "pretrained": str(folder), "image_size": 32}
+        elif kind == "hf_clip":
+            base = {"name": "hf_clip", "pretrained": str(tiny_plip[1]), "image_size": 32}
+        else:
+            base = vision_preset(kind)
+        return {**base, **overrides}
+
+    return config
+
+
+def _build(cfg):
+    from lavis.models.vision.base import VISION_ENCODERS
+
+    cls = VISION_ENCODERS.get(cfg["name"])
+    return cls.from_config(cls.parse_config(cfg))
+
+
+@pytest.mark.parametrize("kind", ENCODERS)
+def test_frozen_half_precision_stays_eval_without_grads(kind, tiny_config, images):
+    reference = _build(tiny_config(kind, precision="fp32"))
+    frozen = _build(tiny_config(kind, precision="bf16"))
+    frozen.load_state_dict(reference.state_dict())
+    parent = nn.ModuleDict({"visual_encoder": frozen, "head": nn.Linear(2, 2)})
+
+    parent.train()
+    assert parent.training and parent["head"].training
+    assert not any(m.training for m in frozen.modules())
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in frozen.parameters())
+
+    x = images(frozen.image_size)
+    tokens = frozen(x)  # fp32 images are cast to the weights' dtype
+    assert tokens.dtype == torch.bfloat16 and not tokens.requires_grad
+    assert tokens.shape == (2, frozen.num_tokens, frozen.num_features)
+    expected = reference(x)
+    relative_error = (tokens.float() - expected).norm() / expected.norm()
+    assert relative_error < 0.02, relative_error  # bf16 rounding, not a different computation
+
+
+@pytest.mark.parametrize("kind", ["eva_clip_g_tiny", "clip_L_tiny"])
+def test_fp16_frozen_and_trainable_fp32(kind, tiny_config, images):
+    half = _build(tiny_config(kind, precision="fp16"))
+    assert half(images(56)).dtype == torch.float16
+
+    trainable = _build(tiny_config(kind, freeze=False))
+    nn.Sequential(trainable).train()
+    assert trainable.training
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in trainable.parameters())
+    trainable(images(56)).sum().backward()
+    assert all(p.grad is not None for p in trainable.parameters())
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="'precision: fp16' needs 'freeze: true'"):
+        EvaVisionTransformer.parse_config(vision_preset("eva_clip_g_tiny", precision="fp16", freeze=False))
+    with pytest.raises(ConfigError, match="'precision' must be one of"):
+        EvaVisionTransformer.parse_config(vision_preset("eva_clip_g_tiny", precision="fp8"))
+    with pytest.raises(ConfigError, match="model.vision.dept.*Did you mean 'depth'"):
+        EvaVisionTransformer.parse_config({**vision_preset("eva_clip_g_tiny"), "dept": 3})
+    with pytest.raises(ConfigError, match="multiple of 'patch_size'"):
+        EvaVisionTransformer.parse_config(vision_preset("eva_clip_g_tiny", image_size=60))
+    with pytest.raises(ConfigError, match="divisible by 'heads'"):
+        EvaVisionTransformer.parse_config(vision_preset("eva_clip_g_tiny", heads=3))
+
+
+def test_wrong_image_shape_is_a_clear_error(make_encoder, images):
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, 56, 56\).*got \(2, 3, 64, 64\)"):
+        make_encoder("eva_clip_g_tiny")(images(64))
