@@ -20,7 +20,7 @@ from lavis.datasets.builders.table_builder import SplitTable, TableBuilder, answ
 @dataclasses.dataclass
 class CloverInstructionsConfig(BaseBuilderConfig):
     # Split -> instructions file under storage (.jsonl records or .json LLaVA conversations).
-    files: dict[str, str] = dataclasses.field(default_factory=lambda: {"train": "instructions.jsonl"})
+    files: dict[str, str | None] = dataclasses.field(default_factory=lambda: {"train": "instructions.jsonl"})
     # Folder the records' 'image' paths are relative to (the Quilt-1M images).
     image_dir: str = "quilt_1m"
     # Keep only records whose 'source' is listed (generated, template); empty keeps all.

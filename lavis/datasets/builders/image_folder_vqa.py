@@ -160,7 +160,9 @@ class ImageFolderVQABuilder(TableBuilder):
         check_templates(images, self.cfg.templates, f"datasets.{self.name}")
         assignment = split_slides(images, self.cfg.split_fractions, self.cfg.seed)
         splits = {}
-        for split in self.cfg.split_fractions:
+        for split, fraction in self.cfg.split_fractions.items():
+            if fraction == 0:
+                continue
             members = [image for image in images if assignment[image.slide] == split]
             if split == "train" and self.cfg.k_shot:
                 members = k_shot(members, self.cfg.k_shot, self.cfg.seed)

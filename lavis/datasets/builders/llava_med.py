@@ -26,7 +26,7 @@ _CONVERSATION_KEYS = ("conversations", "conversatons")
 @dataclasses.dataclass
 class LlavaMedConfig(BaseBuilderConfig):
     # Split -> conversation JSON file under storage.
-    files: dict[str, str] = dataclasses.field(
+    files: dict[str, str | None] = dataclasses.field(
         default_factory=lambda: {"train": "llava_med_instruct_60k_inline_mention.json"}
     )
     image_dir: str = "images"

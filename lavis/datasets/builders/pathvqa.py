@@ -39,7 +39,7 @@ DEFAULT_FILES = {
 class PathVQAConfig(BaseBuilderConfig):
     format: Literal["parquet", "pickle"] = "parquet"
     # Split -> file (pickle) or glob (parquet) under storage; null uses the release layout.
-    files: dict[str, str] | None = None
+    files: dict[str, str | None] | None = None
     # Pickle form: images of split S are under <image_dir>/S/<img_id>.jpg.
     image_dir: str = "images"
 
@@ -84,6 +84,8 @@ class PathVQABuilder(TableBuilder):
         files = self.cfg.files or DEFAULT_FILES[self.cfg.format]
         splits = {}
         for split, pattern in files.items():
+            if pattern is None:  # null leaves a split of the defaults out
+                continue
             key = f"datasets.{self.name}.files.{split}"
             if self.cfg.format == "parquet":
                 paths = data_files(root, pattern, key)

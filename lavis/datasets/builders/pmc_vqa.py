@@ -27,7 +27,7 @@ COLUMNS = ("Figure_path", "Question", "Answer", *CHOICE_COLUMNS, "Answer_label")
 @dataclasses.dataclass
 class PMCVQAConfig(BaseBuilderConfig):
     # Split -> CSV under storage (the release also has train_2.csv, test_2.csv, test_clean.csv).
-    files: dict[str, str] = dataclasses.field(default_factory=lambda: {"train": "train.csv", "test": "test.csv"})
+    files: dict[str, str | None] = dataclasses.field(default_factory=lambda: {"train": "train.csv", "test": "test.csv"})
     image_dir: str = "images"
     answer_style: Literal["letter", "text"] = "letter"
 

@@ -48,12 +48,12 @@ class Quilt1MFilter:
 class Quilt1MConfig(BaseBuilderConfig, Quilt1MFilter):
     annotation: str = "quilt_1M_lookup.csv"
     image_dir: str = "quilt_1m"
-    # Output split -> value of the CSV's 'split' column.
-    splits: dict[str, str] = dataclasses.field(default_factory=lambda: {"train": "train", "val": "val"})
+    # Output split -> value of the CSV's 'split' column; null leaves a default split out.
+    splits: dict[str, str | None] = dataclasses.field(default_factory=lambda: {"train": "train", "val": "val"})
 
     def validate(self) -> None:
         super().validate()
-        if not self.splits:
+        if not any(self.splits.values()):
             raise ConfigError("'splits' must name at least one split, e.g. {train: train}")
 
 
@@ -103,6 +103,8 @@ class Quilt1MBuilder(TableBuilder):
         table = read_lookup(csv_path, self.cfg)
         splits = {}
         for name, value in self.cfg.splits.items():
+            if value is None:
+                continue
             rows = table.filter(pc.equal(table.column("split"), value))
             if rows.num_rows == 0:
                 found = pc.unique(table.column("split")).to_pylist()

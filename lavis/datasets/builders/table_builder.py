@@ -173,6 +173,8 @@ class TableBuilder(BaseDatasetBuilder):
         root = self.root()
         splits = {}
         for split, name in self.cfg.files.items():
+            if name is None:  # null leaves a split of the defaults out
+                continue
             path = data_file(root, name, f"datasets.{self.name}.files.{split}")
             splits[split] = SplitTable(qa_table(read(path)), root / self.cfg.image_dir, str(path))
         return splits
