@@ -63,6 +63,8 @@ class HFClipVisionEncoder(TokenEncoder):
 
     def __init__(self, cfg: HFClipConfig) -> None:
         super().__init__(cfg)
+        if not cfg.pretrained:  # also when a caller clears it to skip loading: the config is in there
+            raise ConfigError("hf_clip needs 'pretrained': the tower's architecture comes from its config.json")
         self.model = load_clip_vision_model(cfg.pretrained)
         config = self.model.config
         # transformers 5 flattens CLIPVisionModel; earlier releases nest it under `vision_model`.

@@ -1,8 +1,9 @@
 """Where pretrained encoder weights come from: a local file or folder, a Hub id, or a URL.
 
-Nothing here downloads while ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is set (the test
-suite sets it): a source that is neither on disk nor in the local cache fails with
-:class:`WeightsNotFoundError` saying what to download and where to put it.
+Nothing here downloads while ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` / ``LAVIS_OFFLINE`` is
+set (the test suite sets the first): a source that is neither on disk nor in the local cache fails
+with :class:`WeightsNotFoundError` saying what to download and where to put it. URLs are cached
+under ``$LAVIS_CACHE_DIR`` (default ``~/.cache/lavis/checkpoints``), as BLIP-2 checkpoints are.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ _HUB_ID = re.compile(r"^(hf-hub:)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def offline_mode() -> bool:
-    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LAVIS_OFFLINE"))
     return any(flag.strip().lower() in {"1", "true", "yes", "on"} for flag in flags)
+
+
+def url_cache_dir() -> Path:
+    return Path(os.environ.get("LAVIS_CACHE_DIR", Path.home() / ".cache" / "lavis" / "checkpoints"))
 
 
 def hub_repo_id(source: str) -> str | None:
@@ -43,8 +48,8 @@ def fetch_file(source: str, filenames: Sequence[str], what: str, hint: str) -> P
     """A local path to ``source`` itself (a file), or to the first of ``filenames`` inside it.
 
     ``source`` is a file, a folder, a Hub repo id (``org/name`` or ``hf-hub:org/name``; the
-    Hub cache is used, and only it when offline) or an http(s) URL (cached under torch hub's
-    ``checkpoints/``). ``what`` names the weights and ``hint`` says where to get them.
+    Hub cache is used, and only it when offline) or an http(s) URL (cached in
+    :func:`url_cache_dir`). ``what`` names the weights and ``hint`` says where to get them.
     """
     path = Path(source).expanduser()
     if path.is_file():
@@ -90,7 +95,7 @@ def _from_hub(repo: str, filenames: Sequence[str], what: str, hint: str) -> Path
 
 
 def _from_url(url: str, what: str, hint: str) -> Path:
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    cached = url_cache_dir() / Path(urlparse(url).path).name
     if cached.is_file():
         return cached
     if offline_mode():

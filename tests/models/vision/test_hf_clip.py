@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -45,3 +47,6 @@ def test_missing_weights_and_config_fail_clearly(tmp_path):
         _build(pretrained="lavis-test/not-cached-plip")  # offline, not in the Hub cache
     with pytest.raises(ConfigError, match="'pretrained' is required"):
         HFClipVisionEncoder.parse_config({"name": "hf_clip"})
+    cleared = dataclasses.replace(HFClipVisionEncoder.parse_config({"name": "hf_clip", "pretrained": "x/y"}), pretrained=None)
+    with pytest.raises(ConfigError, match="needs 'pretrained'"):
+        HFClipVisionEncoder.from_config(cleared)

@@ -24,15 +24,14 @@ def test_missing_local_file_names_what_to_download(make_encoder):
     assert "/no/such/dir/eva_vit_g.pth" in str(err.value) and EVA_VIT_G_URL in str(err.value)
 
 
-def test_url_is_read_from_the_torch_hub_cache_and_never_fetched_offline(make_encoder, images, tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+def test_url_is_read_from_the_cache_and_never_fetched_offline(make_encoder, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAVIS_CACHE_DIR", str(tmp_path))
     with pytest.raises(WeightsNotFoundError, match="offline") as err:
         make_encoder("eva_clip_g_tiny", pretrained=EVA_VIT_G_URL)
-    cached = tmp_path / "checkpoints" / "eva_vit_g.pth"
+    cached = tmp_path / "eva_vit_g.pth"
     assert str(cached) in str(err.value)
 
     source = make_encoder("eva_clip_g_tiny")
-    cached.parent.mkdir()
     torch.save(source.state_dict(), cached)  # as if downloaded by hand to the path the error gave
     loaded = make_encoder("eva_clip_g_tiny", pretrained=EVA_VIT_G_URL)
     x = images(56)
