@@ -10,7 +10,7 @@ head exists. BLIP-2 applies its own ``ln_vision`` to the output.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import torch
@@ -21,6 +21,9 @@ from lavis.models.vision.common import TokenEncoder, VitArchConfig
 from lavis.models.vision.eva_keys import eva_state_from_hf, eva_state_from_lavis, is_hf_layout, keep_eva_key
 from lavis.models.vision.pos_embed import resize_pos_embed
 from lavis.models.vision.weights import load_into, load_weights
+
+# (our encoder state, ln_vision state): what the LAVIS and HF key maps return.
+KeyMapResult = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
 
 EVA_VIT_G_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth"
 EVA_WEIGHT_FILES = ("eva_vit_g.pth", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -110,19 +113,19 @@ class EvaVisionTransformer(TokenEncoder):
         self, state: Mapping[str, torch.Tensor], source: str = "LAVIS EVA state dict"
     ) -> dict[str, torch.Tensor]:
         """Load LAVIS-layout weights; returns the checkpoint's ``ln_vision`` weights (maybe empty)."""
-        mapped, ln_vision = eva_state_from_lavis(state, depth=len(self.blocks))
-        self._load_mapped(mapped, source)
-        return ln_vision
+        return self._load_mapped(eva_state_from_lavis, state, source)
 
     def load_hf_state_dict(
         self, state: Mapping[str, torch.Tensor], source: str = "HF Blip2VisionModel state dict"
     ) -> dict[str, torch.Tensor]:
         """Load HF ``Blip2VisionModel`` weights; returns ``post_layernorm`` as ``ln_vision`` weights."""
-        mapped, ln_vision = eva_state_from_hf(state, depth=len(self.blocks))
-        self._load_mapped(mapped, source)
-        return ln_vision
+        return self._load_mapped(eva_state_from_hf, state, source)
 
-    def _load_mapped(self, mapped: dict[str, torch.Tensor], source: str) -> None:
+    def _load_mapped(
+        self, key_map: Callable[..., KeyMapResult], state: Mapping[str, torch.Tensor], source: str
+    ) -> dict[str, torch.Tensor]:
+        mapped, ln_vision = key_map(state, depth=len(self.blocks))
         if "pos_embed" in mapped:  # weights trained at another image size: LAVIS's bicubic resize
             mapped["pos_embed"] = resize_pos_embed(mapped["pos_embed"], self.grid_size, align_corners=False)
         load_into(self, mapped, source)
+        return ln_vision

@@ -88,7 +88,8 @@ def _from_hub(repo: str, filenames: Sequence[str], what: str, hint: str) -> Path
             failures.append(f"{name}: {type(err).__name__}")
     where = "the local Hub cache (offline mode)" if offline_mode() else "the Hub"
     raise WeightsNotFoundError(
-        f"{what}: none of {list(filenames)} found for '{repo}' in {where} ({'; '.join(failures)}). "
+        f"{what}: '{repo}' is no local path, and none of {list(filenames)} was found for it in {where} "
+        f"({'; '.join(failures)}). "
         f"Download it with `hf download {repo} --local-dir <folder>` and set the path to that "
         f"folder. {hint}"
     )
