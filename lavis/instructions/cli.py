@@ -13,6 +13,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,7 +35,7 @@ from lavis.instructions.outputs import (
     write_instruction_files,
     write_summary,
 )
-from lavis.instructions.pricing import UsageEstimator, load_prices, resolve_price
+from lavis.instructions.pricing import Price, UsageEstimator, load_prices, resolve_price
 from lavis.instructions.protocol import load_protocol
 from lavis.instructions.ratelimit import RateLimiter
 from lavis.instructions.redact import RedactingFilter
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--subset", action="append", help="keep these Quilt subsets (repeat or comma-separate)")
     data.add_argument("--split", action="append", help="keep these splits")
     data.add_argument("--pathology", action="append", help="keep captions with any of these pathology labels")
+    data.add_argument("--histology-only", action="store_true", help="drop rows flagged not_histology (later Quilt-1M releases)")
     data.add_argument("--limit", type=int, default=None, help="first N captions after filtering")
     data.add_argument("--seed", type=int, default=0, help="template choices and the API's sampling seed")
     gen = parser.add_argument_group("generation")
@@ -136,7 +139,12 @@ def _setup_logging(out_dir: Path | None, verbose: bool, secret: str | None) -> N
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {"subset": args.subset, "split": args.split, "pathology": args.pathology, "limit": args.limit}
+    keys = ("subset", "split", "pathology", "histology_only", "limit")
+    return {key: getattr(args, key) for key in keys}
+
+
+def _price_info(price: Price | None) -> dict[str, float] | None:
+    return None if price is None else dataclasses.asdict(price)
 
 
 class _Generation:
@@ -168,7 +176,7 @@ class _Generation:
             "requests": len(pending),
             "estimated_prompt_tokens": prompt_tokens,
             "estimated_completion_tokens": completion_tokens,
-            "price_usd_per_1m": None if price is None else {"input": price.input, "output": price.output},
+            "price_usd_per_1m": _price_info(price),
             "estimated_cost_usd": None if price is None else round(price.cost(prompt_tokens, completion_tokens), 4),
             "calibrated_on_records": self.estimator.calibrated_on,
         }
@@ -193,11 +201,16 @@ class _Generation:
             request_options=options,
         )
 
-    def run(self, records: list[dict]) -> tuple[list[dict], RunOutcome]:
+    def run(self, records: list[dict], stop: threading.Event | None = None) -> tuple[list[dict], RunOutcome]:
         """Generate for every caption not yet in raw.jsonl; returns all raw records and this run's outcome."""
         args = self.args
         with RawStore(self.raw_path) as store:
             self.estimator.calibrate(store.records.values())
+            earlier = Counter((r.get("model"), r.get("prompt_version")) for r in store.records.values())
+            current = (args.model, self.protocol.version)
+            for (model, version), count in earlier.items():
+                if (model, version) != current:
+                    logger.warning("%s holds %d records from model %s / prompt %s; new ones use %s / %s", self.raw_path, count, model, version, *current)
             pending = [r for r in records if r["caption_id"] not in store]
             spent = sum(r.get("cost_usd") or 0.0 for r in store.records.values())
             sample = pending[:1000]
@@ -214,6 +227,7 @@ class _Generation:
                     budget=CostBudget(args.max_cost, spent, mean_cost),
                     total=len(pending),
                     progress=not args.no_progress,
+                    stop=stop,
                 )
             finally:
                 client.close()
@@ -226,7 +240,7 @@ class _Generation:
             "base_url": _public_url(args.base_url),
             "prompt_version": self.protocol.version,
             "prompt_sha256": self.protocol.sha256,
-            "price_usd_per_1m": None if price is None else {"input": price.input, "output": price.output},
+            "price_usd_per_1m": _price_info(price),
             "workers": args.workers,
             "rpm": args.rpm,
             "tpm": args.tpm,
@@ -242,7 +256,7 @@ def _exit_status(outcome: RunOutcome) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     records = read_captions(args.captions, args.caption_field, image_field=args.image_field, **_filters(args))
     generation = _Generation(args) if args.mode in ("generate", "both") else None
     bank = None
@@ -260,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     raw_records: list[dict] = []
     outcome, settings = RunOutcome(), {"mode": args.mode, "captions_file": str(args.captions), "filters": _filters(args), "seed": args.seed}
     if generation is not None:
-        raw_records, outcome = generation.run(records)
+        raw_records, outcome = generation.run(records, stop)
         settings.update(generation.settings())
     template_items = build_template_instructions(records, args.seed, bank) if bank is not None else []
     if bank is not None:
@@ -283,8 +297,27 @@ def run(args: argparse.Namespace) -> int:
     return _exit_status(outcome)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _GracefulStop:
+    """First SIGINT/SIGTERM: finish the requests in flight, then export. Second: abandon them."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()  # no logging here: a signal handler must not take the logging locks
+
+    def __enter__(self) -> _GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,26 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_args(parser, args)
     _setup_logging(None if args.dry_run else args.out, args.verbose, os.environ.get(args.api_key_env))
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _is_main_thread() else None
     try:
-        return run(args)
+        with _GracefulStop() as stop:
+            return run(args, stop.event)
     except LavisError as err:
         logger.error("%s", err)
         return 2
     except KeyboardInterrupt:
-        logger.warning("interrupted")
+        logger.warning("interrupted twice: requests in flight abandoned, outputs not exported")
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         for handler in list(logger.handlers):
             handler.close()
             logger.removeHandler(handler)
         logger.propagate = True  # hand the logger back as found (main() may run inside another program)
         logger.setLevel(logging.NOTSET)
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

@@ -150,8 +150,13 @@ def run_generation(
     budget: CostBudget,
     total: int,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
-    """Process ``pending`` captions with ``workers`` threads; the main thread writes every record."""
+    """Process ``pending`` captions with ``workers`` threads; the main thread writes every record.
+
+    Setting ``stop`` (the command line's Ctrl-C / SIGTERM handler does) ends the run gracefully:
+    nothing new is sent and the requests in flight are finished and written.
+    """
     from tqdm import tqdm
 
     outcome = RunOutcome()
@@ -177,16 +182,12 @@ def run_generation(
                 upcoming, in_flight = None, in_flight + 1
             if in_flight == 0:
                 break
+            if stop is not None and stop.is_set() and outcome.stopped != "interrupted":
+                stopping, outcome.stopped = True, "interrupted"
+                logger.warning("interrupted: finishing %d requests in flight (interrupt again to abandon them)", in_flight)
             try:
                 kind, record, value = results.get(timeout=0.2)
             except queue.Empty:
-                continue
-            except KeyboardInterrupt:
-                if stopping and outcome.stopped == "interrupted":
-                    logger.warning("second interrupt: abandoning %d requests in flight", in_flight)
-                    break
-                stopping, outcome.stopped = True, "interrupted"
-                logger.warning("interrupted: finishing %d requests in flight (Ctrl-C again to abandon them)", in_flight)
                 continue
             in_flight -= 1
             if kind == "ok":

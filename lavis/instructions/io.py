@@ -20,7 +20,7 @@ from lavis.common.errors import DataError
 
 IMAGE_FIELDS = ("image_path", "image")  # Quilt-1M spells it image_path, LLaVA-style files image
 LIST_FIELDS = ("pathology", "roi_text", "med_umls_ids")  # Quilt stores these as Python list literals
-SCALAR_FIELDS = ("subset", "split", "magnification", "stain", "height", "width")
+SCALAR_FIELDS = ("subset", "split", "magnification", "stain", "height", "width", "single_wsi", "not_histology")
 _MISSING = {"", "nan", "none", "null"}
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # Quilt's noisy_text cells exceed the 128 KB default
@@ -58,6 +58,17 @@ def _scalar(value: Any) -> Any:
     if value is None or (isinstance(value, str) and value.strip().lower() in _MISSING):
         return None
     return value.strip() if isinstance(value, str) else value
+
+
+def _truthy(value: Any, where: str, field: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "true", "yes"):
+        return True
+    if text in ("0", "0.0", "false", "no"):
+        return False
+    raise DataError(f"{where}: field '{field}' must be true/false or 1/0, got {value!r}")
 
 
 def _as_set(values: str | Iterable[str] | None) -> set[str] | None:
@@ -152,11 +163,13 @@ def read_captions(
     limit: int | None = None,
     split: str | Iterable[str] | None = None,
     image_field: str | None = None,
+    histology_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Caption records of a CSV or JSONL file, filtered by subset/split/pathology, then the first ``limit``.
 
     Filters are case-insensitive; each accepts one value, a comma-separated string or a list.
-    A record passes ``pathology`` when any of its pathology labels matches.
+    A record passes ``pathology`` when any of its pathology labels matches. ``histology_only``
+    drops rows that later Quilt-1M releases flag ``not_histology``.
     """
     path = Path(path)
     if not path.is_file():
@@ -176,6 +189,8 @@ def read_captions(
         if splits is not None and str(record["split"] or "").lower() not in splits:
             continue
         if pathologies is not None and not pathologies & {p.lower() for p in record["pathology"]}:
+            continue
+        if histology_only and _truthy(record["not_histology"], where, "not_histology"):
             continue
         records.append(record)
         if limit is not None and len(records) >= limit:

@@ -6,14 +6,10 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lavis.common.errors import ConfigError
-from lavis.common.paths import config_path
-from lavis.common.schema import from_mapping
+from lavis.instructions.yaml_files import load_typed_yaml
 
 DEFAULT_PRICES = "instructions/prices.yaml"
 CHARS_PER_TOKEN = 4.0  # OpenAI's rule of thumb for English BPE text; dry runs calibrate it on real usage
@@ -49,14 +45,7 @@ class PriceTable:
 
 
 def load_prices(path: str | os.PathLike | None = None) -> PriceTable:
-    file = Path(path) if path is not None else config_path(DEFAULT_PRICES)
-    if not file.is_file():
-        raise ConfigError(f"price table {file} not found")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"price table {file}: invalid YAML: {err}") from None
-    return from_mapping(PriceTable, data, where=str(file))
+    return load_typed_yaml(PriceTable, path, DEFAULT_PRICES, "price table")[0]
 
 
 def resolve_price(

@@ -10,15 +10,10 @@ import dataclasses
 import hashlib
 import json
 import os
-from pathlib import Path
-from typing import Any
-
-import yaml
 
 from lavis.common.errors import ConfigError
-from lavis.common.paths import config_path
-from lavis.common.schema import from_mapping
 from lavis.instructions.filters import FilterRules, PairFilter
+from lavis.instructions.yaml_files import load_typed_yaml
 
 DEFAULT_PROTOCOL = "instructions/prompts/clover_qa_v1.yaml"
 
@@ -72,17 +67,9 @@ class Protocol:
 
 def load_protocol(path: str | os.PathLike | None = None) -> Protocol:
     """Read and validate a protocol YAML (default: the CLOVER v1 protocol under ``configs/``)."""
-    file = Path(path) if path is not None else config_path(DEFAULT_PROTOCOL)
-    if not file.is_file():
-        raise ConfigError(f"prompt file {file} not found")
-    text = file.read_bytes()
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"prompt file {file}: invalid YAML: {err}") from None
-    protocol = from_mapping(Protocol, data, where=str(file))
+    protocol, file, text = load_typed_yaml(Protocol, path, DEFAULT_PROTOCOL, "prompt file")
+    protocol.sha256 = hashlib.sha256(text).hexdigest()
     _, rejected = PairFilter(protocol.filter).apply(dataclasses.asdict(p) for p in protocol.example.pairs)
     if rejected:  # the one-shot example teaches the model; it must obey the rules itself
         raise ConfigError(f"prompt file {file}: example pair {rejected[0]['question']!r} breaks the filter ({rejected[0]['reason']})")
-    protocol.sha256 = hashlib.sha256(text).hexdigest()
     return protocol

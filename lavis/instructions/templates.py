@@ -20,11 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lavis.common.errors import ConfigError, DataError
-from lavis.common.paths import config_path
-from lavis.common.schema import from_mapping
+from lavis.instructions.yaml_files import load_typed_yaml
 
 DEFAULT_BANK = "instructions/templates/default.yaml"
 PLACEHOLDERS = {"value", "Value", "true_value"}
@@ -119,14 +116,7 @@ def load_value_names(path: str | os.PathLike) -> dict[str, str]:
 
 def load_template_bank(path: str | os.PathLike | None = None, names_files: dict[str, str] | None = None) -> TemplateBank:
     """Read a bank YAML; ``names_files`` (record field -> file) overrides ``names_file`` per field."""
-    file = Path(path) if path is not None else config_path(DEFAULT_BANK)
-    if not file.is_file():
-        raise ConfigError(f"template bank {file} not found")
-    try:
-        data: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"template bank {file}: invalid YAML: {err}") from None
-    bank = from_mapping(TemplateBank, data, where=str(file))
+    bank, file, _ = load_typed_yaml(TemplateBank, path, DEFAULT_BANK, "template bank")
     for spec in bank.attributes.values():
         source = (names_files or {}).get(spec.field or "", spec.names_file)
         if source:

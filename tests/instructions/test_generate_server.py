@@ -100,8 +100,10 @@ def test_rerun_skips_finished_captions(chat_server, api_key, quilt_csv, tmp_path
     out = tmp_path / "run"
     assert run_cli(chat_server, captions, out, "--mode", "generate", "--limit", "3") == 0
     assert len(chat_server.requests) == 3
-    assert run_cli(chat_server, captions, out, "--mode", "both") == 0
+    assert run_cli(chat_server, captions, out, "--mode", "both", "--model", "gpt-4o-mini") == 0
     assert len(chat_server.requests) == 5  # only the two new captions were requested
+    assert "holds 3 records from model gpt-3.5-turbo / prompt clover_qa_v1" in (out / "generation.log").read_text()
+    assert {r["model"] for r in raw_lines(out)} == {"gpt-3.5-turbo", "gpt-4o-mini"}
     ids = [r["caption_id"] for r in raw_lines(out)]
     assert sorted(ids[:3]) == ["0", "1", "2"] and sorted(ids) == ["0", "1", "2", "3", "4"]
     summary = json.loads((tmp_path / "run" / SUMMARY_FILE).read_text())

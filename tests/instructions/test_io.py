@@ -34,6 +34,16 @@ def test_filters_keep_row_number_ids_stable(quilt_csv):
     assert [r["caption_id"] for r in read_captions(path, pathology="breast,pulmonary", limit=2)] == ["0", "2"]
 
 
+def test_later_release_flags(tmp_path):
+    path = tmp_path / "lookup.csv"
+    path.write_text("caption,image_path,single_wsi,not_histology\na,1.jpg,1,False\nb,2.jpg,0,True\nc,3.jpg,0,\n")
+    assert [r["caption_id"] for r in read_captions(path)] == ["0", "1", "2"]
+    assert [r["caption_id"] for r in read_captions(path, histology_only=True)] == ["0", "2"]
+    path.write_text("caption,image_path,not_histology\na,1.jpg,maybe\n")
+    with pytest.raises(DataError, match=r"row 0 \(line 2\): field 'not_histology' must be true/false"):
+        read_captions(path, histology_only=True)
+
+
 def test_caption_field_choice(quilt_csv):
     records = read_captions(quilt_csv(["a caption"]), caption_field="corrected_text")
     assert records[0]["caption"] == "corrected a caption"

@@ -22,7 +22,7 @@ CAPTIONS = [f"Glands #{i} in sheets." for i in range(30)]
 def _args(server, captions: Path, out: Path) -> list[str]:
     return [
         "--captions", str(captions), "--out", str(out), "--mode", "both", "--base-url", server.url,
-        "--api-key-env", "CLOVER_TEST_KEY", "--workers", "2", "--backoff-base", "0.01", "--no-progress",
+        "--api-key-env", "CLOVER_TEST_KEY", "--workers", "2", "--backoff-base", "0.01",
     ]
 
 
@@ -40,21 +40,10 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(chat_server, api_key, qu
     chat_server.delay = 0.1  # 30 captions on 2 workers: about 1.5 s of requests
     killed = tmp_path / "killed"
     logs = tmp_path / "logs"
-    logs.mkdir()
-    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, str(repo_root / "generate_instructions.py"), *_args(chat_server, captions, killed)],
-            cwd=repo_root, env=os.environ.copy(), stdout=stdout, stderr=stderr,
-        )
-        deadline = time.monotonic() + 60
-        raw = killed / "raw.jsonl"
-        while time.monotonic() < deadline and process.poll() is None:
-            if raw.exists() and raw.read_text().count("\n") >= 6:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, "the run ended before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+    process = _start(chat_server, captions, killed, logs, repo_root)
+    _wait_for_records(process, killed / "raw.jsonl", 6)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
     partial = _records(killed)
     assert 6 <= len(partial) < len(CAPTIONS)
     assert not (killed / INSTRUCTIONS_FILE).exists()  # killed before the export step
@@ -71,6 +60,45 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(chat_server, api_key, qu
     for folder in (killed, fresh, logs):
         for path in folder.iterdir():
             assert api_key not in path.read_text(errors="replace"), path
+
+
+def _start(server, captions: Path, out: Path, logs: Path, repo_root: Path) -> subprocess.Popen:
+    """The command line in a child process, its stdout/stderr kept in ``logs``."""
+    logs.mkdir(exist_ok=True)
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, str(repo_root / "generate_instructions.py"), *_args(server, captions, out)],
+            cwd=repo_root, env=os.environ.copy(), stdout=stdout, stderr=stderr,
+        )
+
+
+def _wait_for_records(process: subprocess.Popen, raw: Path, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if raw.exists() and raw.read_text().count("\n") >= count:
+            return
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_requests_in_flight_and_exports(chat_server, api_key, quilt_csv, tmp_path, repo_root):
+    captions = quilt_csv(CAPTIONS)
+    chat_server.delay = 0.1
+    out = tmp_path / "run"
+    process = _start(chat_server, captions, out, tmp_path / "logs", repo_root)
+    _wait_for_records(process, out / "raw.jsonl", 4)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    records = _records(out)
+    requested = {r["caption"] for r in chat_server.requests}
+    assert len(records) == len(requested) < len(CAPTIONS)  # every request sent was finished and written
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["stopped"] == "interrupted" and summary["run"]["pending_after_run"] == len(CAPTIONS) - len(records)
+    assert summary["counts"]["by_source"]["generated"] == 3 * len(records)
+    progress = (tmp_path / "logs" / "stderr").read_text()
+    assert "cost $" in progress and "interrupted: finishing" in progress  # the bar shows the running total
+    assert api_key not in progress
 
 
 def test_template_output_is_byte_identical_for_a_seed(quilt_csv, tmp_path):
