@@ -26,6 +26,10 @@ from lavis.common.errors import DataError
 
 logger = logging.getLogger(__name__)
 
+# Optional column holding each row's 1-based row number in its file, kept through filtering so
+# that messages name the file's row, not the filtered table's.
+ROW = "_row"
+
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object"}
 
 
@@ -176,7 +180,7 @@ def read_csv(path: Path, columns: Sequence[str], optional: Sequence[str] = ()) -
         raise DataError(f"{path}: malformed CSV: {_locate_csv_problem(path, len(header))} ({err})") from None
     if invalid:
         raise DataError(f"{path}: malformed CSV: {_locate_csv_problem(path, len(header))}")
-    return table.combine_chunks()
+    return table
 
 
 def read_parquet(paths: Sequence[Path], columns: Sequence[str], optional: Sequence[str] = ()) -> pa.Table:
@@ -201,18 +205,21 @@ def read_parquet(paths: Sequence[Path], columns: Sequence[str], optional: Sequen
         raise DataError(f"{', '.join(map(str, paths))}: parquet files with different schemas ({err})") from None
 
 
+def blank(array: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a value is null, or (strings) empty or only whitespace; no string copies."""
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return pc.fill_null(pc.or_(pc.equal(pc.utf8_length(array), 0), pc.utf8_is_space(array)), True)
+    return pc.is_null(array)
+
+
 def require_non_null(table: pa.Table, column: str, source: str) -> None:
-    """Every row of ``column`` must have a value; report the first row that does not."""
-    array = table.column(column)
-    nulls = array.null_count
-    if array.type == pa.string() or array.type == pa.large_string():
-        empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(array), ""), True)
-    else:
-        empty = pc.is_null(array)
-    if nulls or pc.any(empty).as_py():
+    """Every row of ``column`` must have a value; report the first (file) row that does not."""
+    empty = blank(table.column(column))
+    if pc.any(empty).as_py():
         first = pc.index(empty, True).as_py()
+        number = table.column(ROW)[first].as_py() if ROW in table.column_names else first + 1
         count = pc.sum(empty).as_py()
-        raise DataError(f"{source}: row {first + 1}, field '{column}': empty value ({count} row(s) like this)")
+        raise DataError(f"{source}: row {number}, field '{column}': empty value ({count} row(s) like this)")
 
 
 def check_unique(values: Iterable[Any], source: str, what: str, required: bool) -> None:

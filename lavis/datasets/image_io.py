@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,11 +79,14 @@ _PARENT_PART = r"(^|[\\/])\.\.([\\/]|$)"
 _WINDOWS_ABSOLUTE = r"^([A-Za-z]:|[\\/]{2})"
 
 
-def check_under_root(paths: pa.Array | pa.ChunkedArray | list, root: Path, source: str, field: str) -> None:
+def check_under_root(
+    paths: pa.Array | pa.ChunkedArray | list, root: Path, field: str, where: Callable[[int], str]
+) -> None:
     """Refuse (``DataError``) image paths that would leave ``root``; vectorised for 1M-row tables.
 
     Relative paths without ``..`` parts are fine; absolute paths are fine only inside ``root``.
-    Symlinks inside the root are trusted (data sets are often assembled with them).
+    Symlinks inside the root are trusted (data sets are often assembled with them). ``where(i)``
+    names the file and line/row that entry ``i`` came from.
     """
     array = pa.chunked_array([pa.array(paths, pa.string())]) if isinstance(paths, list) else paths
     if len(array) == 0:
@@ -102,6 +106,6 @@ def check_under_root(paths: pa.Array | pa.ChunkedArray | list, root: Path, sourc
     value = array[first].as_py()
     count = pc.sum(bad).as_py()
     raise DataError(
-        f"{source}: row {first + 1}, field '{field}': image path {value!r} escapes the data root "
+        f"{where(first)}, field '{field}': image path {value!r} escapes the data root "
         f"{root} ({count} such path(s)); image paths must be relative to the root without '..'"
     )

@@ -45,6 +45,12 @@ def test_question_without_answer_names_the_id(quilt_vqa_root, build, write):
         build("quilt_vqa", storage=str(quilt_vqa_root))
 
 
+def test_image_path_escaping_the_root_names_the_line(quilt_vqa_root, build, write):
+    write.jsonl(quilt_vqa_root / "quiltvqa_test_wo_ans.jsonl", [QUESTIONS[0], {**QUESTIONS[1], "image": "/etc/passwd"}])
+    with pytest.raises(DataError, match=r"wo_ans\.jsonl: line 2, field 'image': image path '/etc/passwd' escapes"):
+        build("quilt_vqa", storage=str(quilt_vqa_root))
+
+
 def test_duplicate_question_ids_are_an_error(quilt_vqa_root, build, write):
     write.jsonl(quilt_vqa_root / "quiltvqa_test_wo_ans.jsonl", QUESTIONS + [QUESTIONS[0]])
     with pytest.raises(DataError, match=r"1 duplicate question_id.*first: \[1\].*must be unique"):

@@ -55,7 +55,8 @@ def test_round_trip_rows_in_equal_samples_out(quilt_files):
     assert [s["samples"] for s in manifest["shards"]] == [5, 5, 5, 5, 3]
     samples = [s for shard in manifest["shards"] for s in iter_shard(quilt_files / "shards" / shard["name"])]
     rows = [json.loads(s["json"]) for s in samples]
-    assert sorted(r["row"] for r in rows) == list(range(ROWS))
+    assert sorted(r["row"] for r in rows) == list(range(1, ROWS + 1))  # 1-based CSV rows
+    assert all(r["caption"].startswith(f"caption {r['row'] - 1}:") for r in rows)
     assert all(set(s) == {"__key__", "jpg", "json"} for s in samples)
     by_image = {}
     for row in rows:
@@ -69,7 +70,7 @@ def test_missing_images_are_listed_not_written(quilt_files):
     (quilt_files / "quilt_1m" / "v0" / "img_0.jpg").unlink()
     manifest = _shard(quilt_files, 10)
     assert manifest["samples"] == ROWS - 2
-    assert sorted(s["row"] for s in manifest["skipped"]) == [0, 1]
+    assert sorted(s["row"] for s in manifest["skipped"]) == [1, 2]
     assert manifest["skipped"][0]["reason"] == "file not found"
 
 

@@ -61,6 +61,14 @@ def test_llava_med_malformed_conversation_is_named(llava_root, build, write):
         build("llava_med", storage=str(llava_root), files={"train": "bad.json"})
 
 
+def test_llava_med_path_escape_names_the_record(llava_root, build, write):
+    records = [{"id": 1, "image": "p1.jpg", "conversations": _conversation("q", "a", "q2", "a2")},
+               {"id": 2, "image": "../../etc/x.jpg", "conversations": _conversation("q", "a")}]  # fmt: skip
+    write.json(llava_root / "esc.json", records)
+    with pytest.raises(DataError, match=r"esc\.json: record 2, field 'image': image path '\.\./\.\./etc/x\.jpg' escapes"):
+        build("llava_med", storage=str(llava_root), files={"train": "esc.json"})
+
+
 def test_llava_med_duplicate_training_ids_only_warn(llava_root, build, write, caplog):
     record = {"id": "d", "image": "p1.jpg", "conversations": _conversation("q", "a")}
     write.json(llava_root / "dup.json", [record, record])

@@ -43,7 +43,7 @@ def read_instructions(path: Path, sources: list[str]) -> list[dict[str, Any]]:
         caption_id = field(record, "caption_id", where, (str, int), required=False)
         declared = field(record, "answer_type", where, required=False)
         qid = f"{caption_id}/{number}" if caption_id is not None else str(number)
-        rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where)))
+        rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where), where=where))
     return rows
 
 

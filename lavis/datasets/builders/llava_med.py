@@ -69,7 +69,7 @@ def read_conversations(path: Path) -> list[dict[str, Any]]:
         declared = field(record, "answer_type", where, required=False)
         for turn, (question, answer) in enumerate(conversation_pairs(record, where)):
             qid = record_id if turn == 0 else f"{record_id}_{turn}"
-            rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where)))
+            rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where), where=where))
     return rows
 
 

@@ -70,7 +70,7 @@ def read_pickle_split(path: Path) -> list[dict[str, Any]]:
             qid, declared = None, None
         qid = number - 1 if qid is None else qid
         image_file = image if Path(image).suffix else f"{image}.jpg"
-        rows.append(qa_record(image_file, question, answer, qid, answer_type_of(declared, answer, where)))
+        rows.append(qa_record(image_file, question, answer, qid, answer_type_of(declared, answer, where), where=where))
     return rows
 
 

@@ -44,14 +44,15 @@ def read_pmc_csv(path: Path, answer_style: str) -> list[dict[str, Any]]:
     columns = {name: table.column(name).to_pylist() for name in COLUMNS}
     rows = []
     for row in range(table.num_rows):
+        where = f"{path}: row {row + 1}"
         label = columns["Answer_label"][row].strip().upper()
         if label not in LETTERS:
-            raise DataError(f"{path}: row {row + 1}, field 'Answer_label': expected one of A-D, got {label!r}")
+            raise DataError(f"{where}, field 'Answer_label': expected one of A-D, got {label!r}")
         choices = " ".join(f"{c}: {_choice_text(c, columns[f'Choice {c}'][row])}" for c in LETTERS)
         question = f"{columns['Question'][row].strip()} {choices}"
         text = columns["Answer"][row] or _choice_text(label, columns[f"Choice {label}"][row])
         answer = label if answer_style == "letter" else text.strip()
-        rows.append(qa_record(columns["Figure_path"][row], question, answer, row, None))
+        rows.append(qa_record(columns["Figure_path"][row], question, answer, row, None, where=where))
     return rows
 
 
@@ -61,4 +62,4 @@ class PMCVQABuilder(TableBuilder):
     DEFAULT_CONFIG = "datasets/pmc_vqa.yaml"
 
     def load_splits(self) -> dict[str, SplitTable]:
-        return self.file_splits(lambda path: read_pmc_csv(path, self.cfg.answer_style))
+        return self.file_splits(lambda path: read_pmc_csv(path, self.cfg.answer_style), image_field="Figure_path")

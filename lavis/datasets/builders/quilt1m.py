@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from lavis.common.errors import ConfigError, DataError
-from lavis.datasets.annotations import data_file, read_csv, require_non_null
+from lavis.datasets.annotations import ROW, blank, data_file, read_csv, require_non_null
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
@@ -58,12 +59,13 @@ class Quilt1MConfig(BaseBuilderConfig, Quilt1MFilter):
 
 
 def read_lookup(path: Path, rules: Quilt1MFilter, all_columns: bool = False) -> pa.Table:
-    """The lookup CSV with the rows ``rules`` keep (all splits); strings only."""
+    """The lookup CSV with the rows ``rules`` keep (all splits); strings, plus ``_row`` (1-based)."""
     needed = [rules.caption_field, "image_path", "split"]
     needed += ["subset"] if rules.subsets else []
     needed += ["pathology"] if rules.pathology else []
     optional = [c for c in (*QUILT_COLUMNS, *LATER_COLUMNS) if c not in needed] if all_columns else []
     table = read_csv(path, needed, optional)
+    table = table.append_column(ROW, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
     require_non_null(table, "image_path", str(path))
     require_non_null(table, "split", str(path))
     keep = None
@@ -79,8 +81,7 @@ def read_lookup(path: Path, rules: Quilt1MFilter, all_columns: bool = False) -> 
 
 
 def _drop_empty_captions(table: pa.Table, rules: Quilt1MFilter, source: str) -> pa.Table:
-    captions = table.column(rules.caption_field)
-    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(captions), ""), True)
+    empty = blank(table.column(rules.caption_field))
     count = pc.sum(empty).as_py() or 0
     if not count:
         return table
@@ -109,6 +110,7 @@ class Quilt1MBuilder(TableBuilder):
             if rows.num_rows == 0:
                 found = pc.unique(table.column("split")).to_pylist()
                 raise DataError(f"{csv_path}: no rows with split == {value!r} (for split '{name}'); found {found}")
-            rows = pa.table({"image_path": rows.column("image_path"), "text_input": rows.column(self.cfg.caption_field)})
-            splits[name] = SplitTable(rows, root / self.cfg.image_dir, str(csv_path))
+            columns = {"image_path": "image_path", "text_input": self.cfg.caption_field, ROW: ROW}
+            rows = pa.table({key: rows.column(column) for key, column in columns.items()})
+            splits[name] = SplitTable(rows, root / self.cfg.image_dir, str(csv_path), "image_path")
         return splits

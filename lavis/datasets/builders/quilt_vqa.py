@@ -88,7 +88,7 @@ def read_llava_form(questions: Path, answers: Path) -> list[dict[str, Any]]:
         ref = by_id[qid]
         image = field(record, "image", where)
         question = field(record, "text", where)
-        rows.append(qa_record(image, question, ref["answer"], qid, ref["answer_type"], ref["yes_no"]))
+        rows.append(qa_record(image, question, ref["answer"], qid, ref["answer_type"], ref["yes_no"], where=where))
     return rows
 
 

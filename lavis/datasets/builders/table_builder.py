@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lavis.common.errors import ConfigError, DataError
-from lavis.datasets.annotations import check_unique, data_file, read_parquet
+from lavis.datasets.annotations import ROW, check_unique, data_file, read_parquet
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
 from lavis.datasets.datasets.sample_table import IMAGE_BYTES, SampleTable
 from lavis.datasets.image_io import check_under_root
@@ -31,13 +31,27 @@ _CLOSED_TYPES = {"closed", "yes/no", "yes_no", "yesno"}
 _OPEN_TYPES = {"open", "other"}
 
 
+# Optional column saying where a row came from, for error messages; dropped at build (with ROW,
+# the 1-based file row used where a string per row would cost too much: Quilt-1M).
+WHERE = "_where"  # "file: line N" / "file: record N" of the record each question row came from
+
+
 @dataclass
 class SplitTable:
-    """One split's parsed rows; ``source`` names the file(s) for error messages."""
+    """One split's parsed rows; ``source`` names the file(s), ``image_field`` the image column."""
 
     table: pa.Table
     image_root: Path | None
     source: str
+    image_field: str = "image"
+
+    def where(self, index: int) -> str:
+        """Where table row ``index`` came from: ``"file: line N"`` or ``"file: row N"``."""
+        if WHERE in self.table.column_names:
+            return str(self.table.column(WHERE)[index].as_py())
+        if ROW in self.table.column_names:
+            return f"{self.source}: row {self.table.column(ROW)[index].as_py()}"
+        return f"{self.source}: row {index + 1}"
 
 
 def yes_no_of(answer: str | None) -> str | None:
@@ -67,8 +81,12 @@ def qa_record(
     answer_type: str | None,
     yes_no_answer: str | None = None,
     image_bytes: bytes | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
-    """One question-answer row; ``text_output`` (training target) and ``answer`` (reference) agree."""
+    """One question-answer row; ``text_output`` (training target) and ``answer`` (reference) agree.
+
+    ``where`` ("file: line N") is kept for build-time error messages.
+    """
     if yes_no_answer is None and answer_type == "CLOSED":
         yes_no_answer = yes_no_of(answer)
     record = {
@@ -79,6 +97,7 @@ def qa_record(
         "answer": answer,
         "answer_type": answer_type,
         "yes_no_answer": yes_no_answer,
+        WHERE: where,
     }
     if image_bytes is not None:
         record[IMAGE_BYTES] = image_bytes
@@ -87,7 +106,7 @@ def qa_record(
 
 def qa_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Rows from :func:`qa_record` as a table (question ids of mixed types become strings)."""
-    columns = list(QA_COLUMNS) + ([IMAGE_BYTES] if records and IMAGE_BYTES in records[0] else [])
+    columns = [*QA_COLUMNS, WHERE] + ([IMAGE_BYTES] if records and IMAGE_BYTES in records[0] else [])
     data = {name: [r.get(name) for r in records] for name in columns}
     if len({type(q) for q in data["question_id"]}) > 1:
         data["question_id"] = [str(q) for q in data["question_id"]]
@@ -138,7 +157,7 @@ def read_parquet_qa(paths: list[Path]) -> list[dict[str, Any]]:
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{where}, field '{name}': missing or empty")
         answer_type = answer_type_of(declared[row], answer, where)
-        rows.append(qa_record(image_paths[row], question, answer, row, answer_type, image_bytes=blobs[row]))
+        rows.append(qa_record(image_paths[row], question, answer, row, answer_type, image_bytes=blobs[row], where=where))
     return rows
 
 
@@ -168,7 +187,9 @@ class TableBuilder(BaseDatasetBuilder):
     def load_splits(self) -> dict[str, SplitTable]:
         raise NotImplementedError  # abstract: each data set parses its own format
 
-    def file_splits(self, read: Callable[[Path], list[dict[str, Any]]]) -> dict[str, SplitTable]:
+    def file_splits(
+        self, read: Callable[[Path], list[dict[str, Any]]], image_field: str = "image"
+    ) -> dict[str, SplitTable]:
         """For configs with ``files: {split: file}`` and ``image_dir``: one parsed file per split."""
         root = self.root()
         splits = {}
@@ -176,7 +197,7 @@ class TableBuilder(BaseDatasetBuilder):
             if name is None:  # null leaves a split of the defaults out
                 continue
             path = data_file(root, name, f"datasets.{self.name}.files.{split}")
-            splits[split] = SplitTable(qa_table(read(path)), root / self.cfg.image_dir, str(path))
+            splits[split] = SplitTable(qa_table(read(path)), root / self.cfg.image_dir, str(path), image_field)
         return splits
 
     def processor(self, which: str, kind: str) -> Any:
@@ -186,10 +207,11 @@ class TableBuilder(BaseDatasetBuilder):
     def check(self, split: str, data: SplitTable) -> pa.Table:
         table = data.table
         if IMAGE_BYTES not in table.column_names and data.image_root is not None:
-            check_under_root(table.column("image_path"), data.image_root, data.source, "image")
+            check_under_root(table.column("image_path"), data.image_root, data.image_field, data.where)
         if "question_id" in table.column_names:
             # Evaluation scores each question once by id: ids must be unique outside training.
             check_unique(table.column("question_id").to_pylist(), data.source, "question_id", split != "train")
+        table = table.drop_columns([c for c in (WHERE, ROW) if c in table.column_names])
         return with_image_ids(table)
 
     def build(self) -> dict[str, SampleTable]:

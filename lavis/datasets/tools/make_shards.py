@@ -4,7 +4,7 @@
         --out shards/ [--shard-size 5000] [--split train] [--subsets quilt openpath] [--verify]
 
 Each sample stores the original image bytes and the CSV row as JSON (plus ``image_id``, dense per
-unique image over the selected rows, and ``row``, the row's index in the selection). Rows are
+unique image over the selected rows, and ``row``, the 1-based CSV row, which is also the key). Rows are
 shuffled once (``--shuffle-seed``; negative keeps CSV order) so that one image's captions do not
 sit side by side. Missing images (or undecodable ones with ``--verify``) are left out and listed
 in ``shards.json`` with the reason, beside the sample count of every shard.
@@ -25,9 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lavis.datasets.annotations import ROW
 from lavis.datasets.bad_data import SkippedSample
 from lavis.datasets.builders.quilt1m import Quilt1MFilter, read_lookup
-from lavis.datasets.builders.table_builder import with_image_ids
+from lavis.datasets.builders.table_builder import SplitTable, with_image_ids
 from lavis.datasets.image_io import check_under_root, load_image_bytes
 from lavis.datasets.shards import IMAGE_EXTENSIONS, MANIFEST, write_shard
 
@@ -38,9 +39,9 @@ def select_rows(csv: Path, images: Path, rules: Quilt1MFilter, split: str | None
     table = read_lookup(csv, rules, all_columns=True)
     if split is not None:
         table = table.filter(pc.equal(table.column("split"), split))
-    check_under_root(table.column("image_path"), images, str(csv), "image_path")
+    check_under_root(table.column("image_path"), images, "image_path", SplitTable(table, images, str(csv)).where)
     table = with_image_ids(table)
-    table = table.append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    table = table.rename_columns(["row" if c == ROW else c for c in table.column_names])
     if seed >= 0:
         table = table.take(np.random.default_rng(seed).permutation(table.num_rows))
     return table
