@@ -25,6 +25,7 @@ from lavis.instructions.store import RawStore
 logger = logging.getLogger("lavis.instructions")
 
 TRUNCATION_GROWTH = 1.5  # a reply cut off by max_tokens is retried with this much more room
+FAILURES_BEFORE_GIVING_UP = 5  # captions in a row (at least 2 x workers) that exhaust their retries
 
 
 @dataclasses.dataclass
@@ -167,6 +168,7 @@ def run_generation(
         thread.start()
     source = iter(pending)
     upcoming: dict[str, Any] | None = None
+    failures_in_a_row, give_up_after = 0, max(FAILURES_BEFORE_GIVING_UP, 2 * workers)
     in_flight, stopping = 0, False
     bar = tqdm(total=total, desc="generate", unit="caption", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -191,6 +193,7 @@ def run_generation(
                 continue
             in_flight -= 1
             if kind == "ok":
+                failures_in_a_row = 0
                 store.append(value)
                 outcome.written += 1
                 outcome.failed += value["status"] == "failed"
@@ -208,9 +211,13 @@ def run_generation(
                     stopping, outcome.stopped = True, "max_cost"
             elif kind == "error":
                 outcome.pending_errors += 1
+                failures_in_a_row += 1
                 logger.warning("%s (left pending for the next run)", value)
                 if value.error.fatal and not stopping:
                     stopping, outcome.stopped = True, f"fatal: {value.error.reason}"
+                elif failures_in_a_row >= give_up_after and not stopping:  # the endpoint is down: stop
+                    stopping = True
+                    outcome.stopped = f"fatal: {failures_in_a_row} captions in a row failed, last: {value.error.reason}"
             else:
                 outcome.pending_errors += 1
                 if not stopping:

@@ -153,6 +153,16 @@ def test_exhausted_retries_leave_the_caption_pending(chat_server, api_key, quilt
     assert sorted(r["caption_id"] for r in raw_lines(out)) == ["0", "1"]
 
 
+def test_an_endpoint_that_keeps_failing_stops_the_run(chat_server, api_key, quilt_csv, tmp_path, capsys):
+    chat_server.default = "500"
+    out = tmp_path / "run"
+    captions = quilt_csv([f"Glands #{i}." for i in range(40)])
+    assert run_cli(chat_server, captions, out, "--mode", "generate", "--workers", "2", "--max-retries", "1") == 1
+    tried = {r["caption"] for r in chat_server.requests}
+    assert 5 <= len(tried) <= 7 and raw_lines(out) == []  # gave up after 5 captions in a row (+ in flight)
+    assert "fatal: 5 captions in a row failed, last: http_500" in capsys.readouterr().out
+
+
 def test_bad_key_stops_the_run(chat_server, api_key, quilt_csv, tmp_path, capsys):
     chat_server.default = "401"
     out = tmp_path / "run"
