@@ -26,9 +26,11 @@ from lavis.common.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-# Optional column holding each row's 1-based row number in its file, kept through filtering so
-# that messages name the file's row, not the filtered table's.
+# Optional table columns saying where each row came from, kept through filtering and dropped at
+# build, so that messages name the file's own row: ROW holds the 1-based file row (cheap for
+# 1M-row CSVs), WHERE the full "file: line N" / "file: record N" text (question sets).
 ROW = "_row"
+WHERE = "_where"
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object"}
 

@@ -103,3 +103,14 @@ def test_missing_image_is_a_skip_or_strict_error(quilt_root, build):
     strict = build("quilt1m", storage=str(quilt_root), strict=True)["train"]
     with pytest.raises(DataError, match=r"img_c\.png: file not found"):
         strict[3]
+
+
+def test_image_ids_are_shared_across_table_chunks():
+    import pyarrow as pa
+
+    from lavis.datasets.builders.table_builder import with_image_ids
+
+    chunked = pa.Table.from_batches(
+        [pa.record_batch({"image_path": ["a", "b"]}), pa.record_batch({"image_path": ["b", "c", "a"]})]
+    )
+    assert with_image_ids(chunked).column("image_id").to_pylist() == [0, 1, 1, 2, 0]

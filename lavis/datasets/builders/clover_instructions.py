@@ -14,7 +14,8 @@ from typing import Any
 from lavis.datasets.annotations import field, read_jsonl
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.llava_med import read_conversations, strip_image_token
-from lavis.datasets.builders.table_builder import SplitTable, TableBuilder, answer_type_of, qa_record
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record
+from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 
 @dataclasses.dataclass

@@ -21,13 +21,8 @@ import numpy as np
 
 from lavis.common.errors import ConfigError, DataError
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.table_builder import (
-    SplitTable,
-    TableBuilder,
-    answer_type_of,
-    qa_record,
-    qa_table,
-)
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table
+from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 from lavis.datasets.mixture import largest_remainder
 
 logger = logging.getLogger(__name__)

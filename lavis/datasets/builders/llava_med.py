@@ -17,7 +17,8 @@ from typing import Any
 from lavis.common.errors import DataError
 from lavis.datasets.annotations import field, read_json_list
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.table_builder import SplitTable, TableBuilder, answer_type_of, qa_record
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record
+from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 _IMAGE_TOKEN = re.compile(r"\s*<image>\s*")
 _CONVERSATION_KEYS = ("conversations", "conversatons")

@@ -20,14 +20,8 @@ from typing import Any, Literal
 from lavis.common.errors import DataError
 from lavis.datasets.annotations import data_file, data_files, field, read_pickle
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.table_builder import (
-    SplitTable,
-    TableBuilder,
-    answer_type_of,
-    qa_record,
-    qa_table,
-    read_parquet_qa,
-)
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table, read_parquet_qa
+from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 DEFAULT_FILES = {
     "parquet": {"train": "data/train-*.parquet", "val": "data/validation-*.parquet", "test": "data/test-*.parquet"},
@@ -89,7 +83,7 @@ class PathVQABuilder(TableBuilder):
             key = f"datasets.{self.name}.files.{split}"
             if self.cfg.format == "parquet":
                 paths = data_files(root, pattern, key)
-                splits[split] = SplitTable(qa_table(read_parquet_qa(paths)), None, str(paths[0]))
+                splits[split] = SplitTable(read_parquet_qa(paths), None, str(paths[0]))
             else:
                 path = data_file(root, pattern, key)
                 table = qa_table(read_pickle_split(path))

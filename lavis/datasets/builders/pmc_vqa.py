@@ -17,7 +17,8 @@ from typing import Any, Literal
 from lavis.common.errors import DataError
 from lavis.datasets.annotations import read_csv, require_non_null
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.table_builder import SplitTable, TableBuilder, qa_record
+from lavis.datasets.builders.qa_rows import qa_record
+from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 LETTERS = ("A", "B", "C", "D")
 CHOICE_COLUMNS = tuple(f"Choice {letter}" for letter in LETTERS)

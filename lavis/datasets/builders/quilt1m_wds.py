@@ -8,7 +8,7 @@ from typing import Literal
 from lavis.common.errors import ConfigError
 from lavis.datasets.annotations import data_files
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.table_builder import TableBuilder
+from lavis.datasets.builders.table_builder import StorageBuilder
 from lavis.datasets.datasets.quilt1m_stream import Quilt1MStream
 
 
@@ -29,7 +29,7 @@ class Quilt1MWdsConfig(BaseBuilderConfig):
 
 
 @register_builder("quilt1m_wds")
-class Quilt1MWdsBuilder(TableBuilder):
+class Quilt1MWdsBuilder(StorageBuilder):
     """``{"train": Quilt1MStream}``; the stream is infinite only if the runner loops over epochs."""
 
     Config = Quilt1MWdsConfig

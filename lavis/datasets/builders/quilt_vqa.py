@@ -27,14 +27,8 @@ from lavis.datasets.annotations import (
     read_jsonl,
 )
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.table_builder import (
-    SplitTable,
-    TableBuilder,
-    answer_type_of,
-    qa_record,
-    qa_table,
-    read_parquet_qa,
-)
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table, read_parquet_qa
+from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +98,7 @@ class QuiltVQABuilder(TableBuilder):
         key = f"datasets.{self.name}"
         if self.cfg.format == "parquet":
             paths = data_files(root, self.cfg.parquet, f"{key}.parquet")
-            return {self.cfg.split: SplitTable(qa_table(read_parquet_qa(paths)), None, str(paths[0]))}
+            return {self.cfg.split: SplitTable(read_parquet_qa(paths), None, str(paths[0]))}
         questions = data_file(root, self.cfg.questions, f"{key}.questions")
         answers = data_file(root, self.cfg.answers, f"{key}.answers")
         rows = read_llava_form(questions, answers)
