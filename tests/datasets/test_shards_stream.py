@@ -151,3 +151,22 @@ def test_truncated_shard_and_bad_image_become_skips(quilt_files, build):
     assert skips[1].path == str(last) and "unreadable or truncated shard" in skips[1].reason
     assert skips[1].reason.endswith("after 0 samples")
     assert len(items) - len(skips) == ROWS - 1 - manifest["shards"][-1]["samples"]
+
+
+def test_decode_reports_bad_rows(write):
+    from lavis.common.errors import DataError
+    from lavis.datasets.datasets.quilt1m_stream import Quilt1MStream
+
+    stream = Quilt1MStream(["unused.tar"])
+    image = write.image_bytes("JPEG")
+    good = {"caption": "HER2/neu", "image_path": "a.jpg", "image_id": 4}
+    item = stream.decode({"__key__": "000000001", "jpg": image, "json": json.dumps(good).encode()})
+    assert item["image_id"] == 4 and item["text_input"] == "HER2/neu" and item["image_path"] == "a.jpg"
+    bad_json = stream.decode({"__key__": "000000002", "jpg": image, "json": b"{not json"})
+    assert bad_json.path == "000000002" and "malformed JSON" in bad_json.reason
+    no_caption = stream.decode({"__key__": "3", "jpg": image, "json": json.dumps({**good, "caption": " "}).encode()})
+    assert no_caption == SkippedSample("a.jpg", "no 'caption' text in the shard row")
+    no_image = stream.decode({"__key__": "4", "json": json.dumps(good).encode()})
+    assert no_image == SkippedSample("a.jpg", "no image bytes")
+    with pytest.raises(DataError, match="a.jpg: no 'caption' text"):
+        Quilt1MStream(["unused.tar"], strict=True).decode({"__key__": "3", "json": json.dumps({**good, "caption": ""}).encode()})

@@ -140,13 +140,15 @@ class Quilt1MStream(IterableDataset):
         caption = row.get(self.caption_field)
         if not isinstance(caption, str) or not caption.strip():
             return skip_or_raise(name, f"no '{self.caption_field}' text in the shard row", self.strict)
+        if not isinstance(row.get("image_id"), int):
+            return skip_or_raise(name, "no integer 'image_id' in the shard row (write shards with make_shards)", self.strict)
         data = next((raw[ext] for ext in IMAGE_EXTENSIONS if ext in raw), None)
         image = load_image_bytes(data, name, self.strict, self.max_pixels)
         if isinstance(image, SkippedSample):
             return image
         return {
             "image": self.vis_processor(image) if self.vis_processor is not None else image,
-            "image_id": int(row["image_id"]),
+            "image_id": row["image_id"],
             "image_path": name,
             "text_input": self.text_processor(caption) if self.text_processor is not None else caption,
         }
