@@ -1,0 +1,59 @@
+"""Encoder-decoder LMs (FlanT5): the encoder reads [queries; instruction], the decoder the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from lavis.models.llm.bridge import IGNORE, GenerationOptions, LanguageBridge, sequence_log_likelihood
+
+
+class Seq2SeqBridge(LanguageBridge):
+    # LAVIS's T5 VQA default: a negative penalty favours short answers in beam search.
+    default_length_penalty = -1.0
+
+    def _encoder_inputs(self, prefix: torch.Tensor, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenize(prompts, self.max_input, "left")
+        embeds = torch.cat([prefix.to(self.dtype), self.embed(ids)], dim=1)
+        prefix_mask = torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device)
+        return embeds, torch.cat([prefix_mask, mask], dim=1)
+
+    def _targets(self, answers: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenize(answers, self.max_output, "right")
+        return ids.masked_fill(mask == 0, IGNORE), mask
+
+    def loss(self, prefix: torch.Tensor, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+        embeds, mask = self._encoder_inputs(prefix, prompts)
+        labels, label_mask = self._targets(answers)
+        with self.precision():
+            out = self.model(
+                inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_attention_mask=label_mask
+            )
+        return out.loss.float()
+
+    @torch.no_grad()
+    def generate_ids(self, prefix: torch.Tensor, prompts: Sequence[str], options: GenerationOptions) -> torch.Tensor:
+        embeds, mask = self._encoder_inputs(prefix, prompts)
+        with self.precision():
+            ids = self.model.generate(
+                inputs_embeds=embeds, attention_mask=mask, generation_config=self.generation_config(options)
+            )
+        return ids
+
+    @torch.no_grad()
+    def score(self, prefix: torch.Tensor, prompts: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        embeds, mask = self._encoder_inputs(prefix, prompts)
+        labels, label_mask = self._targets(candidates)
+        batch, count = embeds.shape[0], len(candidates)
+        with self.precision():
+            encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            logits = self.model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoded.repeat_interleave(count, dim=0)),
+                attention_mask=mask.repeat_interleave(count, dim=0),
+                labels=labels.repeat(batch, 1),
+                decoder_attention_mask=label_mask.repeat(batch, 1),
+            ).logits
+        return sequence_log_likelihood(logits, labels.repeat(batch, 1)).view(batch, count)
