@@ -1,0 +1,178 @@
+"""What every BLIP-2 model shares: the frozen image encoder + ``ln_vision``, the learned queries,
+the Q-Former and its tokenizer, the frozen-feature path, and checkpoint loading.
+
+Precision: the encoder runs in its own dtype (``vision.precision``) under no grad; ``ln_vision``
+and the Q-Former keep fp32 weights and follow whatever autocast the runner opens.
+``ln_vision`` is frozen here (LAVIS trains it) so that cached ``image_embeds`` stay valid; its
+weights come from the BLIP-2 checkpoint that is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lavis.common.errors import ConfigError, DataError
+from lavis.models.base_model import BaseModel, BaseModelConfig
+from lavis.models.blip2.checkpoint import CheckpointReport, load_state_into, read_state_dict
+from lavis.models.llm.loading import precision
+from lavis.models.qformer import QFormer, QFormerConfig, load_bert_weights, load_qformer_tokenizer
+from lavis.models.vision.base import VISION_ENCODERS, VisionEncoder
+
+
+@dataclasses.dataclass
+class Blip2Config(BaseModelConfig):
+    """Keys every BLIP-2 model section has."""
+
+    # The image encoder's own config (validated by that encoder's ``parse_config``); ``name`` picks it.
+    vision: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "eva_clip_g"})
+    qformer: QFormerConfig = dataclasses.field(default_factory=QFormerConfig)
+    # Weights to start from, loaded with strict=False before ``checkpoint`` (e.g. a stage-1
+    # ``blip2_pretrained.pth`` for a stage-2 model: its heads are skipped, the projection stays new).
+    init_checkpoint: str | None = None
+    # Processor configs for ``load_model_and_preprocess`` (``vis_processor`` / ``text_processor``).
+    preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not isinstance(self.vision.get("name"), str):
+            raise ConfigError("'vision.name' must name a registered vision encoder (e.g. eva_clip_g)")
+
+
+def build_vision_encoder(mapping: Mapping[str, Any], load_weights: bool) -> VisionEncoder:
+    encoder_cls = VISION_ENCODERS.get(mapping["name"])
+    cfg = encoder_cls.parse_config(dict(mapping), where="model.vision")
+    if not load_weights and getattr(cfg, "pretrained", None) is not None:
+        cfg = dataclasses.replace(cfg, pretrained=None)
+    encoder = encoder_cls.from_config(cfg)
+    if getattr(cfg, "freeze", True):
+        encoder.requires_grad_(False)
+        encoder.eval()
+    return encoder
+
+
+class Blip2Base(BaseModel):
+    """Subclasses set ``Config``, ``MODEL_TYPES`` and how the Q-Former is built."""
+
+    Config: ClassVar[type] = Blip2Config
+    QFORMER_TEXT: ClassVar[bool] = True  # word/position embeddings and text feed-forward
+    QFORMER_LM_HEAD: ClassVar[bool] = False  # ``Qformer.cls`` (stage 1's ITG)
+    QFORMER_TRUNCATION: ClassVar[str] = "right"  # instructions keep their end (LAVIS: left)
+
+    def __init__(self, cfg: Blip2Config, load_weights: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.visual_encoder = build_vision_encoder(cfg.vision, load_weights)
+        width = self.visual_encoder.num_features
+        self.ln_vision = nn.LayerNorm(width)
+        self.ln_vision.requires_grad_(False)
+        qcfg = cfg.qformer
+        self.query_tokens = nn.Parameter(torch.zeros(1, qcfg.num_query_tokens, qcfg.hidden_size))
+        nn.init.normal_(self.query_tokens, mean=0.0, std=qcfg.initializer_range)
+        self.Qformer = QFormer(qcfg, width, text=self.QFORMER_TEXT, lm_head=self.QFORMER_LM_HEAD)
+        if load_weights and qcfg.pretrained:
+            load_bert_weights(self.Qformer, qcfg.pretrained)
+        self._tokenizer = None
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | Any, load_weights: bool = True, **build: Any) -> Blip2Base:
+        """Build from a config mapping / dataclass.
+
+        ``load_weights=False`` reads nothing from disk (no BERT, encoder, LLM or checkpoint
+        weights): use it under ``torch.device("meta")`` to count parameters at full size.
+        """
+        cfg = cls.parse_config(cfg)
+        model = cls(cfg, load_weights=load_weights, **build)
+        if load_weights:
+            if cfg.init_checkpoint:
+                model.load_checkpoint(cfg.init_checkpoint, strict=False)
+            if cfg.checkpoint:
+                model.load_checkpoint(cfg.checkpoint, strict=True)
+        return model
+
+    def load_checkpoint(self, path: str, strict: bool = True) -> CheckpointReport:
+        """Load our safetensors weights or a LAVIS ``.pth``; see :mod:`lavis.models.blip2.checkpoint`."""
+        return load_state_into(self, read_state_dict(path), str(path), strict=strict)
+
+    # ---- frozen parts stay in eval mode -----------------------------------------------------
+    def frozen_modules(self) -> list[nn.Module]:
+        frozen = [self.ln_vision]
+        if not any(p.requires_grad for p in self.visual_encoder.parameters()):
+            frozen.append(self.visual_encoder)
+        return frozen
+
+    def train(self, mode: bool = True) -> Blip2Base:
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
+    # ---- Q-Former tokenizer (loaded on first use, so meta-device builds need no files) -----
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_qformer_tokenizer(self.cfg.qformer.tokenizer, self.QFORMER_TRUNCATION)
+        return self._tokenizer
+
+    def tokenize(self, texts: Sequence[str], max_length: int, pad_to_max: bool = False):
+        """(input_ids, attention_mask) on the model's device."""
+        enc = self.tokenizer(
+            list(texts),
+            padding="max_length" if pad_to_max else "longest",
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        return enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+
+    # ---- images -----------------------------------------------------------------------------
+    def _vision_dtype(self) -> torch.dtype:
+        for param in self.visual_encoder.parameters():
+            return param.dtype
+        return torch.float32
+
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        dtype = self._vision_dtype()
+        image = image.to(device=self.device, dtype=dtype)
+        with precision(image.device.type, dtype):
+            features = self.visual_encoder(image)
+        return self.ln_vision(features.float()).float()
+
+    @torch.no_grad()
+    def encode_image_frozen(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, N, D) float32 ``ln_vision`` features (what the feature cache stores)."""
+        return self._encode(image)
+
+    def image_embeds(self, samples: Mapping[str, Any]) -> torch.Tensor:
+        """``samples["image_embeds"]`` (feature cache) or the encoded ``samples["image"]``."""
+        if samples.get("image_embeds") is not None:
+            embeds = torch.as_tensor(samples["image_embeds"]).to(device=self.device, dtype=torch.float32)
+            width = self.visual_encoder.num_features
+            if embeds.dim() != 3 or embeds.shape[-1] != width:
+                raise DataError(
+                    f"samples['image_embeds'] must be (batch, tokens, {width}) for this vision encoder, "
+                    f"got {tuple(embeds.shape)}"
+                )
+            return embeds
+        if samples.get("image") is None:
+            raise DataError("the batch has neither 'image' nor 'image_embeds'")
+        if any(p.requires_grad for p in self.visual_encoder.parameters()):
+            return self._encode(samples["image"])  # vision.freeze=false: the encoder trains too
+        return self.encode_image_frozen(samples["image"])
+
+    def query_output(
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        use_cache: bool = False,
+    ):
+        """The Q-Former over [queries; optional text] reading ``image_embeds``."""
+        queries = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        return self.Qformer.bert(
+            input_ids, text_mask, query_embeds=queries, image_embeds=image_embeds, use_cache=use_cache
+        )

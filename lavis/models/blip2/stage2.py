@@ -1,0 +1,166 @@
+"""Stage 2: the Q-Former's query outputs, projected to the LLM width, prefix a frozen LLM.
+
+Instruction-aware models (InstructBLIP / CLOVER) also feed the formatted instruction to the
+Q-Former, where queries and instruction tokens attend to each other; only the query outputs go
+on to the LLM. Trainable: Q-Former, query tokens, projection. Frozen: image encoder,
+``ln_vision``, LLM (in ``llm.dtype``, bf16 by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lavis.common.errors import ConfigError, DataError
+from lavis.models.blip2.base import Blip2Base, Blip2Config
+from lavis.models.llm import CausalBridge, GenerationOptions, LanguageBridge, LLMConfig, Seq2SeqBridge
+from lavis.models.llm.loading import load_llm, load_llm_tokenizer
+
+
+@dataclasses.dataclass
+class Blip2LLMConfig(Blip2Config):
+    llm: LLMConfig = dataclasses.field(default_factory=lambda: LLMConfig(name_or_path="google/flan-t5-xl"))
+    # Instruction template; "{}" receives samples["text_input"] (e.g. "Question: {} Short answer:").
+    prompt: str = "{}"
+    max_txt_len: int = 128  # instruction tokens (Q-Former and LLM), truncated on the left
+    max_output_txt_len: int = 256  # answer tokens, truncated on the right
+
+    def validate(self) -> None:
+        super().validate()
+        try:
+            self.prompt.format("question")
+        except (IndexError, KeyError, ValueError) as err:
+            raise ConfigError(f"'prompt' must be a template with at most one '{{}}', got {self.prompt!r} ({err})") from None
+        if self.max_txt_len < 2 or self.max_output_txt_len < 2:
+            raise ConfigError("'max_txt_len' and 'max_output_txt_len' must be >= 2")
+
+
+class Blip2LLMBase(Blip2Base):
+    """Subclasses pick the LLM kind, the LAVIS attribute names and whether the Q-Former reads text."""
+
+    Config: ClassVar[type] = Blip2LLMConfig
+    QFORMER_TRUNCATION: ClassVar[str] = "left"
+    LLM_KIND: ClassVar[str] = "seq2seq"
+    LLM_ATTR: ClassVar[str] = "t5_model"
+    PROJ_ATTR: ClassVar[str] = "t5_proj"
+
+    def __init__(self, cfg: Blip2LLMConfig, load_weights: bool = True, llm_config: Any | None = None) -> None:
+        """``llm_config``: a transformers config to build the LLM from instead of the one at
+        ``llm.name_or_path`` (with ``load_weights=False``: parameter counting without files)."""
+        super().__init__(cfg, load_weights=load_weights)
+        llm = load_llm(cfg.llm, self.LLM_KIND, load_weights=load_weights, arch_config=llm_config)
+        setattr(self, self.LLM_ATTR, llm)
+        width = llm.get_input_embeddings().weight.shape[1]
+        setattr(self, self.PROJ_ATTR, nn.Linear(cfg.qformer.hidden_size, width))
+        self._bridge: LanguageBridge | None = None
+
+    @property
+    def llm(self) -> nn.Module:
+        return getattr(self, self.LLM_ATTR)
+
+    @property
+    def projection(self) -> nn.Linear:
+        return getattr(self, self.PROJ_ATTR)
+
+    @property
+    def bridge(self) -> LanguageBridge:
+        """The LLM adapter (tokenizer loaded on first use)."""
+        if self._bridge is None:
+            tokenizer = load_llm_tokenizer(self.cfg.llm)
+            limits = (self.cfg.max_txt_len, self.cfg.max_output_txt_len)
+            if self.LLM_KIND == "seq2seq":
+                self._bridge = Seq2SeqBridge(self.llm, tokenizer, *limits)
+            else:
+                self._bridge = CausalBridge(self.llm, tokenizer, *limits, bos_token=self.cfg.llm.bos_token)
+        return self._bridge
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [*super().frozen_modules(), self.llm]
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def prompts(self, samples: Mapping[str, Any]) -> list[str]:
+        """``samples["prompt"]`` as given, else ``text_input`` through the config's template."""
+        batch = self._batch_size(samples)
+        if samples.get("prompt") is not None:
+            prompt = samples["prompt"]
+            prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        else:
+            questions = samples.get("text_input")
+            questions = [""] * batch if questions is None else [questions] * batch if isinstance(questions, str) else questions
+            prompts = [self.cfg.prompt.format(question) for question in questions]
+        if len(prompts) != batch:
+            raise DataError(f"got {len(prompts)} prompts/instructions for a batch of {batch} images")
+        return prompts
+
+    @staticmethod
+    def _batch_size(samples: Mapping[str, Any]) -> int:
+        for key in ("image_embeds", "image"):
+            if samples.get(key) is not None:
+                return len(samples[key])
+        raise DataError("the batch has neither 'image' nor 'image_embeds'")
+
+    def prefix(self, samples: Mapping[str, Any], prompts: Sequence[str]) -> torch.Tensor:
+        """(B, num_queries, LLM width) projected query outputs."""
+        image_embeds = self.image_embeds(samples)
+        if self.QFORMER_TEXT:
+            input_ids, mask = self.tokenize(prompts, self.cfg.max_txt_len)
+            out = self.query_output(image_embeds, input_ids, mask)
+        else:
+            out = self.query_output(image_embeds)
+        return self.projection(out.last_hidden_state[:, : self.query_tokens.shape[1]])
+
+    # ---- training -----------------------------------------------------------------------------
+    def forward(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if samples.get("text_output") is None:
+            raise DataError("stage-2 training needs samples['text_output'] (the target answers)")
+        prompts = self.prompts(samples)
+        loss = self.bridge.loss(self.prefix(samples, prompts), prompts, samples["text_output"])
+        return {"loss": loss}
+
+    # ---- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        samples: Mapping[str, Any],
+        num_beams: int = 5,
+        max_new_tokens: int = 40,
+        min_new_tokens: int = 5,
+        length_penalty: float | None = None,
+        repetition_penalty: float = 1.0,
+        use_nucleus_sampling: bool = False,
+        top_p: float = 0.9,
+        temperature: float = 1.0,
+        num_return_sequences: int = 1,
+    ) -> list[str]:
+        """Batched beam search (deterministic by default) or nucleus sampling; one string per
+        sample and return sequence. ``length_penalty=None``: -1 for T5, 0 for decoder-only."""
+        options = GenerationOptions(
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            length_penalty=length_penalty,
+            repetition_penalty=repetition_penalty,
+            use_nucleus_sampling=use_nucleus_sampling,
+            top_p=top_p,
+            temperature=temperature,
+            num_return_sequences=num_return_sequences,
+        )
+        prompts = self.prompts(samples)
+        return self.bridge.generate(self.prefix(samples, prompts), prompts, options)
+
+    def predict_answers(self, samples: Mapping[str, Any], **generation: Any) -> list[str]:
+        """Answers to ``samples["text_input"]`` (questions) through the prompt template."""
+        return self.generate(samples, **generation)
+
+    @torch.no_grad()
+    def rank_answers(self, samples: Mapping[str, Any], candidates: Sequence[str] = ("yes", "no")) -> list[str]:
+        """For closed questions: the candidate whose tokens (EOS included) are most likely."""
+        if not candidates:
+            raise ValueError("rank_answers needs at least one candidate")
+        prompts = self.prompts(samples)
+        scores = self.bridge.score(self.prefix(samples, prompts), prompts, list(candidates))
+        return [candidates[i] for i in scores.argmax(dim=1).tolist()]
