@@ -173,6 +173,9 @@ def run_generation(
     bar = tqdm(total=total, desc="generate", unit="caption", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         while True:
+            if stop is not None and stop.is_set() and outcome.stopped != "interrupted":
+                stopping, outcome.stopped = True, "interrupted"
+                logger.warning("interrupted: finishing %d requests in flight (interrupt again to abandon them)", in_flight)
             while not stopping and in_flight < workers:
                 upcoming = next(source, None) if upcoming is None else upcoming
                 if upcoming is None:
@@ -184,9 +187,6 @@ def run_generation(
                 upcoming, in_flight = None, in_flight + 1
             if in_flight == 0:
                 break
-            if stop is not None and stop.is_set() and outcome.stopped != "interrupted":
-                stopping, outcome.stopped = True, "interrupted"
-                logger.warning("interrupted: finishing %d requests in flight (interrupt again to abandon them)", in_flight)
             try:
                 kind, record, value = results.get(timeout=0.2)
             except queue.Empty:
