@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -62,7 +63,7 @@ def _load_yaml(path: str | Path, what: str) -> DictConfig:
         raise ConfigError(f"{what} '{path}' does not exist")
     try:
         loaded = OmegaConf.load(path)
-    except (OmegaConfBaseException, ValueError, OSError) as err:
+    except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot parse {what} '{path}': {err}") from err
     if loaded is None:
         return OmegaConf.create({})
@@ -122,6 +123,30 @@ def _defaults(path: Path, top: str, name: str | None = None) -> DictConfig:
     return section
 
 
+def overlay(base: DictConfig, over: DictConfig) -> DictConfig:
+    """Merge ``over`` onto ``base``; a mapping whose ``name`` changes is replaced, not merged.
+
+    Swapping a processor (``{name: pathology_image_eval, image_size: 224}`` ->
+    ``{name: my_proc}``) must not inherit the old processor's options.
+    """
+    if not isinstance(base, DictConfig) or not isinstance(over, DictConfig):
+        return over
+    merged = OmegaConf.create({})
+    for key in list(base.keys()) + [k for k in over.keys() if k not in base]:
+        if key not in over:
+            merged[key] = base[key]
+        elif key not in base:
+            merged[key] = over[key]
+        else:
+            b, o = base[key], over[key]
+            renamed = (
+                isinstance(b, DictConfig) and isinstance(o, DictConfig)
+                and "name" in o and b.get("name") != o.get("name")
+            )
+            merged[key] = o if renamed or not isinstance(b, DictConfig) else overlay(b, o)
+    return merged
+
+
 def load_config(
     cfg_path: str | Path | None,
     registries: ConfigRegistries,
@@ -138,12 +163,12 @@ def load_config(
                 f"unknown top-level config key '{key}'.{suggest(str(key), list(SECTIONS))} "
                 f"Valid sections: {', '.join(SECTIONS)}"
             )
-    merged_run = OmegaConf.merge(_section(user, "run"), _section(override, "run"))
+    merged_run = overlay(_section(user, "run"), _section(override, "run"))
     run_imports = list(_plain(merged_run.get("imports", [])) or []) + list(imports)
     import_modules(run_imports)
 
     # ---- model: arch defaults <- run YAML <- options ----
-    model_user = OmegaConf.merge(_section(user, "model"), _section(override, "model"))
+    model_user = overlay(_section(user, "model"), _section(override, "model"))
     model_cfg: Any = None
     model_raw = model_user
     if len(model_user):
@@ -156,11 +181,11 @@ def load_config(
         if model_type is not None or getattr(model_cls, "MODEL_TYPES", None):
             model_type = model_type or next(iter(model_cls.MODEL_TYPES))
             base = _defaults(model_cls.default_config_path(model_type), "model")
-        model_raw = OmegaConf.merge(base, model_user)
+        model_raw = overlay(base, model_user)
         model_cfg = model_cls.parse_config(model_raw, "model")
 
     # ---- datasets: each builder's defaults <- run YAML <- options ----
-    ds_user = OmegaConf.merge(_section(user, "datasets"), _section(override, "datasets"))
+    ds_user = overlay(_section(user, "datasets"), _section(override, "datasets"))
     datasets_raw: dict[str, Any] = {}
     datasets_cfg: dict[str, Any] = {}
     for name in ds_user:
@@ -168,7 +193,7 @@ def load_config(
         section = ds_user[name] if ds_user[name] is not None else OmegaConf.create({})
         default_file = getattr(builder_cls, "DEFAULT_CONFIG", None)
         base = _defaults(config_path(default_file), "datasets", str(name)) if default_file else OmegaConf.create({})
-        datasets_raw[str(name)] = OmegaConf.merge(base, section)
+        datasets_raw[str(name)] = overlay(base, section)
         datasets_cfg[str(name)] = from_mapping(builder_cls.Config, datasets_raw[str(name)], f"datasets.{name}")
 
     # ---- run: runner keys + the task's own keys in one flat section ----
