@@ -115,3 +115,15 @@ def test_corrupt_and_offline_checkpoints_are_clear_errors(build_tiny, tmp_path, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError, match="Download it to"):
         model.load_checkpoint("https://example.org/models/blip2_pretrained.pth")
+
+
+def test_bert_is_read_only_without_a_checkpoint(build_tiny, minilm_dir, tmp_path):
+    """MiniLM's 384-wide weights do not fit the tiny Q-Former: reading them is an error, so a
+    model that builds proves BERT was skipped because the checkpoint replaces it anyway."""
+    source = build_tiny("blip2_t5", seed=6)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.trainable_state_dict().items()}, str(path))
+    with pytest.raises(CheckpointError, match="hidden_size=384"):
+        build_tiny("blip2_t5", qformer={"pretrained": str(minilm_dir)})
+    model = build_tiny("blip2_t5", qformer={"pretrained": str(minilm_dir)}, checkpoint=str(path))
+    assert torch.equal(model.query_tokens, source.query_tokens)

@@ -147,3 +147,12 @@ def test_prompt_template(build_tiny, make_batch):
     assert model.prompts({**batch, "prompt": "describe"}) == ["describe", "describe"]
     with pytest.raises(ConfigError, match="prompt"):
         build_tiny("blip2_t5_instruct", prompt="{} and {}")
+
+
+def test_decoder_only_bos_override(build_tiny):
+    model = build_tiny("blip2_vicuna_instruct", llm={"bos_token": "</s>"})  # InstructBLIP Vicuna's quirk
+    ids, _ = model.bridge._prompt(["is there necrosis"])
+    assert ids[0, 0].item() == model.bridge.tokenizer.eos_token_id
+    unknown = build_tiny("blip2_vicuna_instruct", llm={"bos_token": "<no-such-token>"})
+    with pytest.raises(ConfigError, match="bos_token"):
+        _ = unknown.bridge  # the tokenizer (and so the check) loads on first use

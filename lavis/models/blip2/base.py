@@ -73,7 +73,8 @@ class Blip2Base(BaseModel):
         self.query_tokens = nn.Parameter(torch.zeros(1, qcfg.num_query_tokens, qcfg.hidden_size))
         nn.init.normal_(self.query_tokens, mean=0.0, std=qcfg.initializer_range)
         self.Qformer = QFormer(qcfg, width, text=self.QFORMER_TEXT, lm_head=self.QFORMER_LM_HEAD)
-        if load_weights and qcfg.pretrained:
+        # A strict ``checkpoint`` replaces every trainable tensor: BERT would be read for nothing.
+        if load_weights and qcfg.pretrained and not cfg.checkpoint:
             load_bert_weights(self.Qformer, qcfg.pretrained)
         self._tokenizer = None
 

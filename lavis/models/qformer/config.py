@@ -29,8 +29,8 @@ class QFormerConfig:
     attention_dropout: float = 0.1
     hidden_act: str = "gelu"
     initializer_range: float = 0.02
-    # BERT weights to start from (local folder or hub id); None = random init (tests, or the
-    # weights come from a BLIP-2 / CLOVER checkpoint loaded afterwards).
+    # BERT weights to start from (local folder or hub id), read only when the model has no
+    # ``checkpoint`` (that replaces them); None = random init.
     pretrained: str | None = "bert-base-uncased"
     # WordPiece tokenizer folder or hub id (``[DEC]`` is added as BOS on load).
     tokenizer: str = "bert-base-uncased"
