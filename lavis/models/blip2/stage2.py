@@ -85,12 +85,13 @@ class Blip2LLMBase(Blip2Base):
     def prompts(self, samples: Mapping[str, Any]) -> list[str]:
         """``samples["prompt"]`` as given, else ``text_input`` through the config's template."""
         batch = self._batch_size(samples)
+        def per_sample(value: Any) -> list[str]:
+            return [value] * batch if isinstance(value, str) else list(value)
+
         if samples.get("prompt") is not None:
-            prompt = samples["prompt"]
-            prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+            prompts = per_sample(samples["prompt"])
         else:
-            questions = samples.get("text_input")
-            questions = [""] * batch if questions is None else [questions] * batch if isinstance(questions, str) else questions
+            questions = per_sample(samples.get("text_input") or "")
             prompts = [self.cfg.prompt.format(question) for question in questions]
         if len(prompts) != batch:
             raise DataError(f"got {len(prompts)} prompts/instructions for a batch of {batch} images")
