@@ -31,11 +31,8 @@ class BaseTask:
 
     # ---- building ------------------------------------------------------------------------
     def build_model(self, config: Any) -> BaseModel:
-        model_cfg = config.model
-        model = MODELS.get(model_cfg.arch).from_config(model_cfg)
-        if getattr(model_cfg, "checkpoint", None):
-            model.load_checkpoint(model_cfg.checkpoint)
-        return model
+        """The model class builds itself, loading ``model.checkpoint`` when one is set."""
+        return MODELS.get(config.model.arch).from_config(config.model)
 
     def build_datasets(self, config: Any) -> dict[str, dict[str, Dataset]]:
         """``{dataset name: {split: Dataset}}`` for every entry of the ``datasets`` section."""

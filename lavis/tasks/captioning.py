@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.models.llm.bridge import GenerationOptions
 from lavis.tasks.base_task import BaseTask, register_task
-from lavis.tasks.generation import GenerationConfig
 
 
 @dataclasses.dataclass
 class CaptionTaskConfig:
-    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
     prompt: str = "Describe this pathology image."
     spice: bool = False
 
@@ -34,7 +34,7 @@ class CaptioningTask(BaseTask):
     def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
         references = list(samples["text_input"])
         prompted = {**samples, "text_input": [self.cfg.prompt] * len(references)}
-        captions = model.generate(prompted, **self.cfg.generation.kwargs())
+        captions = model.generate(prompted, **dataclasses.asdict(self.cfg.generation))
         image_ids = samples.get("image_id") or list(range(len(references)))
         return [
             {"image_id": image_id, "reference": ref, "prediction": pred}

@@ -16,15 +16,15 @@ import torch
 
 from lavis.common.checkpoint import atomic_write_text
 from lavis.common.errors import DataError
+from lavis.models.llm.bridge import GenerationOptions
 from lavis.tasks.base_task import BaseTask, register_task
-from lavis.tasks.generation import GenerationConfig
 
 _PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "bleu", "closed_accuracy")
 
 
 @dataclasses.dataclass
 class VQATaskConfig:
-    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
     # The first protocol is the headline (and what best-checkpoint selection uses).
     protocols: list[Literal["llava_med", "quilt", "strict"]] = dataclasses.field(
         default_factory=lambda: ["llava_med", "strict"]
@@ -48,7 +48,7 @@ class VQATask(BaseTask):
 
     @torch.no_grad()
     def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
-        answers = list(model.predict_answers(samples, **self.cfg.generation.kwargs()))
+        answers = list(model.predict_answers(samples, **dataclasses.asdict(self.cfg.generation)))
         types = samples.get("answer_type") or [None] * len(answers)
         if self.cfg.closed_method == "rank":
             closed = [i for i, t in enumerate(types) if t == "CLOSED"]
@@ -118,7 +118,7 @@ class VQATask(BaseTask):
             for r in records
         ]
         atomic_write_text(stem.with_name(stem.name + "_answers.jsonl"), "\n".join(lines) + "\n")
-        report = {"protocols": by_protocol, "generation": self.cfg.generation.kwargs(),
+        report = {"protocols": by_protocol, "generation": dataclasses.asdict(self.cfg.generation),
                   "closed_method": self.cfg.closed_method, "num_questions": len(records)}
         atomic_write_text(stem.with_name(stem.name + "_metrics.json"), json.dumps(report, indent=2))
         atomic_write_text(stem.with_name(stem.name + "_metrics.md"), markdown_table(stem.name, by_protocol))
