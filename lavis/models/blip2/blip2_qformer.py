@@ -51,6 +51,7 @@ class Blip2Qformer(Blip2Base):
     MODEL_TYPES: ClassVar[dict[str, str]] = {
         "pretrain": "models/blip2/pretrain.yaml",
         "tiny": "models/blip2/tiny.yaml",
+        "demo": "models/blip2/demo.yaml",
     }
     QFORMER_LM_HEAD: ClassVar[bool] = True
 

@@ -30,4 +30,5 @@ class Blip2T5Instruct(Blip2LLMBase):
     MODEL_TYPES: ClassVar[dict[str, str]] = {
         "flant5xl": "models/blip2_t5_instruct/flant5xl.yaml",
         "tiny": "models/blip2_t5_instruct/tiny.yaml",
+        "demo": "models/blip2_t5_instruct/demo.yaml",
     }

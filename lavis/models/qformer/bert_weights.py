@@ -79,6 +79,11 @@ def read_bert_state(name_or_path: str) -> tuple[dict[str, torch.Tensor], object]
 
 def _check_config(cfg: QFormerConfig, bert_config: object, source: str) -> None:
     for theirs, ours in _CONFIG_CHECKS.items():
+        if theirs == "num_hidden_layers" and cfg.num_layers < bert_config.num_hidden_layers:
+            # A shallower Q-Former starts from BERT's first layers (a cheap CPU-size model).
+            logger.info("Q-Former uses the first %d of %d BERT layers of '%s'", cfg.num_layers,
+                        bert_config.num_hidden_layers, source)
+            continue
         if getattr(bert_config, theirs) != getattr(cfg, ours):
             raise CheckpointError(
                 f"BERT checkpoint '{source}' has {theirs}={getattr(bert_config, theirs)} but "

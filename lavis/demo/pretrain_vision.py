@@ -1,0 +1,97 @@
+"""Pretrain the demo's small image encoder CLIP-style, so the frozen ViT of stages 1-2 is honest.
+
+EVA-CLIP (BLIP-2's frozen encoder) was trained contrastively against text. The demo does the
+same at CPU scale: the ViT's class token is projected and pulled towards the real MiniLM
+sentence embedding of its tile's caption (several tiles share a caption: all count as positives).
+The text side stays frozen; only the ViT and its projection learn; the projection is thrown away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from lavis.common.errors import ConfigError
+from lavis.models.blip2.losses import contrastive_loss
+from lavis.models.vision.base import VISION_ENCODERS
+from lavis.processors.base_processor import build_processor
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def sentence_embeddings(texts: list[str], model_dir: str) -> torch.Tensor:
+    """Mean-pooled, L2-normalised MiniLM embeddings (how sentence-transformers pools MiniLM)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+
+def pretrain_vision(
+    items: list[dict[str, Any]],
+    vision_cfg: dict[str, Any],
+    processor_cfg: dict[str, Any],
+    text_model_dir: str,
+    out_file: str | Path,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Train on ``items`` (``{"image": PIL image, "caption": str}``); save the encoder weights."""
+    if not items:
+        raise ConfigError("pretrain_vision: no training images")
+    torch.manual_seed(seed)
+    captions = sorted({item["caption"] for item in items})
+    caption_index = {c: i for i, c in enumerate(captions)}
+    text = sentence_embeddings(captions, text_model_dir)  # (C, D) fixed targets
+
+    cls = VISION_ENCODERS.get(vision_cfg["name"])
+    encoder = cls.from_config(cls.parse_config({**vision_cfg, "freeze": False, "pretrained": None, "precision": "fp32"}))
+    head = nn.Sequential(nn.LayerNorm(encoder.num_features), nn.Linear(encoder.num_features, text.shape[1]))
+    log_temp = nn.Parameter(torch.tensor(0.07).log())
+    params = [*encoder.parameters(), *head.parameters(), log_temp]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    augment = build_processor(processor_cfg, "demo.vision.processor")
+    labels = torch.tensor([caption_index[item["caption"]] for item in items])
+
+    start, losses = time.time(), []
+    encoder.train()
+    for _ in tqdm(range(steps), desc="pretrain image encoder (CLIP-style)", dynamic_ncols=True, mininterval=1.0):
+        pick = torch.randint(0, len(items), (batch_size,))
+        images = torch.stack([augment(items[int(i)]["image"]) for i in pick])
+        image_feat = F.normalize(head(encoder(images)[:, 0]), dim=-1)  # (B, D) from the class token
+        ids = labels[pick]
+        text_feat = text[ids]  # (B, D): each tile's caption embedding
+        sim_i2t = image_feat @ text_feat.T / log_temp.exp()
+        positive = ids[:, None] == ids[None, :]  # tiles sharing a caption are positives
+        loss = contrastive_loss(sim_i2t, sim_i2t.T, positive, label_smoothing=0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            log_temp.clamp_(min=torch.tensor(0.01).log())
+        losses.append(float(loss))
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(out_file.with_suffix(".tmp")))
+    out_file.with_suffix(".tmp").replace(out_file)
+    first, last = sum(losses[:10]) / min(10, len(losses)), sum(losses[-10:]) / min(10, len(losses))
+    logger.info("image encoder pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)
+    return {"loss_first": first, "loss_last": last, "seconds": time.time() - start, "captions": len(captions)}
