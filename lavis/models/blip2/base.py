@@ -36,16 +36,33 @@ class Blip2Config(BaseModelConfig):
     init_checkpoint: str | None = None
     # Processor configs for ``load_model_and_preprocess`` (``vis_processor`` / ``text_processor``).
     preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # LayerNorm epsilon of ``ln_vision``: LAVIS uses 1e-5; Hugging Face BLIP-2 applies the vision
+    # config's ``layer_norm_eps`` (1e-6) there, which ``lavis.models.from_hf`` copies.
+    ln_vision_eps: float = 1e-5
 
     def validate(self) -> None:
         if not isinstance(self.vision.get("name"), str):
             raise ConfigError("'vision.name' must name a registered vision encoder (e.g. eva_clip_g)")
+        if self.ln_vision_eps <= 0:
+            raise ConfigError(f"'ln_vision_eps' must be > 0, got {self.ln_vision_eps}")
+
+
+def encoder_builds_without_weights(cfg: Any) -> bool:
+    """Whether the encoder config stays valid with ``pretrained=None``. ``hf_clip`` (PLIP) does
+    not: its architecture is read from the checkpoint's config.json, so it keeps ``pretrained``."""
+    validate = getattr(dataclasses.replace(cfg, pretrained=None), "validate", None)
+    try:
+        if callable(validate):
+            validate()
+    except ConfigError:
+        return False
+    return True
 
 
 def build_vision_encoder(mapping: Mapping[str, Any], load_weights: bool) -> VisionEncoder:
     encoder_cls = VISION_ENCODERS.get(mapping["name"])
     cfg = encoder_cls.parse_config(dict(mapping), where="model.vision")
-    if not load_weights and getattr(cfg, "pretrained", None) is not None:
+    if not load_weights and getattr(cfg, "pretrained", None) is not None and encoder_builds_without_weights(cfg):
         cfg = dataclasses.replace(cfg, pretrained=None)
     encoder = encoder_cls.from_config(cfg)
     if getattr(cfg, "freeze", True):
@@ -67,7 +84,7 @@ class Blip2Base(BaseModel):
         self.cfg = cfg
         self.visual_encoder = build_vision_encoder(cfg.vision, load_weights)
         width = self.visual_encoder.num_features
-        self.ln_vision = nn.LayerNorm(width)
+        self.ln_vision = nn.LayerNorm(width, eps=cfg.ln_vision_eps)
         self.ln_vision.requires_grad_(False)
         qcfg = cfg.qformer
         self.query_tokens = nn.Parameter(torch.zeros(1, qcfg.num_query_tokens, qcfg.hidden_size))
@@ -96,8 +113,12 @@ class Blip2Base(BaseModel):
         return model
 
     def load_checkpoint(self, path: str, strict: bool = True) -> CheckpointReport:
-        """Load our safetensors weights or a LAVIS ``.pth``; see :mod:`lavis.models.blip2.checkpoint`."""
-        return load_state_into(self, read_state_dict(path), str(path), strict=strict)
+        """Load our safetensors weights, a LAVIS ``.pth`` (BLIP-2 / InstructBLIP / CLOVER) or a
+        Hugging Face BLIP-2 state dict; see :mod:`lavis.models.blip2.checkpoint` and
+        :mod:`lavis.models.interop.layouts` (how LAVIS and HF keys map to ours)."""
+        from lavis.models.interop.layouts import to_our_layout  # interop imports this module
+
+        return load_state_into(self, to_our_layout(self, read_state_dict(path)), str(path), strict=strict)
 
     # ---- frozen parts stay in eval mode -----------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:

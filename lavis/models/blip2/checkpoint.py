@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -34,15 +34,20 @@ class CheckpointReport:
     ignored: list[str]
     # Trainable tensors the file lacks (only possible with strict=False).
     missing_trainable: list[str]
+    # Frozen tensors the file lacks: expected for the LLM (LAVIS checkpoints never hold it; it
+    # comes from ``llm.name_or_path``) and for the encoder of trimmed checkpoints (``vision.pretrained``).
+    missing_frozen: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         def head(names: list[str]) -> str:
             return f"{names[:8]}{' ...' if len(names) > 8 else ''}"
 
+        kept = sorted({name.split(".")[0] for name in self.missing_frozen})
         return (
             f"{self.source}: loaded {len(self.loaded_trainable)} trainable and {len(self.loaded_frozen)} "
             f"frozen tensors; ignored {len(self.ignored)} not in this model {head(self.ignored)}; "
-            f"{len(self.missing_trainable)} trainable tensors not in the file {head(self.missing_trainable)}"
+            f"{len(self.missing_trainable)} trainable tensors not in the file {head(self.missing_trainable)}; "
+            f"{len(self.missing_frozen)} frozen tensors kept from their own source {kept}"
         )
 
 
@@ -61,8 +66,13 @@ def read_state_dict(source: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def load_state_into(
-    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, strict: bool = True
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
+    source: str,
+    strict: bool = True,
 ) -> CheckpointReport:
+    """Copy ``state`` into ``model`` by name. ``state`` may be a lazy stream of (name, tensor)
+    pairs, so a full-size conversion never holds a second copy of the weights."""
     targets = model.state_dict(keep_vars=True)
     trainable = {name for name, param in model.named_parameters() if param.requires_grad}
     # Tied weights appear under two names (e.g. the Q-Former LM decoder); either name counts.
@@ -71,7 +81,7 @@ def load_state_into(
         aliases.setdefault(id(tensor), set()).add(name)
     covered: set[str] = set()
     loaded_trainable, loaded_frozen, ignored = [], [], []
-    for key, value in state.items():
+    for key, value in state.items() if isinstance(state, Mapping) else state:
         target = targets.get(key)
         if target is None:
             ignored.append(key)
@@ -84,7 +94,10 @@ def load_state_into(
         covered |= aliases[id(target)]
         (loaded_trainable if key in trainable or aliases[id(target)] & trainable else loaded_frozen).append(key)
     missing = sorted(trainable - covered)
-    report = CheckpointReport(source, sorted(loaded_trainable), sorted(loaded_frozen), sorted(ignored), missing)
+    missing_frozen = sorted(set(targets) - covered - trainable)
+    report = CheckpointReport(
+        source, sorted(loaded_trainable), sorted(loaded_frozen), sorted(ignored), missing, missing_frozen
+    )
     if missing and strict:
         raise CheckpointError(
             f"{source} lacks {len(missing)} trainable tensors of this model: {missing[:10]}"

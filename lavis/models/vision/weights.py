@@ -123,18 +123,31 @@ def load_weights(
     ``keep`` filters keys before reading, so only the shards holding kept keys are fetched.
     Returns the tensors and the resolved path (for messages).
     """
+    files, path = weight_files(source, filenames, what, hint, keep)
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(read_state_dict(file, keep))
+    return state, path
+
+
+def weight_files(
+    source: str, filenames: Sequence[str], what: str, hint: str, keep: Callable[[str], bool] | None = None
+) -> tuple[list[Path], str]:
+    """The local files holding ``source``'s weights and the resolved path (for messages).
+
+    One file, or the shards a ``*.index.json`` names (only those holding kept keys, fetched
+    now). Callers that stream tensors one at a time (full-size conversions) read these themselves.
+    """
     path = fetch_file(source, filenames, what, hint)
     if not path.name.endswith(INDEX_SUFFIX):
-        return read_state_dict(path, keep), str(path)
+        return [path], str(path)
     try:
         weight_map = json.loads(path.read_text())["weight_map"]
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"'{path}' is not a sharded-weights index with a 'weight_map': {err}") from err
     shard_source = str(path.parent) if Path(source).expanduser().exists() else source
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted({file for key, file in weight_map.items() if keep is None or keep(key)}):
-        state.update(read_state_dict(fetch_file(shard_source, [shard], what, hint), keep))
-    return state, str(path)
+    shards = sorted({file for key, file in weight_map.items() if keep is None or keep(key)})
+    return [fetch_file(shard_source, [shard], what, hint) for shard in shards], str(path)
 
 
 def read_state_dict(path: Path, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
