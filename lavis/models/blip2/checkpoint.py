@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from lavis.common.errors import CheckpointError
-from lavis.models.vision.weights import fetch_file
-from lavis.models.vision.weights import read_state_dict as read_weights
+from lavis.models.vision.weights import load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +56,14 @@ _HINT = (
 )
 
 
+# A sharded folder (an HF BLIP-2 checkpoint) is read through its index.
+_WEIGHT_FILES = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
+
+
 def read_state_dict(source: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file, a checkpoint folder, a ``.pth`` (state under ``model``)
-    or a URL / hub id (fetched into the cache unless offline)."""
-    path = fetch_file(str(source), ["model.safetensors", "pytorch_model.bin"], "BLIP-2 checkpoint", _HINT)
-    return read_weights(path)
+    """Tensors from a safetensors file, a checkpoint folder (sharded too), a ``.pth`` (state
+    under ``model``) or a URL / hub id (fetched into the cache unless offline)."""
+    return load_weights(str(source), _WEIGHT_FILES, "BLIP-2 checkpoint", _HINT)[0]
 
 
 @torch.no_grad()

@@ -56,15 +56,20 @@ def arch_for(config: Any) -> str:
 def dtype_name(dtype: str | torch.dtype | None, config: Any) -> str:
     """Our dtype name (bf16/fp16/fp32) for ``dtype``; None = the checkpoint's (fp32 if unrecorded)."""
     if dtype is None:
-        dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return dtype
+        recorded = _as_name(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None))
+        return recorded or "fp32"
+    name = _as_name(dtype)
+    if name is None:
+        raise ConfigError(f"dtype must be one of {sorted(DTYPES)} (or the torch dtype), got {dtype!r}")
+    return name
+
+
+def _as_name(dtype: str | torch.dtype | None) -> str | None:
     if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    for name, value in DTYPES.items():
-        if value == dtype:
-            return name
-    raise ConfigError(f"dtype must be one of {sorted(DTYPES)} (or the torch dtype), got {dtype!r}")
+        if dtype in DTYPES:
+            return dtype
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    return next((name for name, value in DTYPES.items() if value == dtype), None)
 
 
 def _side(size: Any, where: str) -> int:

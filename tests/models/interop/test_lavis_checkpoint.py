@@ -73,13 +73,15 @@ def test_lavis_blip2_opt_names_load_into_blip2_llm(hf_checkpoint, tmp_path, samp
     torch.testing.assert_close(our_lm_logits(target, samples), our_lm_logits(model, samples), rtol=0, atol=0)
 
 
-def test_hf_state_dict_through_load_checkpoint(hf_checkpoint, samples):
-    folder = hf_checkpoint("instructblip-t5")
+@pytest.mark.parametrize(("variant", "file"), [("instructblip-t5", "model.safetensors"), ("blip2-llama", None)])
+def test_hf_state_dict_through_load_checkpoint(variant, file, hf_checkpoint, samples):
+    """An HF file, or a sharded HF folder read through its index, as a model's checkpoint."""
+    folder = hf_checkpoint(variant)
     reference, _, _ = from_hf(folder)
     target, _, _ = from_hf(folder)
     _perturb(target)
     with torch.no_grad():
         target.ln_vision.weight.fill_(3.0)
-    report = target.load_checkpoint(str(folder / "model.safetensors"))
+    report = target.load_checkpoint(str(folder / file if file else folder))
     assert not report.missing_trainable and not report.missing_frozen
     torch.testing.assert_close(our_lm_logits(target, samples), our_lm_logits(reference, samples), rtol=0, atol=0)
