@@ -60,7 +60,10 @@ def from_hf(
     folder = resolve_hf_folder(str(path_or_id))
     config = read_hf_config(folder)
     model_cls = MODELS.get(arch_for(config))
-    cfg = model_cls.parse_config(our_mapping(config, folder, dtype_name(dtype, config)), "model")
+    mapping = our_mapping(config, folder, dtype_name(dtype, config))
+    if model_cls.LLM_KIND == "causal":
+        mapping["llm"]["bos_token"] = prompt_start_token(_lm_tokenizer(folder))
+    cfg = model_cls.parse_config(mapping, "model")
     model = model_cls.from_config(cfg, load_weights=False, llm_config=config.text_config)
     load_hf_weights(model, folder, config)
     model = model.to(device).eval()
@@ -128,6 +131,39 @@ def load_hf_weights(model: Blip2LLMBase, folder: Path, config: Any) -> None:
                        type(model).__name__, report.ignored[:10])
 
 
+def prompt_start_token(tokenizer) -> str | None:
+    """The token HF's processor puts before a prompt, as our ``llm.bos_token`` (None: the
+    tokenizer's BOS, which is what it puts there). InstructBLIP Vicuna's tokenizer starts
+    prompts with ``</s>``, the BOS LAVIS trained it with."""
+    with_special = tokenizer("a").input_ids
+    plain = tokenizer("a", add_special_tokens=False).input_ids
+    first = with_special[0] if with_special and with_special[0] != plain[0] else None
+    if first is None:
+        if tokenizer.bos_token_id is not None:
+            logger.warning(
+                "the LM tokenizer adds no BOS; this model will still put %r first (HF's processor puts nothing)",
+                tokenizer.bos_token,
+            )
+        return None
+    return None if first == tokenizer.bos_token_id else tokenizer.convert_ids_to_tokens(first)
+
+
+def _lm_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise _no_tokenizer(folder, err) from err
+
+
+def _no_tokenizer(folder: Path, err: Exception) -> WeightsNotFoundError:
+    return WeightsNotFoundError(
+        f"from_hf: '{folder}' lacks its tokenizer files ({err}). Save the processor too: "
+        "`processor.save_pretrained(folder)` (InstructBLIP keeps the Q-Former's in qformer_tokenizer/)."
+    )
+
+
 def _check_tokenizers(model: Blip2LLMBase, folder: Path) -> None:
     """Load the LM (and Q-Former) tokenizers now, so a folder without them fails here, clearly."""
     try:
@@ -135,10 +171,7 @@ def _check_tokenizers(model: Blip2LLMBase, folder: Path) -> None:
         if model.QFORMER_TEXT:
             _ = model.tokenizer
     except (OSError, ValueError, WeightsNotFoundError) as err:
-        raise WeightsNotFoundError(
-            f"from_hf: '{folder}' lacks its tokenizer files ({err}). Save the processor too: "
-            "`processor.save_pretrained(folder)` (InstructBLIP keeps the Q-Former's in qformer_tokenizer/)."
-        ) from err
+        raise _no_tokenizer(folder, err) from err
     rows = model.llm.get_input_embeddings().weight.shape[0]
     if vocab > rows:  # harmless unless a prompt contains one of the extra tokens
         logger.warning("%s: the tokenizer has %d tokens, the language model %d embedding rows", folder, vocab, rows)

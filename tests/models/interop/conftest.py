@@ -4,7 +4,7 @@ Each variant is saved the way users get them: ``save_pretrained`` of the model a
 processor (LM tokenizer with ``<image>``, ``BlipImageProcessor``, InstructBLIP's Q-Former
 tokenizer from bert-base-uncased's real vocabulary). Variants differ where loaders can go wrong:
 tied vs separate LM heads, a T5 head stored separately as transformers 4 saved it, grouped-query
-attention, a sharded checkpoint.
+attention, a sharded checkpoint, a ``</s>`` BOS (InstructBLIP Vicuna), cross-attention in every layer.
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ def build_hf_checkpoint(folder: Path, variant: str, bert_dir: Path, seed: int = 
     tokenizer = train_sentencepiece(TEXTS, folder, "t5" if lm == "t5" else "llama", vocab_size=128)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token
+    if variant == "instructblip-llama":  # as HF's InstructBLIP Vicuna: prompts start with "</s>"
+        tokenizer.bos_token = "</s>"
+        tokenizer.add_bos_token = True  # rebuilds the template that writes it
     image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     if family == "instructblip":
         processor = InstructBlipProcessor(

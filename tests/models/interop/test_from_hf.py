@@ -12,6 +12,7 @@ from PIL import Image
 
 from lavis.common.errors import CheckpointError, ConfigError, WeightsNotFoundError
 from lavis.models import from_hf
+from lavis.models.interop.hf_load import prompt_start_token
 from lavis.models.interop.parity import (
     hf_generate,
     hf_inputs,
@@ -62,6 +63,19 @@ def test_processor_inputs_are_ours(variant, hf_checkpoint):
         assert encoded["qformer_input_ids"].tolist() == expected["qformer_input_ids"].tolist()
     torch.testing.assert_close(encoded["pixel_values"][0], expected["pixel_values"][0], atol=1e-5, rtol=0)
     assert set(vis_processors) == {"train", "eval"} and vis_processors["train"](picture).shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_prompt_start_follows_what_the_tokenizer_writes(hf_checkpoint):
+    """Our BOS is the token HF's processor writes first, even where it is not ``bos_token``."""
+    from transformers import AutoTokenizer
+
+    vicuna_like = AutoTokenizer.from_pretrained(hf_checkpoint("instructblip-llama"))
+    assert vicuna_like("a").input_ids[0] == vicuna_like.convert_tokens_to_ids("</s>") == vicuna_like.bos_token_id
+    assert prompt_start_token(vicuna_like) is None  # the tokenizer's BOS, "</s>"
+    renamed = AutoTokenizer.from_pretrained(hf_checkpoint("blip2-llama"), bos_token="</s>")  # template keeps <s>
+    assert renamed.bos_token == "</s>" and prompt_start_token(renamed) == "<s>"
+    model, _, _ = from_hf(hf_checkpoint("instructblip-llama"))
+    assert model.bridge.bos_id == vicuna_like.convert_tokens_to_ids("</s>")
 
 
 def test_dtype_applies_to_encoder_and_llm_only(hf_checkpoint):
