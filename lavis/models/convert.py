@@ -80,19 +80,19 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise ConfigError("give --arch and --model-type together")
 
 
-def load_source(args: argparse.Namespace, overrides: dict[str, Any]):
+def load_source(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     from pathlib import Path
 
     from lavis.models import from_hf, load_model
     from lavis.models.interop.folder import CONFIG_NAME, load_model_folder
 
+    if args.source == "hf":
+        if overrides:
+            raise ConfigError("--from hf takes no --set overrides (only --dtype): the checkpoint defines the model")
+        return from_hf(args.src, dtype=args.dtype)[0]
     if args.dtype:
         overrides.setdefault("llm", {})["dtype"] = args.dtype
         overrides.setdefault("vision", {})["precision"] = args.dtype
-    if args.source == "hf":
-        if overrides:
-            raise ConfigError("--from hf takes no --set overrides besides --dtype: the checkpoint defines the model")
-        return from_hf(args.src, dtype=args.dtype)[0]
     if args.source == "ours" and (Path(args.src) / CONFIG_NAME).is_file():
         return load_model_folder(args.src, **overrides)
     if not (args.arch and args.model_type):
@@ -102,7 +102,7 @@ def load_source(args: argparse.Namespace, overrides: dict[str, Any]):
     return load_model(args.arch, args.model_type, checkpoint=args.src, is_eval=True, **overrides)
 
 
-def write_target(model, args: argparse.Namespace) -> None:
+def write_target(model: Any, args: argparse.Namespace) -> None:
     from lavis.models import to_hf
     from lavis.models.interop.folder import save_model_folder
 
@@ -112,7 +112,7 @@ def write_target(model, args: argparse.Namespace) -> None:
         save_model_folder(model, args.out)
 
 
-def verify_samples(model) -> dict[str, Any]:
+def verify_samples(model: Any) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     size = model.visual_encoder.image_size
     return {
@@ -122,7 +122,7 @@ def verify_samples(model) -> dict[str, Any]:
     }
 
 
-def verify(model, args: argparse.Namespace) -> float:
+def verify(model: Any, args: argparse.Namespace) -> float:
     """Largest LLM-logit difference between ``model`` and what was written, reloaded."""
     from transformers import AutoConfig
 

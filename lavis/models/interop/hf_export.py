@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,13 +57,13 @@ def to_hf(model: Blip2LLMBase, out_dir: str | os.PathLike, max_shard_size: str |
     return out
 
 
-def hf_model_class(config):
+def hf_model_class(config: Any) -> type:
     from transformers import Blip2ForConditionalGeneration, InstructBlipForConditionalGeneration
 
     return InstructBlipForConditionalGeneration if config.model_type == "instructblip" else Blip2ForConditionalGeneration
 
 
-def hf_state_dict(model: Blip2LLMBase, config) -> dict[str, torch.Tensor]:
+def hf_state_dict(model: Blip2LLMBase, config: Any) -> dict[str, torch.Tensor]:
     """Every tensor the HF model holds, under its name, from ours (tied names written once)."""
     with torch.device("meta"):
         reference = hf_model_class(config)(config)
@@ -101,7 +102,7 @@ def _grow_rows(matrix: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([matrix, mean.expand(rows - matrix.shape[0], -1)], dim=0)
 
 
-def export_tokenizer(model: Blip2LLMBase):
+def export_tokenizer(model: Blip2LLMBase) -> Any:
     """A fresh copy of the LM tokenizer with ``<image>`` added, set up to produce the token ids
     our model reads (the configured BOS of a decoder-only LM)."""
     from transformers import AddedToken, AutoTokenizer
@@ -117,7 +118,7 @@ def export_tokenizer(model: Blip2LLMBase):
     return tokenizer
 
 
-def _start_with(tokenizer, bos_id: int) -> None:
+def _start_with(tokenizer: Any, bos_id: int) -> None:
     """Make the tokenizer put our BOS first (InstructBLIP Vicuna's ``</s>``, ``llm.bos_token``),
     so HF's processor builds the very ids our model reads."""
     if tokenizer("a").input_ids[0] == bos_id:
@@ -132,7 +133,7 @@ def _start_with(tokenizer, bos_id: int) -> None:
         )
 
 
-def export_processor(model: Blip2LLMBase, tokenizer, config):
+def export_processor(model: Blip2LLMBase, tokenizer: Any, config: Any) -> Any:
     """``Blip2Processor`` / ``InstructBlipProcessor`` matching our eval image processor."""
     from PIL import Image
     from transformers import Blip2Processor, BlipImageProcessor, InstructBlipProcessor

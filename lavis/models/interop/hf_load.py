@@ -131,7 +131,7 @@ def load_hf_weights(model: Blip2LLMBase, folder: Path, config: Any) -> None:
                        type(model).__name__, report.ignored[:10])
 
 
-def prompt_start_token(tokenizer) -> str | None:
+def prompt_start_token(tokenizer: Any) -> str | None:
     """The token HF's processor puts before a prompt, as our ``llm.bos_token`` (None: the
     tokenizer's BOS, which is what it puts there). InstructBLIP Vicuna's tokenizer starts
     prompts with ``</s>``, the BOS LAVIS trained it with."""
@@ -148,7 +148,7 @@ def prompt_start_token(tokenizer) -> str | None:
     return None if first == tokenizer.bos_token_id else tokenizer.convert_ids_to_tokens(first)
 
 
-def _lm_tokenizer(folder: Path):
+def _lm_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:

@@ -44,7 +44,7 @@ def _ids(tokenizer, text: str, special: bool) -> list[int]:
 
 
 def hf_inputs(
-    hf_config, model: Blip2LLMBase, image: torch.Tensor, prompt: str, dtype: torch.dtype = torch.float32
+    hf_config: Any, model: Blip2LLMBase, image: torch.Tensor, prompt: str, dtype: torch.dtype = torch.float32
 ) -> dict[str, torch.Tensor]:
     """The inputs of the HF model with ``hf_config`` for one image and prompt, laid out as its
     processor does, with the token ids our ``model`` reads."""
@@ -62,7 +62,7 @@ def hf_inputs(
 
 
 @torch.no_grad()
-def hf_lm_logits(hf_model, model: Blip2LLMBase, samples: Mapping[str, Any]) -> list[torch.Tensor]:
+def hf_lm_logits(hf_model: Any, model: Blip2LLMBase, samples: Mapping[str, Any]) -> list[torch.Tensor]:
     """Per sample, the HF model's logits over the same positions :func:`our_lm_logits` returns."""
     tokenizer = model.bridge.tokenizer
     out = []
@@ -78,7 +78,7 @@ def hf_lm_logits(hf_model, model: Blip2LLMBase, samples: Mapping[str, Any]) -> l
 
 
 @torch.no_grad()
-def hf_generate(hf_model, model: Blip2LLMBase, samples: Mapping[str, Any], **generation: Any) -> list[str]:
+def hf_generate(hf_model: Any, model: Blip2LLMBase, samples: Mapping[str, Any], **generation: Any) -> list[str]:
     """HF's generation for each sample (one at a time), decoded like ours."""
     tokenizer = model.bridge.tokenizer
     texts = []

@@ -31,6 +31,11 @@ def test_model_folder_round_trip(hf_checkpoint, build_tiny, samples, tmp_path):
     assert not (folder / "llm").exists()  # the LLM keeps its own source
     assert yaml.safe_load((folder / "config.yaml").read_text())["model"]["llm"]["name_or_path"] == native.cfg.llm.name_or_path
     assert max_logit_difference(our_lm_logits(native, samples), our_lm_logits(load_model_folder(folder), samples)) == 0
+    stage1 = build_tiny("blip2", seed=6).eval()  # heads, temp and the tied ITG decoder too
+    again = load_model_folder(save_model_folder(stage1, tmp_path / "stage1"))
+    texts = samples["text_input"]
+    assert torch.equal(again.itm_score(samples["image"], texts), stage1.itm_score(samples["image"], texts))
+    assert torch.equal(again.temp, stage1.temp)
 
 
 def test_hf_to_ours_to_hf_verified(hf_checkpoint, tmp_path, capsys):
@@ -40,6 +45,13 @@ def test_hf_to_ours_to_hf_verified(hf_checkpoint, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("verify: largest logit difference") == 2 and "Blip2LLM" in out
     assert (hf / "config.json").is_file() and (hf / "processor_config.json").is_file()
+    half = tmp_path / "bf16"
+    args = ["--from", "hf", "--to", "ours", "--src", str(hf_checkpoint("instructblip-t5")), "--out", str(half)]
+    assert main([*args, "--dtype", "bf16", "--verify"]) == 0
+    section = yaml.safe_load((half / "config.yaml").read_text())["model"]
+    assert section["llm"]["dtype"] == "bf16" and section["vision"]["precision"] == "bf16"
+    assert main([*args, "--set", "prompt=Q: {}"]) == 1
+    assert "takes no --set overrides" in capsys.readouterr().err
 
 
 def test_lavis_to_hf_and_ours(build_tiny, tiny_overrides, tmp_path, samples, capsys):
