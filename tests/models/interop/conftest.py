@@ -4,7 +4,8 @@ Each variant is saved the way users get them: ``save_pretrained`` of the model a
 processor (LM tokenizer with ``<image>``, ``BlipImageProcessor``, InstructBLIP's Q-Former
 tokenizer from bert-base-uncased's real vocabulary). Variants differ where loaders can go wrong:
 tied vs separate LM heads, a T5 head stored separately as transformers 4 saved it, grouped-query
-attention, a sharded checkpoint, a ``</s>`` BOS (InstructBLIP Vicuna), cross-attention in every layer.
+attention, a sharded checkpoint, a ``</s>`` BOS (InstructBLIP Vicuna), cross-attention in every layer, and
+OPT (as in Salesforce/blip2-opt-*) besides T5 and LLaMA.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import torch
 from ..conftest import CORPUS
 
 TEXTS = CORPUS * 5
-VARIANTS = ("blip2-t5", "blip2-llama", "instructblip-t5", "instructblip-llama")
+VARIANTS = ("blip2-t5", "blip2-llama", "blip2-opt", "instructblip-t5", "instructblip-llama")
 ARCH = {
     "blip2-t5": "blip2_t5",
     "blip2-llama": "blip2_llm",
+    "blip2-opt": "blip2_llm",
     "instructblip-t5": "blip2_t5_instruct",
     "instructblip-llama": "blip2_vicuna_instruct",
 }
@@ -29,8 +31,14 @@ IMAGE_SIZE = 56
 
 
 def _text_config(lm: str, tokenizer, tied: bool):
-    from transformers import LlamaConfig, T5Config
+    from transformers import LlamaConfig, OPTConfig, T5Config
 
+    if lm == "opt":  # Salesforce/blip2-opt-*: learned positions, ReLU, pre-norm decoder
+        return OPTConfig(
+            vocab_size=len(tokenizer), hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
+            word_embed_proj_dim=64, max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=tied,
+        )
     if lm == "t5":
         return T5Config(
             vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
