@@ -109,3 +109,30 @@ def test_eval_config_runs_at_tiny_size(name, tmp_path, tiny_lms, minilm_dir):
                                      "temperature": 1.0, "num_return_sequences": 1}
     first = next(iter(metrics["protocols"].values()))
     assert first["num_open"] == 1 and first["num_closed"] == 2
+
+
+def test_caption_eval_config_scores_with_coco_metrics(tmp_path, tiny_lms, minilm_dir):
+    data = tmp_path / "quilt"
+    (data / "quilt_1m").mkdir(parents=True)
+    rows = ["caption,image_path,subset,split,pathology,roi_text,noisy_text,corrected_text,med_umls_ids,magnification,height,width"]
+    captions = ["the tissue shows glands", "lymphocytes infiltrate the stroma", "the tissue shows glands"]
+    for i, caption in enumerate(captions):
+        name = f"img{min(i, 1)}.png"  # images 0 and 1; image 1 has two captions
+        (data / "quilt_1m" / name).write_bytes(png_bytes(min(i, 1)))
+        rows.append(f"{caption},{name},quilt,val,[],[],{caption},{caption},[],1,96,96")
+    (data / "quilt_1M_lookup.csv").write_text("\n".join(rows) + "\n")
+    options = [
+        "model.model_type=tiny", "model.checkpoint=null", f"model.qformer.tokenizer={minilm_dir}",
+        f"model.llm.name_or_path={tiny_lms['t5']}", f"datasets.quilt1m.storage={data}",
+        "datasets.quilt1m.vis_processor.eval.image_size=56", f"run.output_dir={tmp_path / 'out'}",
+        "run.precision=fp32", "run.num_workers=0", "run.progress_bar=false", "run.device=cpu",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", "--cfg-path", "configs/eval/quilt_captions_flant5xl.yaml", "--options", *options],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    scores = json.loads((tmp_path / "out" / "quilt1m_val_eval_metrics.json").read_text())
+    assert {"Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "agg_metrics"} <= set(scores)
+    captions_out = (tmp_path / "out" / "quilt1m_val_eval_captions.jsonl").read_text().splitlines()
+    assert len(captions_out) == 2  # one caption generated per image, scored against all of its captions
