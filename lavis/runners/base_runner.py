@@ -70,6 +70,10 @@ class RunnerBase:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.model = model.to(self.device)
+        from lavis.datasets.feature_cache import apply_feature_cache
+
+        # Splits with a fixed image transform read frozen-encoder features from disk (run.feature_cache).
+        self.datasets = apply_feature_cache(datasets, self.model, cfg, self.output_dir, self.device)
         self.wrapped: torch.nn.Module = self.model
         if is_dist() and not self.run.evaluate:
             self.wrapped = DistributedDataParallel(

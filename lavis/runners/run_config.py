@@ -55,6 +55,13 @@ class RunConfig:
     test_checkpoint: Literal["best", "last"] = "best"
     max_bad_samples: int = 100  # per epoch; past it the run stops
 
+    # ---- frozen-encoder feature cache (lavis/datasets/feature_cache.py, docs/performance.md) ----
+    # auto: cache every split whose image transform is fixed (evaluation; training without
+    # augmentation); on: also train on eval-transform features, fail where impossible; off: never.
+    feature_cache: Literal["auto", "on", "off"] = "auto"
+    feature_cache_dir: str | None = None  # default: <output_dir>/feature_cache (share it across runs)
+    feature_cache_dtype: Literal["fp16", "bf16"] = "fp16"
+
     # ---- logging and distributed ----
     log_freq: int = 20
     tensorboard: bool = False

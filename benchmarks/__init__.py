@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): ``python -m benchmarks.run_all`` writes results.json and RESULTS.md."""
