@@ -19,10 +19,12 @@ from lavis.models.interop.parity import (
 )
 from lavis.models.vision.presets import vision_preset
 
+from .conftest import VARIANTS
+
 GREEDY = {"num_beams": 1, "max_new_tokens": 8, "min_new_tokens": 2}
 
 
-@pytest.mark.parametrize("variant", ["blip2-t5", "instructblip-llama"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_round_trip_through_our_model(variant, hf_checkpoint, load_hf, samples, tmp_path):
     model, _, _ = from_hf(hf_checkpoint(variant))
     exported = load_hf(to_hf(model, tmp_path / "export"))
