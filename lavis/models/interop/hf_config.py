@@ -199,7 +199,7 @@ def hf_config_for(model: Any, image_token_index: int, text_vocab_size: int) -> A
             f"'{model.cfg.vision['name']}', which Hugging Face BLIP-2 cannot hold"
         )
     vision = type(encoder).parse_config(model.cfg.vision)
-    if abs(model.ln_vision.eps - vision.layer_norm_eps) > 0:
+    if model.ln_vision.eps != vision.layer_norm_eps:
         logger.warning(
             "HF BLIP-2 normalises the encoder output with the vision eps (%g); this model's ln_vision "
             "uses %g (LAVIS's value). Outputs differ by about eps / feature variance (below 1e-5 at full size).",
