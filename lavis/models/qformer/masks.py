@@ -18,14 +18,17 @@ def self_attention_mask(
 
     Keys are [cached prefix (all real); queries (all real); text (``text_mask``)].
     Bidirectional (``causal=False``): every position sees every real key; ``None`` when nothing
-    is masked, so SDPA can take its fastest path.
+    is masked (known without a device sync only on CPU), so SDPA can take its fastest path.
     Causal (the ITG decoder, UniLM-style): a query sees only queries (cached or not); a text
     token sees every query and the text up to itself.
     """
     prefix = past_length + query_length
     keys = prefix + text_length
     key_valid = None
-    if text_mask is not None and text_length and not bool(text_mask.all()):
+    # Checking for padding reads the mask on the host: free on CPU, a device sync on an accelerator
+    # (where the masked SDPA kernel is as fast), so there the mask is simply always built.
+    all_real = text_mask is not None and text_mask.device.type == "cpu" and bool(text_mask.all())
+    if text_mask is not None and text_length and not all_real:
         ones = torch.ones(batch, prefix, dtype=torch.bool, device=device)
         key_valid = torch.cat([ones, text_mask.to(device=device, dtype=torch.bool)], dim=1)[:, None, None, :]
     if not causal:
