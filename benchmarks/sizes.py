@@ -89,6 +89,10 @@ SIZES: dict[str, ModelSize] = {
     "tiny": ModelSize(
         "tiny", VisionSize(56, 14, 32, 2, 2, 4.3637), QFormerSize(8, 64, 2, 4, 128), LMSize("t5", 64, 128, 2, 4, 512)
     ),
+    "tiny_vicuna": ModelSize(
+        "tiny_vicuna", VisionSize(56, 14, 32, 2, 2, 4.3637), QFormerSize(8, 64, 2, 4, 128),
+        LMSize("llama", 64, 128, 2, 4, 512),
+    ),
     # ViT-B/16 widths, the full 12-layer Q-Former, T5-base widths (FlanT5-base layout)
     "base": ModelSize("base", VisionSize(224, 16, 768, 12, 12, 4.0), QFORMER_BASE, LMSize("t5", 768, 2048, 12, 12, 32128)),
     # the released models: EVA ViT-g + FlanT5-XL, EVA ViT-g + Vicuna-7B
@@ -225,6 +229,13 @@ def hf_train_mode(model: Any) -> Any:
     model.vision_model.eval()
     model.language_model.eval()
     return model
+
+
+def build_pair(size: ModelSize, work: Path, device: str = "cpu") -> tuple[Any, Any]:
+    """(ours, HF's) at ``size``, seeded, on ``device``, in eval mode."""
+    torch.manual_seed(0)
+    ours = build_ours(size, make_assets(work / "assets")).to(device).eval()
+    return ours, build_hf(size).to(device).eval()
 
 
 def trainable_count(model: torch.nn.Module) -> int:

@@ -1,0 +1,139 @@
+"""Full-size stage-2 throughput on one CUDA GPU, random weights, nothing downloaded:
+EVA ViT-g (fp16, frozen) + Q-Former + FlanT5-XL / Vicuna-7B (bf16, frozen), bf16 autocast.
+
+    PYTHONPATH=. python -m benchmarks.gpu_throughput            # both models, a few minutes
+    PYTHONPATH=. python -m benchmarks.gpu_throughput --sizes flant5xl --batch 32 --peak-tflops 989
+
+Per model: training samples/s from images and from cached features, peak memory of each,
+model FLOPs per step (counted by torch, checked against benchmarks/flops.py), MFU against the
+card's dense bf16 peak, and beam-search answers/s with its peak memory. Writes
+``benchmarks/results_gpu.json``; ``python -m benchmarks.report`` puts it into RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.flops import counted_flops, model_tokens, peak_tflops, train_flops
+from benchmarks.inputs import make_batch
+from benchmarks.sizes import SIZES, build_ours, make_assets
+from benchmarks.timing import machine
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_BATCH = {"flant5xl": 16, "vicuna7b": 8, "tiny": 4, "tiny_vicuna": 4}
+
+
+def build(size_name: str, device: str) -> Any:
+    """Our model at ``size_name``, created directly on ``device`` in its run precisions."""
+    with torch.device(device):
+        torch.manual_seed(0)
+        model = build_ours(SIZES[size_name], make_assets(HERE / "_work" / "assets"), "bf16", "fp16")
+    return model.to(device)
+
+
+def timed(fn: Callable[[], Any], steps: int, warmup: int, device: str) -> tuple[float, int | None]:
+    """(seconds per call, peak bytes allocated during the timed calls or None off CUDA)."""
+    cuda = device.startswith("cuda")
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps, torch.cuda.max_memory_allocated() if cuda else None
+
+
+def measure(size_name: str, batch: int, steps: int = 10, warmup: int = 3, device: str = "cuda",
+            peak: float | None = None, new_tokens: int = 40) -> dict[str, Any]:
+    from lavis.common.optim import build_adamw
+    from lavis.runners.base_runner import fused_adamw_supported
+
+    size = SIZES[size_name]
+    model = build(size_name, device).train()
+    optimizer = build_adamw(model, lr=1e-5, weight_decay=0.05, fused=fused_adamw_supported(torch.device(device)))
+    data = make_batch(size, batch, prompt_words=24, answer_words=16)
+    images = data.images.to(device)
+    with torch.no_grad():
+        embeds = model.encode_image_frozen(images).half()  # what the feature cache serves
+    tokens = model_tokens(model, data.prompts, data.answers)
+    amp = device.split(":")[0]
+
+    def train(samples: dict[str, Any]) -> Callable[[], None]:
+        def step() -> None:
+            with torch.autocast(device_type=amp, dtype=torch.bfloat16):
+                loss = model(samples)["loss"]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return step
+
+    result: dict[str, Any] = {"batch": batch, "tokens": tokens.__dict__}
+    for name, samples, cached in (("train", {**data.ours(), "image": images}, False),
+                                  ("train_cached", data.cached(embeds), True)):
+        step = train(samples)
+        seconds, memory = timed(step, steps, warmup, device)
+        flops = counted_flops(step)
+        result[name] = {
+            "samples_per_s": batch / seconds, "peak_memory_gib": memory / 2**30 if memory else None,
+            "flops_per_step_counted": flops, "flops_per_step_analytic": train_flops(size, tokens, cached) * batch,
+            "achieved_tflops": flops / seconds / 1e12,
+            "mfu": flops / seconds / (peak * 1e12) if peak else None,
+        }
+    model.eval()
+    generation = {"num_beams": 5, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
+
+    def generate() -> None:
+        with torch.autocast(device_type=amp, dtype=torch.bfloat16), torch.no_grad():
+            model.generate({"image": images, "text_input": data.prompts}, **generation)
+
+    seconds, memory = timed(generate, max(1, steps // 3), 1, device)
+    result["generate"] = {**generation, "answers_per_s": batch / seconds,
+                          "peak_memory_gib": memory / 2**30 if memory else None}
+    result["feature_cache_speedup"] = result["train_cached"]["samples_per_s"] / result["train"]["samples_per_s"]
+    return result
+
+
+def run(sizes: list[str], batch: int | None, steps: int, warmup: int, device: str = "cuda",
+        peak: float | None = None) -> dict[str, Any]:
+    info = machine()
+    peak = peak or peak_tflops(info.get("gpu", ""))
+    models = {}
+    for name in sizes:
+        models[name] = measure(name, batch or DEFAULT_BATCH[name], steps, warmup, device, peak)
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()  # the previous model is gone: give its memory back before the next
+    return {"machine": info, "peak_bf16_tflops": peak, "precision": "vision fp16, LLM bf16, bf16 autocast",
+            "models": models}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["flant5xl", "vicuna7b"], choices=sorted(SIZES))
+    parser.add_argument("--batch", type=int, default=None, help="per model default: flant5xl 16, vicuna7b 8")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card")
+    parser.add_argument("--device", default="cuda", help="cuda (cpu only to check the script at tiny size)")
+    parser.add_argument("--out", type=Path, default=HERE / "results_gpu.json")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: this script measures GPU throughput (use --device cpu --sizes tiny to check it)")
+    result = run(args.sizes, args.batch, args.steps, args.warmup, args.device, args.peak_tflops)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
