@@ -9,8 +9,6 @@ Epochs alternate between the two runners (ABBA); the one-off cache build is time
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import yaml
 
 from benchmarks.data_files import write_llava_json, write_tiles
 from benchmarks.sizes import SIZES, build_ours, make_assets, our_overrides
-from benchmarks.timing import alternate
+from benchmarks.timing import alternate, command_line, emit
 from benchmarks.train_step import WORK
 
 
@@ -113,22 +111,13 @@ def run(size: str = "base", images: int = 16, batch: int = 4, workers: int = 2, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="base")
+    parser = command_line(__doc__, size="base", batch=4, rounds=2, threads=1)
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--before-after", action="store_true", help="also time the runner with unfused AdamW")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = run(args.size, args.images, args.batch, args.workers, args.rounds, args.threads,
-                 before_after=args.before_after)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(run(args.size, args.images, args.batch, args.workers, args.rounds, args.threads,
+             before_after=args.before_after), args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the runner restarts them each epoch for streams).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from benchmarks.data_files import write_quilt_csv, write_tiles
+from benchmarks.timing import command_line, emit
 from benchmarks.train_step import WORK
 
 
@@ -62,19 +62,12 @@ def run(images: int = 256, side: int = 512, workers: int = 2, batch: int = 32, r
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__, batch=32, rounds=3)
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--side", type=int, default=512, help="stored JPEG size in pixels")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = run(args.images, args.side, args.workers, args.batch, args.rounds)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(run(args.images, args.side, args.workers, args.batch, args.rounds), args.out)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,13 @@ tokens (``min_new_tokens = max_new_tokens``, so random weights cannot make one s
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchmarks.inputs import hf_inputs, make_batch, token_lengths
 from benchmarks.sizes import SIZES, build_pair
-from benchmarks.timing import alternate, ratio
+from benchmarks.timing import alternate, command_line, emit, ratio
 from benchmarks.train_step import WORK
 
 
@@ -60,22 +57,12 @@ def _options(settings: dict[str, Any]):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    parser.add_argument("--batch", type=int, default=2)
+    parser = command_line(__doc__, size="tiny", batch=2, rounds=4, calls=1, threads=1)
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--calls", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = run(args.size, args.batch, beams=args.beams, new_tokens=args.new_tokens, rounds=args.rounds,
-                 calls=args.calls, threads=args.threads)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(run(args.size, args.batch, beams=args.beams, new_tokens=args.new_tokens, rounds=args.rounds,
+             calls=args.calls, threads=args.threads), args.out)
 
 
 if __name__ == "__main__":

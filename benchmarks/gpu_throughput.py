@@ -12,8 +12,6 @@ card's dense bf16 peak, and beam-search answers/s with its peak memory. Writes
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,7 @@ import torch
 from benchmarks.flops import counted_flops, model_tokens, peak_tflops, train_flops
 from benchmarks.inputs import make_batch
 from benchmarks.sizes import SIZES, build_ours, make_assets
-from benchmarks.timing import machine
+from benchmarks.timing import command_line, emit, machine
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BATCH = {"flant5xl": 16, "vicuna7b": 8, "tiny": 4, "tiny_vicuna": 4}
@@ -119,20 +117,17 @@ def run(sizes: list[str], batch: int | None, steps: int, warmup: int, device: st
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__, batch=0)
+    parser.set_defaults(out=HERE / "results_gpu.json")
     parser.add_argument("--sizes", nargs="+", default=["flant5xl", "vicuna7b"], choices=sorted(SIZES))
-    parser.add_argument("--batch", type=int, default=None, help="per model default: flant5xl 16, vicuna7b 8")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card")
     parser.add_argument("--device", default="cuda", help="cuda (cpu only to check the script at tiny size)")
-    parser.add_argument("--out", type=Path, default=HERE / "results_gpu.json")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script measures GPU throughput (use --device cpu --sizes tiny to check it)")
-    result = run(args.sizes, args.batch, args.steps, args.warmup, args.device, args.peak_tflops)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    emit(run(args.sizes, args.batch or None, args.steps, args.warmup, args.device, args.peak_tflops), args.out)
 
 
 if __name__ == "__main__":

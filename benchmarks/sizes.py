@@ -19,16 +19,16 @@ import torch
 
 QFORMER_VOCAB = 30523  # bert-base-uncased + [DEC]
 CORPUS = [
-    "the tissue shows glands lined by columnar epithelium with crowded nuclei",
-    "is there necrosis in this image",
-    "describe the image in detail",
-    "lymphocytes infiltrate the stroma around the tumor nests",
-    "the epidermis is thickened with keratin pearls",
-    "mitotic figures are frequent and nuclei are pleomorphic",
-    "what type of cells are seen",
-    "fibrous stroma with scattered inflammatory cells",
-    "yes",
-    "no",
+    "sheets of atypical cells with vesicular chromatin and prominent nucleoli",
+    "what stain highlights the basement membrane here",
+    "summarise the architecture of this biopsy",
+    "dense collagen surrounds small nests of squamous cells",
+    "the mucosa contains branching crypts and goblet cells",
+    "caseating granulomas with multinucleated giant cells",
+    "which compartment shows the strongest staining",
+    "adipose tissue interrupted by fibrous septa",
+    "present",
+    "absent",
 ]
 
 

@@ -8,6 +8,8 @@ machine (with one thread, CPU time is the work done).
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import statistics
@@ -107,3 +109,26 @@ def machine() -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def command_line(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
+    """A benchmark's parser: ``--out`` for its JSON, plus the shared options named in ``defaults``
+    (``size``, ``batch``, ``rounds``, ``calls``, ``threads``) with those defaults."""
+    from benchmarks.sizes import SIZES
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if "size" in defaults:
+        parser.add_argument("--size", choices=sorted(SIZES), default=defaults["size"])
+    for name in ("batch", "rounds", "calls", "threads"):
+        if name in defaults:
+            parser.add_argument(f"--{name}", type=int, default=defaults[name])
+    parser.add_argument("--out", type=Path, default=None, help="also write the result JSON here")
+    return parser
+
+
+def emit(result: Any, out: Path | None) -> None:
+    """Print the result JSON (and write it to ``out``)."""
+    text = json.dumps(result, indent=1)
+    if out:
+        out.write_text(text)
+    print(text)

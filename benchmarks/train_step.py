@@ -9,10 +9,8 @@ feature cache serves them: what a stage-2 run without augmentation actually exec
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import torch
 
 from benchmarks.inputs import Batch, hf_inputs, make_batch, token_lengths
 from benchmarks.sizes import SIZES, build_pair, hf_train_mode, trainable_count
-from benchmarks.timing import alternate, ratio
+from benchmarks.timing import alternate, command_line, emit, ratio
 
 WORK = Path(__file__).resolve().parent / "_work"
 
@@ -93,23 +91,13 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    parser.add_argument("--batch", type=int, default=4)
+    parser = command_line(__doc__, size="tiny", batch=4, rounds=4, calls=1, threads=1)
     parser.add_argument("--prompt-words", type=int, default=24)
     parser.add_argument("--answer-words", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--calls", type=int, default=1, help="steps timed per round")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--out", type=Path, default=None, help="write the result JSON here")
     args = parser.parse_args(argv)
-    result = run(args.size, args.batch, args.prompt_words, args.answer_words, args.rounds, args.calls,
-                 args.threads, args.precision)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(run(args.size, args.batch, args.prompt_words, args.answer_words, args.rounds, args.calls, args.threads,
+             args.precision), args.out)
 
 
 if __name__ == "__main__":

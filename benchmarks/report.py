@@ -1,0 +1,173 @@
+"""RESULTS.md from results.json (CPU, ``run_all``) and results_gpu.json (``gpu_throughput``).
+
+    python -m benchmarks.report     # re-render after a GPU run, without re-running the CPU ones
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+GOALS = {
+    "train_step_ratio_vs_hf_tiny": 1.15,
+    "train_step_ratio_vs_hf_base": 1.15,
+    "feature_cache_speedup": 3.0,
+    "gpu_mfu_stage2_step": 0.35,
+}
+NOT_MEASURED = (
+    "**Not measured yet**: no GPU was available to the session that wrote this file. On a CUDA machine run "
+    "`PYTHONPATH=. python -m benchmarks.gpu_throughput` (a few minutes, random weights, no downloads), then "
+    "`python -m benchmarks.report` to put its figures here with the card's name."
+)
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_f(c) for c in row) + " |" for row in rows]
+
+
+def headline_rows(results: dict[str, Any], gpu: dict[str, Any] | None) -> list[list[Any]]:
+    rows = []
+    for key in ("train_step_ratio_vs_hf_tiny", "train_step_ratio_vs_hf_base", "generate_ratio_vs_hf_base",
+                "feature_cache_speedup", "data_images_per_s"):
+        value, goal = results.get(key), GOALS.get(key)
+        met = "-" if goal is None or value is None else ("yes" if value >= goal else "**no**")
+        rows.append([f"`{key}`", value, f">= {goal}" if goal else "-", met])
+    mfu = [m["train"]["mfu"] for m in (gpu or {}).get("models", {}).values() if m["train"].get("mfu")]
+    value = min(mfu) if mfu else None
+    met = "-" if value is None else ("yes" if value >= GOALS["gpu_mfu_stage2_step"] else "**no**")
+    rows.append(["GPU stage-2 MFU (lowest model)", value if value is not None else "not measured",
+                 f">= {GOALS['gpu_mfu_stage2_step']}", met])
+    return rows
+
+
+def train_section(name: str, d: dict[str, Any]) -> list[str]:
+    s = d["samples_per_s"]
+    size = d["size"]
+    rows = [[k, v["median"], v["cpu_median"], ", ".join(f"{x:.3g}" for x in v["wall"])] for k, v in s.items()]
+    return [
+        f"### Training step, {name} (batch {d['batch']}, {d['threads']} thread, {d['precision']}, "
+        f"{d['rounds']} alternated rounds x {d['calls_per_round']} step)",
+        "",
+        f"Vision {size['vision']['width']}w x {size['vision']['depth']}, Q-Former {size['qformer']['hidden']}w x "
+        f"{size['qformer']['layers']}, LM {size['lm']['kind']} {size['lm']['hidden']}w x {size['lm']['layers']}; "
+        f"tokens {d['tokens']}; trainable params ours {d['trainable_params']['ours']:,} / HF "
+        f"{d['trainable_params']['hf']:,}; fused AdamW: {d['fused_adamw']}; HF attention: {d['hf_attn_implementation']}.",
+        "",
+        *_table(["contender", "samples/s (median)", "samples/s by CPU time", "per round"], rows),
+        "",
+        f"Ours / HF: {_f(d['ratio_vs_hf']['ratio_of_medians'])} (paired median "
+        f"{_f(d['ratio_vs_hf']['median_paired_ratio'])}, CPU time {_f(d['ratio_vs_hf']['cpu_ratio_of_medians'])}); "
+        f"ours from cached features / HF: {_f(d['cached_ratio_vs_hf']['ratio_of_medians'])}.",
+        "",
+    ]
+
+
+def cache_section(name: str, d: dict[str, Any]) -> list[str]:
+    rows = [[k, d["epoch_s"][k], d["samples_per_s"][k]["median"]] for k in d["epoch_s"]]
+    lines = [f"### Stage-2 epoch, {name}: {d['images']} JPEG tiles ({d['source_side_px']} px), batch {d['batch']}, "
+             f"{d['num_workers']} workers, real RunnerEpoch", "",
+             *_table(["epoch", "seconds (median)", "samples/s"], rows), "",
+             f"Speedup with the cache: {_f(d['speedup'])}; one-off cache build (in the runner's start-up): "
+             f"{_f(d['cache_build_s'])} s."]
+    if "with_cache_unfused_adamw" in d["epoch_s"]:
+        lines.append(f"Runner before/after fused AdamW on CPU (same run, cached epoch): "
+                     f"{_f(d['epoch_s']['with_cache_unfused_adamw'])} s -> {_f(d['epoch_s']['with_cache'])} s.")
+    return lines + [""]
+
+
+def memory_section(details: dict[str, Any], gpu: dict[str, Any] | None) -> list[str]:
+    rows = [[r["model"], r["precision"], r["inference_weights_gib"], r["train_weights_grads_adamw_gib"]]
+            for r in details.get("memory_computed", [])]
+    lines = ["## Memory", "", "Computed from exact parameter counts (meta device); weights of frozen parts in the "
+             "stated precision, Q-Former/queries/projection/ln_vision in fp32, training adds an fp32 gradient and "
+             "two fp32 AdamW moments per trainable parameter. Activations are not included: see the measured rows.",
+             "", *_table(["model", "precision", "inference GiB", "training GiB (weights+grads+AdamW)"], rows), ""]
+    measured = [details[k] for k in ("memory_base_train", "memory_base_generate") if k in details]
+    rows = [[m["model"], m["mode"], m["precision"], m["batch"], m["peak_rss_gib"], m["peak_minus_startup_gib"]]
+            for m in measured]
+    for name, m in (gpu or {}).get("models", {}).items():
+        for mode in ("train", "train_cached", "generate"):
+            rows.append([name, mode, "vision fp16, LLM bf16", m["batch"], m[mode]["peak_memory_gib"], "-"])
+    lines += ["Measured peaks (CPU: resident memory of a fresh process; GPU: `max_memory_allocated`):", "",
+              *_table(["model", "mode", "precision", "batch", "peak GiB", "peak minus start-up GiB"], rows), ""]
+    if not gpu:
+        lines += ["Full-size measured peaks: not measured yet (they come from the GPU script).", ""]
+    return lines
+
+
+def gpu_section(gpu: dict[str, Any] | None) -> list[str]:
+    lines = ["## GPU, full size (EVA ViT-g + Q-Former + FlanT5-XL / Vicuna-7B, random weights, bf16)", ""]
+    if not gpu:
+        return lines + [NOT_MEASURED, ""]
+    info = gpu["machine"]
+    rows = []
+    for name, m in gpu["models"].items():
+        rows.append([name, m["batch"], m["train"]["samples_per_s"], m["train"]["mfu"], m["train_cached"]["samples_per_s"],
+                     m["train_cached"]["mfu"], m["feature_cache_speedup"], m["generate"]["answers_per_s"]])
+    return lines + [f"Card: **{info.get('gpu')}** (CUDA {info.get('cuda')}, torch {info.get('torch')}), "
+                    f"{info.get('date')}; peak {gpu['peak_bf16_tflops']} TFLOP/s dense bf16; {gpu['precision']}.", "",
+                    *_table(["model", "batch", "train samples/s", "MFU", "cached samples/s", "cached MFU",
+                             "cache speedup", "beam-5 answers/s"], rows), ""]
+
+
+def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
+    d, m = results.get("details", {}), results.get("machine", {})
+    lines = ["# Benchmark results", "",
+             f"Written by `make bench` (`python -m benchmarks.run_all`) on {m.get('date')}: {m.get('cpu')} "
+             f"({m.get('cpu_count')} cores, load average at start {m.get('load_average')}), Python {m.get('python')}, "
+             f"torch {m.get('torch')}, transformers {m.get('transformers')}, git {m.get('git')}. "
+             "Contenders alternate (ABBA) on a shared machine; figures are medians. See docs/performance.md.", "",
+             "## Headline", "", *_table(["metric", "value", "goal", "met"], headline_rows(results, gpu)), "",
+             "## Details", ""]
+    for key, label in (("train_step_tiny", "tiny"), ("train_step_base", "base")):
+        if key in d:
+            lines += train_section(label, d[key])
+    if "components_base" in d:
+        c = d["components_base"]
+        lines += [f"Where the base step goes ({c['unit']}, batch {c['batch']}):", "",
+                  *_table(["part", "ours", "HF"], [["vision forward", c["vision_forward"]["ours"], c["vision_forward"]["hf"]],
+                          ["Q-Former forward+backward", c["qformer_forward_backward"]["ours"], c["qformer_forward_backward"]["hf"]]]),
+                  ""]
+    if "generate_base" in d:
+        g = d["generate_base"]
+        lines += [f"### Generation, base (batch {g['batch']}, beams {g['num_beams']}, exactly {g['max_new_tokens']} new "
+                  f"tokens, output lengths {g['output_lengths']})", "",
+                  *_table(["contender", "answers/s (median)", "by CPU time"],
+                          [[k, v["median"], v["cpu_median"]] for k, v in g["answers_per_s"].items()]),
+                  "", f"Ours / HF: {_f(g['ratio_vs_hf']['ratio_of_medians'])}.", ""]
+    for key, label in (("cache_epoch_base", "base"), ("cache_epoch_tiny", "tiny")):
+        if key in d:
+            lines += cache_section(label, d[key])
+    if "data_pipeline" in d:
+        p = d["data_pipeline"]
+        lines += [f"### Data pipeline: {p['images']} JPEG tiles ({p['source_side_px']} px) in {p['shards']} webdataset "
+                  f"shards -> train transform ({p['image_size']} px) -> {p['workers']} workers -> batches of {p['batch']}",
+                  "", f"Images/s per pass: {', '.join(f'{x:.0f}' for x in p['images_per_s'])}; median "
+                  f"**{_f(p['median'])}**.", ""]
+    lines += memory_section(d, gpu) + gpu_section(gpu)
+    lines += ["## Commands", "", *_table(["benchmark", "command", "seconds"],
+                                         [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]
+    return "\n".join(lines)
+
+
+def write_report(results: dict[str, Any]) -> None:
+    gpu_file = HERE / "results_gpu.json"
+    gpu = json.loads(gpu_file.read_text()) if gpu_file.exists() else None
+    (HERE / "RESULTS.md").write_text(render(results, gpu))
+
+
+def main() -> None:
+    write_report(json.loads((HERE / "results.json").read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``make bench``: every CPU benchmark, each in its own process, then results.json + RESULTS.md.
+
+    python -m benchmarks.run_all            # about 6-10 minutes on 2 CPU cores
+    python -m benchmarks.run_all --only train_step_tiny data_pipeline
+
+GPU figures come from ``benchmarks/gpu_throughput.py`` (results_gpu.json) when a CUDA machine
+has run it; this command never needs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any
+
+from benchmarks.report import GOALS, HERE, write_report
+
+RESULTS = HERE / "_work" / "results"
+# name -> module arguments; sizes and repetitions chosen for a 2-core CPU.
+COMMANDS: dict[str, list[str]] = {
+    "train_step_tiny": ["benchmarks.train_step", "--size", "tiny", "--batch", "8", "--rounds", "9", "--calls", "10"],
+    "train_step_base": ["benchmarks.train_step", "--size", "base", "--batch", "4", "--rounds", "5", "--calls", "1"],
+    "components_base": ["benchmarks.components", "--size", "base", "--batch", "4", "--rounds", "3"],
+    "generate_base": ["benchmarks.generation", "--size", "base", "--batch", "2", "--rounds", "3"],
+    "cache_epoch_base": ["benchmarks.cache_epoch", "--size", "base", "--images", "16", "--batch", "4", "--rounds", "2"],
+    "cache_epoch_tiny": ["benchmarks.cache_epoch", "--size", "tiny", "--images", "64", "--batch", "8", "--rounds", "3",
+                         "--before-after"],
+    "data_pipeline": ["benchmarks.data_pipeline", "--images", "256", "--workers", "2", "--batch", "32"],
+    "memory_computed": ["benchmarks.memory"],
+    "memory_base_train": ["benchmarks.memory", "--measure", "base", "train"],
+    "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
+}
+
+
+def run_one(name: str) -> tuple[str, Any, float]:
+    """Run one benchmark module in a fresh process; (command line, its JSON, seconds)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    argv = [sys.executable, "-m", *COMMANDS[name], "--out", str(out)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=HERE.parent, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    command = "python -m " + shlex.join(COMMANDS[name])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return command, json.loads(out.read_text()), seconds
+
+
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """The issue's keys, from whichever details were run."""
+    picks = {
+        "train_step_ratio_vs_hf_tiny": ("train_step_tiny", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
+        "train_step_ratio_vs_hf_base": ("train_step_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
+        "generate_ratio_vs_hf_base": ("generate_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
+        "feature_cache_speedup": ("cache_epoch_base", lambda d: d["speedup"]),
+        "data_images_per_s": ("data_pipeline", lambda d: d["median"]),
+    }
+    return {key: pick(details[name]) for key, (name, pick) in picks.items() if name in details}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=sorted(COMMANDS), help="run these (others keep old results)")
+    args = parser.parse_args(argv)
+    from benchmarks.timing import machine
+
+    previous = json.loads((HERE / "results.json").read_text()) if (HERE / "results.json").exists() else {}
+    details = dict(previous.get("details", {})) if args.only else {}
+    commands = dict(previous.get("commands", {})) if args.only else {}
+    started = machine()
+    for name in args.only or list(COMMANDS):
+        print(f"[bench] {name} ...", flush=True)
+        command, result, seconds = run_one(name)
+        details[name], commands[name] = result, {"command": command, "seconds": round(seconds, 1)}
+        print(f"[bench] {name}: {seconds:.0f} s", flush=True)
+    results = {**headline(details), "goals": GOALS, "machine": started, "commands": commands, "details": details}
+    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report(results)
+    print(json.dumps(headline(details), indent=1))
+
+
+if __name__ == "__main__":
+    main()
