@@ -64,6 +64,22 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
     return {key: pick(details[name]) for key, (name, pick) in picks.items() if name in details}
 
 
+def cache_projection(details: dict[str, Any]) -> dict[str, Any]:
+    """Training FLOPs per sample from images / from cached features at each size (computed, for
+    the sizes this machine cannot run), with the token lengths of the base benchmark."""
+    from benchmarks.flops import Tokens, train_flops
+    from benchmarks.sizes import SIZES
+
+    lengths = details.get("train_step_base", {}).get("tokens", {"qformer_text": 26, "lm_input": 57, "answer": 17})
+    tokens = Tokens(lengths["qformer_text"], lengths["lm_input"] - SIZES["base"].qformer.queries, lengths["answer"])
+    out: dict[str, Any] = {"tokens": tokens.__dict__}
+    for name in ("base", "flant5xl", "vicuna7b"):
+        full, cached = train_flops(SIZES[name], tokens), train_flops(SIZES[name], tokens, cached=True)
+        out[name] = {"train_tflops_per_sample": full / 1e12, "cached_tflops_per_sample": cached / 1e12,
+                     "speedup_at_equal_flops_per_s": full / cached}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=sorted(COMMANDS), help="run these (others keep old results)")
@@ -79,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         command, result, seconds = run_one(name)
         details[name], commands[name] = result, {"command": command, "seconds": round(seconds, 1)}
         print(f"[bench] {name}: {seconds:.0f} s", flush=True)
+    details["cache_flops_projection"] = cache_projection(details)
     results = {**headline(details), "goals": GOALS, "machine": started, "commands": commands, "details": details}
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(results)
