@@ -42,7 +42,7 @@ from lavis.common.checkpoint import atomic_write_text
 from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
 from lavis.common.errors import ConfigError, DataError
 from lavis.common.schema import _plain
-from lavis.datasets.bad_data import SkippedSample
+from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.datasets.sample_table import SampleTable
 
 logger = logging.getLogger(__name__)
@@ -279,6 +279,12 @@ def fill(
         first_row.setdefault(key, row)
     missing = sorted(k for k in first_row if k not in store.images)
     rank, world = get_rank(), get_world_size()
+    if world > 1:  # rank 0's view decides: another run merging meanwhile must not split the work unevenly
+        import torch.distributed as dist
+
+        shared = [missing]
+        dist.broadcast_object_list(shared, src=0)
+        missing = shared[0]
     mine = missing[rank::world]
     tag = f"{uuid.uuid4().hex[:12]}-r{rank}"
     if missing and is_main_process():
@@ -337,7 +343,8 @@ class CachedFeatures(Dataset):
         segment, row = (int(v) for v in self.locations[index])
         if segment < 0:
             root = self.table.image_root
-            return SkippedSample(str(root / item["image_path"]) if root else item["image_path"], NOT_CACHED)
+            path = str(root / item["image_path"]) if root else item["image_path"]
+            return skip_or_raise(path, NOT_CACHED, self.table.strict)
         item["image_embeds"] = self.store.read(segment, row)
         if self.table.text_processor is not None:
             item["text_input"] = self.table.text_processor(item["text_input"])
