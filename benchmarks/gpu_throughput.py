@@ -54,8 +54,7 @@ def timed(fn: Callable[[], Any], steps: int, warmup: int, device: str) -> tuple[
 
 def measure(size_name: str, batch: int, steps: int = 10, warmup: int = 3, device: str = "cuda",
             peak: float | None = None, new_tokens: int = 40) -> dict[str, Any]:
-    from lavis.common.optim import build_adamw
-    from lavis.runners.base_runner import fused_adamw_supported
+    from lavis.common.optim import build_adamw, fused_adamw_supported
 
     size = SIZES[size_name]
     model = build(size_name, device).train()

@@ -51,7 +51,8 @@ def contenders(size_name: str, batch: Batch, precision: str, device: str = "cpu"
     """(name -> step, description) for ours, HF, and ours from cached features."""
     ours, hf = build_pair(SIZES[size_name], WORK, device)
     ours, hf = ours.train(), hf_train_mode(hf)
-    from lavis.runners.base_runner import fused_adamw_supported
+
+    from lavis.common.optim import fused_adamw_supported
 
     fused = fused_adamw_supported(torch.device(device))
     amp = autocast(precision, device)

@@ -158,6 +158,20 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def link_last(root: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Point ``<root>/last`` at ``target`` (a relative symlink, swapped atomically).
+
+    Configs can then name ``runs/<job>/checkpoints/last`` without knowing the step number.
+    """
+    root = Path(root)
+    link = root / "last"
+    tmp = root / f".last.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path(target).name, tmp)
+    os.replace(tmp, link)
+    return link
+
+
 def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` step folders, and stale temp folders."""
     root = Path(root)
@@ -165,4 +179,7 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> None:
     for path in found[: max(0, len(found) - keep_last)]:
         shutil.rmtree(path, ignore_errors=True)
     for stale in root.glob(".*.tmp") if root.is_dir() else []:
-        shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_symlink() or stale.is_file():
+            stale.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)

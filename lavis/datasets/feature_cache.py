@@ -95,15 +95,10 @@ def transform_identity(processor: Any) -> dict[str, Any]:
 def is_deterministic(processor: Any) -> bool:
     """Whether a processor maps an image to one fixed tensor (no random augmentation).
 
-    A processor says so with a ``deterministic`` attribute; without one, only the plain
-    ``pathology_image_eval`` resize counts (an unknown processor may hide randomness).
+    Processors declare it with the class attribute ``deterministic`` (False by default, since an
+    unknown processor may hide randomness).
     """
-    flag = getattr(processor, "deterministic", None)
-    if flag is not None:
-        return bool(flag)
-    from lavis.processors.image_processors import PathologyImageEval
-
-    return type(processor) is PathologyImageEval
+    return bool(getattr(processor, "deterministic", False))
 
 
 def image_keys(dataset: SampleTable, paths: Sequence[str], threads: int = 16) -> list[str]:
@@ -336,10 +331,7 @@ class CachedFeatures(Dataset):
             self.table.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
-        if not 0 <= index < len(self.table):
-            raise IndexError(f"index {index} out of range for {len(self.table)} samples")
-        # SampleTable has no public accessor for a row without its image; its Arrow columns are read here.
-        item = {name: column[index].as_py() for name, column in self.table._columns.items()}
+        item = self.table.row(index)
         segment, row = (int(v) for v in self.locations[index])
         if segment < 0:
             root = self.table.image_root

@@ -19,6 +19,9 @@ class BaseProcessor:
     """A callable that turns one raw item (PIL image, string) into model input."""
 
     Config: ClassVar[type] = ProcessorConfig
+    # True when an input always maps to the same output (no random augmentation): the frozen
+    # encoder's features of such images can be cached (lavis/datasets/feature_cache.py).
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg

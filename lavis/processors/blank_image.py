@@ -18,6 +18,7 @@ from lavis.processors.image_processors import PathologyImageEvalConfig
 @register_processor("blank_image")
 class BlankImage(BaseProcessor):
     Config = PathologyImageEvalConfig
+    deterministic = True
 
     def __call__(self, item: Any) -> torch.Tensor:
         return torch.zeros(3, self.cfg.image_size, self.cfg.image_size)

@@ -89,6 +89,7 @@ class PathologyImageEval(_PathologyImageProcessor):
     """Resize to image_size x image_size (bicubic) and normalise."""
 
     Config = PathologyImageEvalConfig
+    deterministic = True
 
     def resize(self, image: Image.Image) -> Image.Image:
         size = self.cfg.image_size

@@ -47,16 +47,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def fused_adamw_supported(device: torch.device) -> bool:
-    """Whether torch has a fused AdamW kernel for ``device`` (CUDA; CPU since torch 2.4). Without
-    it, CPU AdamW takes the per-tensor Python loop: 40% of a tiny model's step."""
-    try:
-        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
 class RunnerBase:
     """Owns the model, optimizer, scheduler, data loaders and checkpoints of one run."""
 
@@ -185,7 +175,6 @@ class RunnerBase:
             weight_decay=self.run.weight_decay,
             betas=tuple(self.run.betas),
             lr_scales=self.run.lr_scales,
-            fused=fused_adamw_supported(self.device),
         )
         per_epoch = self.batches_per_epoch() or 1
         self.scheduler = LR_SCHEDULERS.get(self.run.lr_sched)(
@@ -346,6 +335,7 @@ class RunnerBase:
                 self.ckpt_dir / f"step_{self.global_step}", self.model.trainable_state_dict(), state
             )
             ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
+            ckpt.link_last(self.ckpt_dir, path)
             self.writer.write("checkpoint", self.global_step, path=str(path), epoch=self.epoch)
         if is_dist():
             torch_dist.barrier()

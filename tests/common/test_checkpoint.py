@@ -78,3 +78,14 @@ def test_corrupt_weights_fail_clearly(tmp_path):
     (tmp_path / "step_1" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="cannot read weights"):
         ckpt.load_weights(tmp_path / "step_1")
+
+
+def test_last_link_follows_the_newest_step(tmp_path):
+    root = tmp_path / "checkpoints"
+    model = Tiny()
+    for step in (1, 2):
+        path = ckpt.save_checkpoint(root / f"step_{step}", model.trainable_state_dict(), {"global_step": step})
+        ckpt.link_last(root, path)
+    assert (root / "last").resolve() == (root / "step_2").resolve()
+    assert ckpt.load_state(root / "last")["global_step"] == 2
+    assert ckpt.latest_checkpoint(root).name == "step_2"  # the link is not a checkpoint of its own

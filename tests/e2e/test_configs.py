@@ -29,6 +29,7 @@ def test_run_config_validates(path):
     cfg = load_config(path, registries(), run_schema=RunConfig)
     assert cfg.model is not None and cfg.datasets
     if path.parent.name == "eval":
-        assert cfg.run.task == "vqa" and cfg.run.test_splits == ["test"]
+        assert cfg.run.task == ("captioning" if "captions" in path.stem else "vqa")
+        assert cfg.run.test_splits == (["val"] if "captions" in path.stem else ["test"])
         assert cfg.task.generation.num_beams == 5 and cfg.task.generation.max_new_tokens == 40
         assert cfg.task.generation.min_new_tokens == 5 and cfg.task.generation.length_penalty is None

@@ -19,16 +19,6 @@ CORPUS = [
     "what type of cells are seen",
     "fibrous stroma with scattered inflammatory cells",
 ]
-TINY_ARCHS = ("blip2_t5", "blip2_t5_instruct", "blip2_vicuna_instruct")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spinning on a shared 2-core machine (~10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +43,7 @@ def tiny_overrides(minilm_dir, tiny_t5_dir, tiny_llama_dir):
         out = {"qformer": {"tokenizer": str(minilm_dir)}}
         if arch in ("blip2_t5", "blip2_t5_instruct"):
             out["llm"] = {"name_or_path": str(tiny_t5_dir)}
-        elif arch == "blip2_vicuna_instruct":
+        elif arch in ("blip2_vicuna_instruct", "blip2_llm"):
             out["llm"] = {"name_or_path": str(tiny_llama_dir)}
         for key, value in extra.items():
             out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value

@@ -11,7 +11,7 @@ from lavis.models import MODELS, load_model, load_model_and_preprocess, model_co
 from lavis.models.qformer import QFormerConfig
 
 
-@pytest.mark.parametrize("arch", ["blip2", "blip2_t5", "blip2_t5_instruct", "blip2_vicuna_instruct"])
+@pytest.mark.parametrize("arch", ["blip2", "blip2_t5", "blip2_t5_instruct", "blip2_vicuna_instruct", "blip2_llm"])
 def test_every_shipped_yaml_validates(arch):
     for model_type in MODELS.get(arch).MODEL_TYPES:
         cfg = model_config(arch, model_type)

@@ -7,9 +7,9 @@ import torch
 
 from lavis.common.errors import ConfigError
 
-ARCHS = ("blip2_t5", "blip2_t5_instruct", "blip2_vicuna_instruct")
-PROJ = {"blip2_t5": "t5_proj", "blip2_t5_instruct": "t5_proj", "blip2_vicuna_instruct": "llm_proj"}
-LLM = {"blip2_t5": "t5_model", "blip2_t5_instruct": "t5_model", "blip2_vicuna_instruct": "llm_model"}
+ARCHS = ("blip2_t5", "blip2_t5_instruct", "blip2_vicuna_instruct", "blip2_llm")
+PROJ = {"blip2_t5": "t5_proj", "blip2_t5_instruct": "t5_proj", "blip2_vicuna_instruct": "llm_proj", "blip2_llm": "llm_proj"}
+LLM = {"blip2_t5": "t5_model", "blip2_t5_instruct": "t5_model", "blip2_vicuna_instruct": "llm_model", "blip2_llm": "llm_model"}
 
 
 @pytest.fixture(params=ARCHS)
@@ -33,7 +33,7 @@ def test_trainable_set_and_layout(arch, model):
     assert not any(n.startswith("Qformer.cls.") for n in names)
     assert any(n.startswith(f"{LLM[arch]}.") for n in names)
     has_text = any("Qformer.bert.embeddings.word_embeddings" in n for n in names)
-    assert has_text == (arch != "blip2_t5")  # BLIP-2 T5 drops the Q-Former's text-only parts
+    assert has_text == (arch not in ("blip2_t5", "blip2_llm"))  # plain BLIP-2 drops the Q-Former's text-only parts
     assert getattr(model, PROJ[arch]).out_features == model.llm.get_input_embeddings().weight.shape[1]
     model.train()
     assert not model.llm.training and not model.visual_encoder.training and model.Qformer.training
@@ -78,7 +78,7 @@ def test_generate_is_batched_deterministic_and_bounded(arch, model, make_batch):
     from lavis.models.llm import GenerationOptions
 
     ids = model.bridge.generate_ids(model.prefix(batch, prompts), prompts, GenerationOptions(max_new_tokens=6))
-    start = 1 if arch != "blip2_vicuna_instruct" else 0  # T5 output starts with the decoder start token
+    start = 1 if arch.startswith("blip2_t5") else 0  # T5 output starts with the decoder start token
     assert ids.shape[1] <= 6 + start
     two = model.generate(batch, num_beams=2, num_return_sequences=2, max_new_tokens=4)
     assert len(two) == 6

@@ -22,15 +22,6 @@ QUESTIONS = ["is there necrosis in this image", "describe the image in detail", 
 ANSWERS = ["yes", "the tissue shows glands lined by columnar epithelium", "lymphocytes infiltrate the stroma"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one thread avoids OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory):
     from benchmarks.sizes import make_assets

@@ -36,7 +36,8 @@ def test_single_process_run_writes_run_folder_and_learns(toy_cfg, tmp_path, laun
     assert info["trainable_params"] > 0 and info["frozen_params"] == 8 * 16 + 16
     # keep_last=2 regular checkpoints plus the best one; only trainable weights are stored
     steps = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert steps == ["best", "step_24", "step_32"]
+    assert steps == ["best", "last", "step_24", "step_32"]
+    assert (out / "checkpoints" / "last").resolve().name == "step_32"
     weights = final_weights(out)
     assert not any(k.startswith("frozen") for k in weights)
     summary = json.loads((out / "summary.json").read_text())

@@ -58,6 +58,12 @@ class SampleTable(Dataset):
         """A whole column as Python values (for inspection and tests, not the hot path)."""
         return self._columns[name].to_pylist()
 
+    def row(self, index: int) -> dict[str, Any]:
+        """Row ``index`` as Python values, without reading or processing its image."""
+        if not 0 <= index < self._length:
+            raise IndexError(f"index {index} out of range for {self._length} samples")
+        return {name: column[index].as_py() for name, column in self._columns.items()}
+
     def _image(self, index: int, path: str) -> Any:
         data = self._bytes[index].as_py() if self._bytes is not None else None
         if data is not None:
@@ -66,9 +72,7 @@ class SampleTable(Dataset):
         return load_image(full, self.strict, self.max_pixels)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
-        if not 0 <= index < self._length:
-            raise IndexError(f"index {index} out of range for {self._length} samples")
-        item = {name: column[index].as_py() for name, column in self._columns.items()}
+        item = self.row(index)
         image = self._image(index, item["image_path"])
         if isinstance(image, SkippedSample):
             return image

@@ -6,9 +6,8 @@ the queries alone summarise the image (the Q-Former is built without its text-on
 BLIP-2 T5), and the LLM reads [queries; BOS + prompt] (+ answer + EOS when training).
 Parameter names: ``llm_proj`` / ``llm_model`` (LAVIS's ``opt_proj`` / ``opt_model`` load into them).
 
-It lives beside the converters because its only source today is a converted checkpoint
-(:func:`lavis.models.from_hf`, a LAVIS ``blip2_opt`` ``.pth``); it has no shipped YAML, so
-``MODEL_TYPES`` is empty and it is built with ``from_config``.
+Model types: ``pretrain_opt2.7b`` (LAVIS's BLIP-2 OPT-2.7b weights) and ``tiny``; any other
+checkpoint comes in through :func:`lavis.models.from_hf` or a LAVIS ``blip2_opt`` ``.pth``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,10 @@ from lavis.models.blip2.stage2 import Blip2LLMBase
 class Blip2LLM(Blip2LLMBase):
     """BLIP-2 (queries only in the Q-Former) + any ``AutoModelForCausalLM`` (OPT, LLaMA, Vicuna)."""
 
-    MODEL_TYPES: ClassVar[dict[str, str]] = {}
+    MODEL_TYPES: ClassVar[dict[str, str]] = {
+        "pretrain_opt2.7b": "models/blip2_llm/pretrain_opt2.7b.yaml",
+        "tiny": "models/blip2_llm/tiny.yaml",
+    }
     QFORMER_TEXT: ClassVar[bool] = False
     LLM_KIND: ClassVar[str] = "causal"
     LLM_ATTR: ClassVar[str] = "llm_model"
