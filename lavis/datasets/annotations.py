@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import logging
 import pickle
 from collections import Counter
@@ -23,6 +22,7 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
 from lavis.common.errors import DataError
+from lavis.common.jsonio import iter_json_lines, iter_json_list, read_json  # noqa: F401  (read_json: re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -68,43 +68,14 @@ def field(record: Any, name: str, where: str, kind: type | tuple[type, ...] = st
     return value
 
 
-def read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: line {err.lineno}, column {err.colno}: malformed JSON ({err.msg})") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from None
-
-
 def read_json_list(path: Path) -> list[Any]:
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-    return data
+    """The items of a file holding one JSON list of records."""
+    return [record.value for record in iter_json_list(path, expected="a JSON list of records")]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """One JSON object per line; blank lines are allowed."""
-    records = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(
-                        f"{path}: line {number}, column {err.colno}: malformed JSON ({err.msg})"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-                records.append(record)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from None
-    return records
+    return [record.value for record in iter_json_lines(path, objects=True)]
 
 
 class _PlainDataUnpickler(pickle.Unpickler):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.errors import DataError
+from lavis.common.jsonio import iter_json_lines, iter_json_list
 
 IMAGE_FIELDS = ("image_path", "image")  # Quilt-1M spells it image_path, LLaVA-style files image
 LIST_FIELDS = ("pathology", "roi_text", "med_umls_ids")  # Quilt stores these as Python list literals
@@ -126,33 +126,13 @@ def _csv_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    index = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = _where(path, index, line_no)
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
-            index += 1
-            yield row, where
+    for record in iter_json_lines(path, objects=True):
+        yield record.value, _where(path, record.index, record.line)
 
 
 def _json_array_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: invalid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    if not isinstance(items, list):
-        raise DataError(f"{path}: expected a JSON list of objects (or use .jsonl, one object per line)")
-    for index, row in enumerate(items):
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: item {index}: expected a JSON object, got {type(row).__name__}")
-        yield row, f"{path}: item {index}"
+    for record in iter_json_list(path, objects=True, expected="a JSON list of objects (or .jsonl, one object per line)"):
+        yield record.value, record.where
 
 
 def read_captions(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.errors import DataError
+from lavis.common.jsonio import iter_json_lines
 
 logger = logging.getLogger("lavis.instructions")
 
@@ -44,20 +45,13 @@ def repair_tail(path: Path) -> int:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every record of a raw.jsonl file in file order; a malformed line is an error naming it."""
-    records = []
     if not path.exists():
-        return records
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {line_no}: invalid JSON ({err.msg}); fix or remove that line") from None
-            if not isinstance(record, dict) or "caption_id" not in record:
-                raise DataError(f"{path}: line {line_no}: expected an object with field 'caption_id'")
-            records.append(record)
+        return []
+    records = []
+    for record in iter_json_lines(path, expected="one object per line; fix or remove that line"):
+        if not isinstance(record.value, dict) or "caption_id" not in record.value:
+            raise DataError(f"{record.where}: expected an object with field 'caption_id'")
+        records.append(record.value)
     return records
 
 

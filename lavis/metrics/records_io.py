@@ -7,47 +7,16 @@ both and every error message can name the file and the item index or line number
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from lavis.common.errors import DataError
+from lavis.common.jsonio import iter_json_records
 
 
 def read_records(path: str | os.PathLike) -> list[tuple[str, Any]]:
     """Return ``(location, record)`` pairs; location reads ``"<path>: item 3"`` or ``"<path>: line 4"``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected JSON") from None
-    if text.lstrip().startswith("["):
-        return _read_json_list(path, text)
-    return _read_json_lines(path, text)
-
-
-def _read_json_list(path: Path, text: str) -> list[tuple[str, Any]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of objects or JSON lines")
-    return [(f"{path}: item {index}", record) for index, record in enumerate(data)]
-
-
-def _read_json_lines(path: Path, text: str) -> list[tuple[str, Any]]:
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((f"{path}: line {number}", json.loads(line)))
-        except json.JSONDecodeError as err:
-            hint = "expected one JSON object per line (JSON lines) or a single JSON list"
-            raise DataError(f"{path}: line {number}: invalid JSON ({err.msg}); {hint}") from None
-    return records
+    return [(record.where, record.value) for record in iter_json_records(path)]
 
 
 def require_object(record: Any, where: str) -> dict:

@@ -20,14 +20,14 @@ from lavis.datasets.annotations import (
 def test_malformed_json_names_file_line_and_column(tmp_path):
     path = tmp_path / "answers.json"
     path.write_text('[\n  {"id": 1, "answer": "yes"},\n  {"id": 2 "answer": "no"}\n]')
-    with pytest.raises(DataError, match=r"answers\.json: line 3, column 12: malformed JSON \(Expecting ',' delimiter\)"):
+    with pytest.raises(DataError, match=r"answers\.json: line 3, column 12: invalid JSON \(Expecting ',' delimiter\)"):
         read_json(path)
 
 
 def test_malformed_jsonl_names_the_line(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text('{"question_id": 1}\n\n{"question_id": 2\n')
-    with pytest.raises(DataError, match=r"q\.jsonl: line 3, column \d+: malformed JSON"):
+    with pytest.raises(DataError, match=r"q\.jsonl: line 3, column \d+: invalid JSON"):
         read_jsonl(path)
 
 

@@ -40,6 +40,11 @@ def test_clover_instructions_llava_export_and_bad_record(tmp_path, write, build)
     write.jsonl(root / "instructions.jsonl", [_instruction("q", "a", "a.jpg", 1), {"question": "q", "image": "a.jpg"}])
     with pytest.raises(DataError, match=r"instructions\.jsonl: line 2, field 'answer': missing"):
         build("clover_instructions", storage=str(root))
+    # blank lines count: the message names the file's own line
+    path = root / "instructions.jsonl"
+    path.write_text("\n" + path.read_text())
+    with pytest.raises(DataError, match=r"instructions\.jsonl: line 3, field 'answer': missing"):
+        build("clover_instructions", storage=str(root))
 
 
 @pytest.fixture()

@@ -90,7 +90,7 @@ def test_malformed_csv_rows_name_file_row_and_field(tmp_path, content, message):
 def test_malformed_jsonl_line_is_named(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"caption": "a", "image": "1.jpg"}\n\n{"caption": "b", "image": \n')
-    with pytest.raises(DataError, match=r"bad.jsonl: row 1 \(line 3\): invalid JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl: line 3, column 26: invalid JSON"):
         read_captions(path)
     path.write_text('{"caption": "a", "image": "1.jpg", "attributes": [1]}\n')
     with pytest.raises(DataError, match=r"line 1\): field 'attributes' must be a mapping"):

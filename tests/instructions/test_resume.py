@@ -130,5 +130,5 @@ def test_corrupt_middle_line_is_an_error_naming_it(tmp_path):
 
     path = tmp_path / "raw.jsonl"
     path.write_text('{"caption_id": "a"}\nnot json\n{"caption_id": "c"}\n')
-    with pytest.raises(DataError, match=r"raw.jsonl: line 2: invalid JSON"):
+    with pytest.raises(DataError, match=r"raw\.jsonl: line 2, column 1: invalid JSON"):
         RawStore(path)

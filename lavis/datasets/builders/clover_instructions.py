@@ -11,7 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lavis.datasets.annotations import field, read_jsonl
+from lavis.common.jsonio import iter_json_lines
+from lavis.datasets.annotations import field
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.llava_med import read_conversations, strip_image_token
 from lavis.datasets.builders.qa_rows import answer_type_of, qa_record
@@ -33,8 +34,8 @@ def read_instructions(path: Path, sources: list[str]) -> list[dict[str, Any]]:
     if path.suffix == ".json":
         return read_conversations(path)
     rows = []
-    for number, record in enumerate(read_jsonl(path), start=1):
-        where = f"{path}: line {number}"
+    for line in iter_json_lines(path, objects=True):
+        record, number, where = line.value, line.line, line.where
         source = field(record, "source", where, required=False)
         if sources and source not in sources:
             continue

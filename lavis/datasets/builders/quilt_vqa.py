@@ -19,13 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lavis.common.errors import DataError
-from lavis.datasets.annotations import (
-    data_file,
-    data_files,
-    field,
-    read_json_list,
-    read_jsonl,
-)
+from lavis.common.jsonio import iter_json_lines
+from lavis.datasets.annotations import data_file, data_files, field, read_json_list
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table, read_parquet_qa
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
@@ -74,8 +69,8 @@ def read_llava_form(questions: Path, answers: Path) -> list[dict[str, Any]]:
     """Join the question JSONL with the answer JSON by id; every question needs its answer."""
     by_id = _answers_by_id(answers)
     rows = []
-    for number, record in enumerate(read_jsonl(questions), start=1):
-        where = f"{questions}: line {number}"
+    for line in iter_json_lines(questions, objects=True):
+        record, where = line.value, line.where
         qid = field(record, "question_id", where, (int, str))
         if qid not in by_id:
             raise DataError(f"{where}, field 'question_id': {qid!r} has no record with that 'id' in {answers}")
