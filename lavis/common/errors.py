@@ -26,3 +26,7 @@ class CheckpointError(LavisError, RuntimeError):
 
 class WeightsNotFoundError(LavisError, FileNotFoundError):
     """Pretrained weights are not available locally; the message says what to fetch and where."""
+
+
+class JavaNotFoundError(LavisError, FileNotFoundError):
+    """A Java program is needed but no ``java`` is on PATH (pycocoevalcap's tokenizer, METEOR, SPICE)."""

@@ -96,3 +96,13 @@ def test_caption_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--gt", str(gt), "--pred", str(pred)]) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: caption ids differ") and error.count("\n") == 1
+
+
+def test_missing_java_is_named_before_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lavis.common.errors import JavaNotFoundError, LavisError
+
+    assert captioning.JavaNotFoundError is JavaNotFoundError  # still importable from its old place
+    monkeypatch.setattr(captioning.shutil, "which", lambda name: None)
+    with pytest.raises(JavaNotFoundError, match="need Java on PATH") as caught:
+        score_captions(REFERENCES, {key: refs[0] for key, refs in REFERENCES.items()})
+    assert isinstance(caught.value, LavisError) and isinstance(caught.value, FileNotFoundError)

@@ -16,15 +16,11 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lavis.common.errors import DataError, LavisError, WeightsNotFoundError
+from lavis.common.errors import DataError, JavaNotFoundError, WeightsNotFoundError
 from lavis.metrics.records_io import id_key, read_records, require_id, require_object, require_str
 
 SPICE_CORENLP = "stanford-corenlp-3.6.0"
 SPICE_CORENLP_URL = "http://nlp.stanford.edu/software/stanford-corenlp-full-2015-12-09.zip"
-
-
-class JavaNotFoundError(LavisError, FileNotFoundError):
-    """pycocoevalcap's tokenizer, METEOR and SPICE run Java programs."""
 
 
 def spice_lib_dir() -> Path:
