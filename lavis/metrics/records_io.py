@@ -49,3 +49,17 @@ def require_str(record: dict, key: str, where: str) -> str:
 def id_key(question_id: int | str) -> str:
     """Ids are matched as text, so ``5`` in one file matches ``"5"`` in the other."""
     return str(question_id)
+
+
+class UniqueIds:
+    """Where each id of a file was first seen; a repeat is an error naming both places."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self._first: dict[str, str] = {}
+
+    def add(self, value: int | str, where: str) -> None:
+        key = id_key(value)
+        if key in self._first:
+            raise DataError(f"{where}: duplicate {self.field} {value!r} (first at {self._first[key]})")
+        self._first[key] = where

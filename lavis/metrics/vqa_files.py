@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from lavis.common.errors import DataError
 from lavis.metrics.normalize import normalize_strict
-from lavis.metrics.records_io import id_key, read_records, require_id, require_object, require_str
+from lavis.metrics.records_io import UniqueIds, read_records, require_id, require_object, require_str
 
 # Quilt-LLaVA's script scores answer_type "other" as open; "OPEN"/"CLOSED" are the usual values.
 _ANSWER_TYPES = {"OPEN": "OPEN", "CLOSED": "CLOSED", "other": "OPEN"}
@@ -38,13 +38,10 @@ class VQARecord:
 def load_ground_truth(path: str | os.PathLike) -> list[VQARecord]:
     """Read a LLaVA-Med test JSON or QUILT-VQA ``*_w_ans.json`` (JSON list or JSON lines)."""
     records: list[VQARecord] = []
-    first_seen: dict[str, str] = {}
+    ids = UniqueIds("id")
     for where, raw in read_records(path):
         record = _parse_ground_truth(require_object(raw, where), where)
-        key = id_key(record.question_id)
-        if key in first_seen:
-            raise DataError(f"{where}: duplicate id {record.question_id!r} (first at {first_seen[key]})")
-        first_seen[key] = where
+        ids.add(record.question_id, where)
         records.append(record)
     if not records:
         raise DataError(f"{path}: no questions found")
@@ -54,15 +51,12 @@ def load_ground_truth(path: str | os.PathLike) -> list[VQARecord]:
 def load_predictions(path: str | os.PathLike) -> dict[int | str, str]:
     """Read a LLaVA-Med style answer file: one ``{question_id, text, ...}`` object per line."""
     predictions: dict[int | str, str] = {}
-    first_seen: dict[str, str] = {}
+    ids = UniqueIds("question_id")
     for where, raw in read_records(path):
         item = require_object(raw, where)
         question_id = require_id(item, "question_id", where)
         text = require_str(item, "text", where)
-        key = id_key(question_id)
-        if key in first_seen:
-            raise DataError(f"{where}: duplicate question_id {question_id!r} (first at {first_seen[key]})")
-        first_seen[key] = where
+        ids.add(question_id, where)
         predictions[question_id] = text
     return predictions
 
