@@ -71,9 +71,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return value
 
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        return from_mapping(tp, value, where)
+        return as_config(tp, value, where)
 
     if origin in (list, tuple) or tp in (list, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
@@ -157,6 +155,11 @@ def from_mapping(schema: type[T], data: Mapping[str, Any] | None, where: str) ->
         except ConfigError as err:
             raise ConfigError(f"config section '{where}': {err}") from None
     return obj
+
+
+def as_config(schema: type[T], cfg: Mapping[str, Any] | T | None, where: str) -> T:
+    """``cfg`` itself when it already is a ``schema`` instance, else :func:`from_mapping` of it."""
+    return cfg if isinstance(cfg, schema) else from_mapping(schema, cfg, where)
 
 
 def split_mapping(

@@ -14,7 +14,7 @@ from torch import nn
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.common.paths import config_path
 from lavis.common.registry import Registry
-from lavis.common.schema import from_mapping
+from lavis.common.schema import as_config
 
 
 @dataclasses.dataclass
@@ -48,9 +48,7 @@ class BaseModel(nn.Module):
 
     @classmethod
     def parse_config(cls, cfg: Mapping[str, Any] | Any, where: str = "model") -> Any:
-        if isinstance(cfg, cls.Config):
-            return cfg
-        return from_mapping(cls.Config, cfg, where)
+        return as_config(cls.Config, cfg, where)
 
     @classmethod
     def from_config(cls, cfg: Any) -> BaseModel:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lavis.common.registry import Registry
-from lavis.common.schema import from_mapping
+from lavis.common.schema import as_config
 
 
 @dataclasses.dataclass
@@ -28,9 +28,7 @@ class BaseProcessor:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any, where: str = "processor") -> BaseProcessor:
-        if not isinstance(cfg, cls.Config):
-            cfg = from_mapping(cls.Config, cfg, where)
-        return cls(cfg)
+        return cls(as_config(cls.Config, cfg, where))
 
     def __call__(self, item: Any) -> Any:
         raise NotImplementedError

@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 
 from lavis.common.errors import ConfigError
-from lavis.common.schema import from_mapping, split_mapping
+from lavis.common.schema import as_config, from_mapping, split_mapping
 
 
 @dataclasses.dataclass
@@ -62,3 +62,11 @@ def test_split_mapping_routes_keys_and_rejects_unknown():
     assert (a.seed, b.num_beams) == (3, 2)
     with pytest.raises(ConfigError, match="unknown config key 'run.num_beam'.*Did you mean 'num_beams'"):
         split_mapping({"num_beam": 2}, [(A, "runner"), (B, "task")], "run")
+
+
+def test_as_config_passes_a_built_config_through_and_checks_a_mapping():
+    built = Vision("clip", 336)
+    assert as_config(Vision, built, "model.vision") is built
+    assert as_config(Vision, {"image_size": 364}, "model.vision") == Vision("eva_clip_g", 364)
+    with pytest.raises(ConfigError, match="unknown config key 'model.vision.size'"):
+        as_config(Vision, {"size": 1}, "model.vision")

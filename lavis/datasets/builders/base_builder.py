@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from torch.utils.data import Dataset
 
 from lavis.common.registry import Registry
-from lavis.common.schema import from_mapping
+from lavis.common.schema import as_config
 
 
 @dataclasses.dataclass
@@ -53,9 +53,7 @@ class BaseDatasetBuilder:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any, name: str) -> BaseDatasetBuilder:
-        if not isinstance(cfg, cls.Config):
-            cfg = from_mapping(cls.Config, cfg, f"datasets.{name}")
-        return cls(cfg, name)
+        return cls(as_config(cls.Config, cfg, f"datasets.{name}"), name)
 
     def build(self) -> dict[str, Dataset]:
         raise NotImplementedError

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lavis.common.registry import Registry
-from lavis.common.schema import from_mapping
+from lavis.common.schema import as_config
 
 
 @dataclasses.dataclass
@@ -36,9 +36,7 @@ class VisionEncoder(nn.Module):
 
     @classmethod
     def parse_config(cls, cfg: Mapping[str, Any] | Any, where: str = "model.vision") -> Any:
-        if isinstance(cfg, cls.Config):
-            return cfg
-        return from_mapping(cls.Config, cfg, where)
+        return as_config(cls.Config, cfg, where)
 
     @classmethod
     def from_config(cls, cfg: Any) -> VisionEncoder:
