@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lavis.common.batch import batch_size_of
+from lavis.common.checkpoint import atomic_write_text
 from lavis.common.registry import Registry
 from lavis.datasets.builders.base_builder import BUILDERS
 from lavis.models.base_model import MODELS, BaseModel
@@ -64,6 +65,14 @@ class BaseTask:
             return {}
         loss = sum(r["loss"] for r in records) / len(records)
         return {"loss": loss, "agg_metrics": loss}
+
+
+def write_eval_file(output_dir: Path, split: str, epoch: int | str, name: str, text: str) -> Path:
+    """Write ``<output_dir>/<split>_<epoch>_<name>`` atomically (an evaluation's answers, metrics)."""
+    path = output_dir / f"{split}_{epoch}_{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return path
 
 
 TASKS: Registry[type[BaseTask]] = Registry("task", BaseTask)

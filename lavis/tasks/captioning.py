@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-from lavis.common.checkpoint import atomic_write_text
 from lavis.models.llm.bridge import GenerationOptions
-from lavis.tasks.base_task import BaseTask, register_task
+from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
 
 @dataclasses.dataclass
@@ -54,9 +53,7 @@ class CaptioningTask(BaseTask):
             predictions.setdefault(key, r["prediction"])
         scores = score_captions(references, predictions, spice=self.cfg.spice)
         scores["agg_metrics"] = scores["CIDEr"]
-        stem = output_dir / f"{split}_{epoch}"
-        stem.parent.mkdir(parents=True, exist_ok=True)
         rows = [json.dumps({"image_id": k, "caption": v}) for k, v in predictions.items()]
-        atomic_write_text(stem.with_name(stem.name + "_captions.jsonl"), "\n".join(rows) + "\n")
-        atomic_write_text(stem.with_name(stem.name + "_metrics.json"), json.dumps(scores, indent=2))
+        write_eval_file(output_dir, split, epoch, "captions.jsonl", "\n".join(rows) + "\n")
+        write_eval_file(output_dir, split, epoch, "metrics.json", json.dumps(scores, indent=2))
         return scores

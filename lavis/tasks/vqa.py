@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 import torch
 
-from lavis.common.checkpoint import atomic_write_text
 from lavis.common.errors import DataError
 from lavis.models.llm.bridge import GenerationOptions
-from lavis.tasks.base_task import BaseTask, register_task
+from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
 _PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "bleu", "closed_accuracy")
 
@@ -93,16 +92,16 @@ class VQATask(BaseTask):
         predictions = {r["question_id"]: r["prediction"] for r in records}
         by_protocol = {name: score(truth, predictions, name)[0] for name in self.cfg.protocols}
         headline = by_protocol[self.cfg.protocols[0]]
-        stem = output_dir / f"{split}_{epoch}"
-        self._write(stem, records, by_protocol)
+        self._write(output_dir, split, epoch, records, by_protocol)
         flat = {k: v for k, v in headline.items() if isinstance(v, (int, float))}
         for name, summary in list(by_protocol.items())[1:]:
             flat.update({f"{name}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         flat["agg_metrics"] = selection_metric(headline)
         return flat
 
-    def _write(self, stem: Path, records: list[dict[str, Any]], by_protocol: dict[str, dict]) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
+    def _write(
+        self, output_dir: Path, split: str, epoch: int | str, records: list[dict[str, Any]], by_protocol: dict[str, dict]
+    ) -> None:
         model_id = self.cfg.model_id or "clover"
         lines = [
             json.dumps(
@@ -117,11 +116,12 @@ class VQATask(BaseTask):
             )
             for r in records
         ]
-        atomic_write_text(stem.with_name(stem.name + "_answers.jsonl"), "\n".join(lines) + "\n")
+        write_eval_file(output_dir, split, epoch, "answers.jsonl", "\n".join(lines) + "\n")
         report = {"protocols": by_protocol, "generation": dataclasses.asdict(self.cfg.generation),
                   "closed_method": self.cfg.closed_method, "num_questions": len(records)}
-        atomic_write_text(stem.with_name(stem.name + "_metrics.json"), json.dumps(report, indent=2))
-        atomic_write_text(stem.with_name(stem.name + "_metrics.md"), markdown_table(stem.name, by_protocol))
+        write_eval_file(output_dir, split, epoch, "metrics.json", json.dumps(report, indent=2))
+        title = Path(f"{split}_{epoch}").name
+        write_eval_file(output_dir, split, epoch, "metrics.md", markdown_table(title, by_protocol))
 
 
 def markdown_table(title: str, by_protocol: dict[str, dict[str, Any]]) -> str:
