@@ -77,10 +77,7 @@ class PathVQABuilder(TableBuilder):
         root = self.root()
         files = self.cfg.files or DEFAULT_FILES[self.cfg.format]
         splits = {}
-        for split, pattern in files.items():
-            if pattern is None:  # null leaves a split of the defaults out
-                continue
-            key = f"datasets.{self.name}.files.{split}"
+        for split, pattern, key in self.split_files(files):
             if self.cfg.format == "parquet":
                 paths = data_files(root, pattern, key)
                 splits[split] = SplitTable(read_parquet_qa(paths), None, str(paths[0]))

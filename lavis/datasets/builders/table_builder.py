@@ -8,7 +8,7 @@ be, dense ``image_id`` per unique image) and wraps each table with its processor
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,16 +80,20 @@ class TableBuilder(StorageBuilder):
     def load_splits(self) -> dict[str, SplitTable]:
         raise NotImplementedError  # abstract: each data set parses its own format
 
+    def split_files(self, files: Mapping[str, str | None]) -> Iterator[tuple[str, str, str]]:
+        """``(split, file or glob, its config key)`` for each split of ``files: {split: file}``."""
+        for split, name in files.items():
+            if name is not None:  # null leaves a split of the defaults out
+                yield split, name, f"datasets.{self.name}.files.{split}"
+
     def file_splits(
         self, read: Callable[[Path], list[dict[str, Any]]], image_field: str = "image"
     ) -> dict[str, SplitTable]:
         """For configs with ``files: {split: file}`` and ``image_dir``: one parsed file per split."""
         root = self.root()
         splits = {}
-        for split, name in self.cfg.files.items():
-            if name is None:  # null leaves a split of the defaults out
-                continue
-            path = data_file(root, name, f"datasets.{self.name}.files.{split}")
+        for split, name, key in self.split_files(self.cfg.files):
+            path = data_file(root, name, key)
             splits[split] = SplitTable(qa_table(read(path)), root / self.cfg.image_dir, str(path), image_field)
         return splits
 
