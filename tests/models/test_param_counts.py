@@ -8,9 +8,11 @@ import torch
 
 from lavis.models import MODELS, model_config
 
-# Published dimensions (google/flan-t5-xl and lmsys/vicuna-7b-v1.1 config.json), written out here.
+# Published dimensions (google/flan-t5-xl, lmsys/vicuna-7b-v1.1 and facebook/opt-2.7b config.json),
+# written out here.
 FLAN_T5_XL = dict(vocab=32128, d_model=2048, d_kv=64, heads=32, d_ff=5120, layers=24, buckets=32)
 VICUNA_7B = dict(vocab=32000, hidden=4096, intermediate=11008, layers=32, heads=32)
+OPT_2_7B = dict(vocab=50272, hidden=2560, ffn=10240, layers=32, heads=32, positions=2048, word_embed_proj_dim=2560)
 EVA_G = dict(width=1408, depth=39, mlp=6144, patch=14, tokens=257)
 VISION, HIDDEN, QUERIES = 1408, 768, 32
 
@@ -52,8 +54,17 @@ def vicuna_7b() -> int:
     return 2 * c["vocab"] * c["hidden"] + c["layers"] * layer + c["hidden"]
 
 
+def opt_2_7b() -> int:
+    c = OPT_2_7B
+    h = c["hidden"]
+    layer = 4 * linear(h, h) + linear(h, c["ffn"]) + linear(c["ffn"], h) + 2 * 2 * h  # attention, MLP, 2 LayerNorms
+    positions = (c["positions"] + 2) * h  # OPT's learned positions are offset by 2
+    # LM head tied to the token embeddings; project_in/out exist only when word_embed_proj_dim != hidden
+    return c["vocab"] * c["word_embed_proj_dim"] + positions + c["layers"] * layer + 2 * h  # + final LayerNorm
+
+
 def llm_configs():
-    from transformers import LlamaConfig, T5Config
+    from transformers import LlamaConfig, OPTConfig, T5Config
 
     t5 = FLAN_T5_XL
     ll = VICUNA_7B
@@ -68,6 +79,12 @@ def llm_configs():
             num_hidden_layers=ll["layers"], num_attention_heads=ll["heads"], num_key_value_heads=ll["heads"],
             tie_word_embeddings=False,
         ),
+        "opt": OPTConfig(
+            vocab_size=OPT_2_7B["vocab"], hidden_size=OPT_2_7B["hidden"], ffn_dim=OPT_2_7B["ffn"],
+            num_hidden_layers=OPT_2_7B["layers"], num_attention_heads=OPT_2_7B["heads"],
+            max_position_embeddings=OPT_2_7B["positions"], word_embed_proj_dim=OPT_2_7B["word_embed_proj_dim"],
+            do_layer_norm_before=True, tie_word_embeddings=True,
+        ),
     }
 
 
@@ -81,6 +98,8 @@ CASES = {
         "t5", qformer() + QUERIES * HIDDEN + linear(HIDDEN, 2048), FROZEN_VISION + flan_t5_xl()),
     ("blip2_vicuna_instruct", "vicuna7b"): (
         "llama", qformer() + QUERIES * HIDDEN + linear(HIDDEN, 4096), FROZEN_VISION + vicuna_7b()),
+    ("blip2_llm", "pretrain_opt2.7b"): (
+        "opt", qformer(text=False) + QUERIES * HIDDEN + linear(HIDDEN, 2560), FROZEN_VISION + opt_2_7b()),
 }
 
 
@@ -100,4 +119,5 @@ def test_known_totals():
     assert 187_000_000 <= qformer() + QUERIES * HIDDEN + linear(HIDDEN, 2048) <= 190_000_000  # InstructBLIP: 187M
     assert round(flan_t5_xl() / 1e9, 2) == 2.85
     assert round(vicuna_7b() / 1e9, 2) == 6.74
+    assert opt_2_7b() == 2_651_596_800  # OPT-2.7b as transformers counts it (head tied to the embeddings)
     assert round(eva_vit_g() / 1e6) == 986  # EVA ViT-g without its 40th block
