@@ -11,6 +11,16 @@ from lavis.common.errors import DataError
 from lavis.metrics.vqa import VQARecord, load_ground_truth, load_predictions
 
 
+def assert_error_names(load, path: Path, parts: list[str]) -> None:
+    """``load(path)`` raises a DataError whose message names the file and holds every part."""
+    with pytest.raises(DataError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for part in parts:
+        assert part in message
+
+
 def test_llava_med_layout_with_both_key_spellings(llava_med_gt: Path) -> None:
     records = load_ground_truth(llava_med_gt)
     assert [r.question_id for r in records] == [1, 2, 3, 4, 5, 6]
@@ -70,12 +80,7 @@ def test_quilt_other_answer_type_is_open(tmp_path: Path) -> None:
 def test_malformed_ground_truth(tmp_path: Path, content: str, expected: list[str]) -> None:
     path = tmp_path / "bad_gt.json"
     path.write_text(content)
-    with pytest.raises(DataError) as caught:
-        load_ground_truth(path)
-    message = str(caught.value)
-    assert str(path) in message
-    for part in expected:
-        assert part in message
+    assert_error_names(load_ground_truth, path, expected)
 
 
 def test_predictions_keep_ids_and_text(llava_med_pred: Path) -> None:
@@ -101,9 +106,4 @@ def test_predictions_keep_ids_and_text(llava_med_pred: Path) -> None:
 def test_malformed_predictions(tmp_path: Path, lines: list[str], expected: list[str]) -> None:
     path = tmp_path / "answers.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError) as caught:
-        load_predictions(path)
-    message = str(caught.value)
-    assert str(path) in message
-    for part in expected:
-        assert part in message
+    assert_error_names(load_predictions, path, expected)
