@@ -51,6 +51,19 @@ def id_key(question_id: int | str) -> str:
     return str(question_id)
 
 
+def read_texts_by_id(path: str | os.PathLike, id_field: str, text_field: str) -> dict[int | str, str]:
+    """``{id: text}`` from a JSON list / JSON lines of objects (answer or caption files), each id once."""
+    texts: dict[int | str, str] = {}
+    ids = UniqueIds(id_field)
+    for where, raw in read_records(path):
+        item = require_object(raw, where)
+        record_id = require_id(item, id_field, where)
+        text = require_str(item, text_field, where)
+        ids.add(record_id, where)
+        texts[record_id] = text
+    return texts
+
+
 class UniqueIds:
     """Where each id of a file was first seen; a repeat is an error naming both places."""
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from lavis.common.errors import DataError
 from lavis.metrics.normalize import normalize_strict
-from lavis.metrics.records_io import UniqueIds, read_records, require_id, require_object, require_str
+from lavis.metrics.records_io import (
+    UniqueIds,
+    read_records,
+    read_texts_by_id,
+    require_id,
+    require_object,
+    require_str,
+)
 
 # Quilt-LLaVA's script scores answer_type "other" as open; "OPEN"/"CLOSED" are the usual values.
 _ANSWER_TYPES = {"OPEN": "OPEN", "CLOSED": "CLOSED", "other": "OPEN"}
@@ -50,15 +57,7 @@ def load_ground_truth(path: str | os.PathLike) -> list[VQARecord]:
 
 def load_predictions(path: str | os.PathLike) -> dict[int | str, str]:
     """Read a LLaVA-Med style answer file: one ``{question_id, text, ...}`` object per line."""
-    predictions: dict[int | str, str] = {}
-    ids = UniqueIds("question_id")
-    for where, raw in read_records(path):
-        item = require_object(raw, where)
-        question_id = require_id(item, "question_id", where)
-        text = require_str(item, "text", where)
-        ids.add(question_id, where)
-        predictions[question_id] = text
-    return predictions
+    return read_texts_by_id(path, "question_id", "text")
 
 
 def _parse_ground_truth(item: dict, where: str) -> VQARecord:

@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lavis.common.errors import DataError, JavaNotFoundError, WeightsNotFoundError
-from lavis.metrics.records_io import UniqueIds, id_key, read_records, require_id, require_object, require_str
+from lavis.metrics.records_io import (
+    id_key,
+    read_records,
+    read_texts_by_id,
+    require_id,
+    require_object,
+    require_str,
+)
 
 SPICE_CORENLP = "stanford-corenlp-3.6.0"
 SPICE_CORENLP_URL = "http://nlp.stanford.edu/software/stanford-corenlp-full-2015-12-09.zip"
@@ -146,11 +153,4 @@ def load_caption_references(path: str | os.PathLike) -> dict[int | str, list[str
 
 def load_caption_predictions(path: str | os.PathLike) -> dict[int | str, str]:
     """A list / JSON lines of ``{image_id, caption}``, one per image."""
-    predictions: dict[int | str, str] = {}
-    ids = UniqueIds("image_id")
-    for where, raw in read_records(path):
-        item = require_object(raw, where)
-        image_id = require_id(item, "image_id", where)
-        ids.add(image_id, where)
-        predictions[image_id] = require_str(item, "caption", where)
-    return predictions
+    return read_texts_by_id(path, "image_id", "caption")
