@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from lavis.models.llm.tiny import save_tiny_t5
@@ -31,7 +32,7 @@ def pretrain_lm(
     num_layers: int = 2,
     num_heads: int = 4,
     vocab_size: int = 512,
-    steps: int = 600,
+    steps: int = 1000,
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
@@ -45,7 +46,10 @@ def pretrain_lm(
                  num_heads=num_heads, vocab_size=vocab_size, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model = T5ForConditionalGeneration.from_pretrained(out_dir)
-    pairs = [(f"{r['caption']} {r['question']}", r["answer"]) for r in instructions]
+    # Tokenised once: the loop below only gathers and pads.
+    prompts = tokenizer([f"{r['caption']} {r['question']}" for r in instructions], truncation=True, max_length=96).input_ids
+    answers = tokenizer([r["answer"] for r in instructions], truncation=True, max_length=48).input_ids
+    pad = tokenizer.pad_token_id
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -53,18 +57,17 @@ def pretrain_lm(
     model.train()
     start, losses = time.time(), []
     for _ in tqdm(range(steps), desc="pretrain language model on demo text", dynamic_ncols=True, mininterval=1.0):
-        batch = rng.sample(pairs, min(batch_size, len(pairs)))
-        inputs = tokenizer([p for p, _ in batch], padding=True, truncation=True, max_length=96, return_tensors="pt")
-        labels = tokenizer([a for _, a in batch], padding=True, truncation=True, max_length=48, return_tensors="pt").input_ids
-        labels[labels == tokenizer.pad_token_id] = -100
-        loss = model(**inputs, labels=labels).loss
+        pick = rng.sample(range(len(prompts)), min(batch_size, len(prompts)))
+        input_ids = pad_sequence([torch.tensor(prompts[i]) for i in pick], batch_first=True, padding_value=pad)
+        labels = pad_sequence([torch.tensor(answers[i]) for i in pick], batch_first=True, padding_value=-100)
+        loss = model(input_ids=input_ids, attention_mask=input_ids.ne(pad), labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.detach())
     model.save_pretrained(out_dir)
-    first, last = sum(losses[:10]) / min(10, len(losses)), sum(losses[-10:]) / min(10, len(losses))
+    first, last = float(torch.stack(losses[:10]).mean()), float(torch.stack(losses[-10:]).mean())
     logger.info("language model pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)
     return {"loss_first": first, "loss_last": last, "seconds": time.time() - start,
             "params": sum(p.numel() for p in model.parameters())}

@@ -3,7 +3,8 @@
 EVA-CLIP (BLIP-2's frozen encoder) was trained contrastively against text. The demo does the
 same at CPU scale: the ViT's class token is projected and pulled towards the real MiniLM
 sentence embedding of its tile's caption (several tiles share a caption: all count as positives).
-The text side stays frozen; only the ViT and its projection learn; the projection is thrown away.
+The text encoder stays frozen; the ViT, an image projection and a text projection learn (as in
+CLIP); both projections are thrown away.
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ def pretrain_vision(
     cls = VISION_ENCODERS.get(vision_cfg["name"])
     encoder = cls.from_config(cls.parse_config({**vision_cfg, "freeze": False, "pretrained": None, "precision": "fp32"}))
     head = nn.Sequential(nn.LayerNorm(encoder.num_features), nn.Linear(encoder.num_features, text.shape[1]))
+    # CLIP's text projection: learnable, so captions that differ in one word can move apart.
+    text_proj = nn.Linear(text.shape[1], text.shape[1], bias=False)
+    nn.init.eye_(text_proj.weight)
     log_temp = nn.Parameter(torch.tensor(0.07).log())
-    params = [*encoder.parameters(), *head.parameters(), log_temp]
+    params = [*encoder.parameters(), *head.parameters(), *text_proj.parameters(), log_temp]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     augment = build_processor(processor_cfg, "demo.vision.processor")
@@ -76,7 +80,7 @@ def pretrain_vision(
         images = torch.stack([augment(items[int(i)]["image"]) for i in pick])
         image_feat = F.normalize(head(encoder(images)[:, 0]), dim=-1)  # (B, D) from the class token
         ids = labels[pick]
-        text_feat = text[ids]  # (B, D): each tile's caption embedding
+        text_feat = F.normalize(text_proj(text[ids]), dim=-1)  # (B, D): each tile's caption embedding
         sim_i2t = image_feat @ text_feat.T / log_temp.exp()
         positive = ids[:, None] == ids[None, :]  # tiles sharing a caption are positives
         loss = contrastive_loss(sim_i2t, sim_i2t.T, positive, label_smoothing=0.0)
@@ -86,7 +90,7 @@ def pretrain_vision(
         schedule.step()
         with torch.no_grad():
             log_temp.clamp_(min=torch.tensor(0.01).log())
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}

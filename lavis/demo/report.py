@@ -49,19 +49,24 @@ def plot_losses(out: Path) -> str:
     return "loss_curves.png"
 
 
-def plot_samples(out: Path, seeing: dict, blind: dict, truth: dict, count: int = 6) -> tuple[str, list[dict]]:
+def plot_samples(out: Path, seeing: dict, blind: dict, truth: dict, labels: dict[str, dict], count: int = 6
+                 ) -> tuple[str, list[dict]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    ids = sorted(seeing)
+    # Prefer tiles that show tissue, and a spread of questions of both kinds.
+    def shows_tissue(qid: str) -> bool:
+        return labels.get(seeing[qid]["metadata"]["image"], {}).get("tissue_fraction") != "low"
+
+    ids = [i for i in sorted(seeing) if shows_tissue(i)] or sorted(seeing)
     closed = [i for i in ids if truth[i]["answer_type"] == "CLOSED"]
     open_ = [i for i in ids if truth[i]["answer_type"] == "OPEN"]
     picked = _spread(closed, count // 2) + _spread(open_, count - count // 2)
     rows = []
-    fig, axes = plt.subplots(1, len(picked), figsize=(3.1 * len(picked), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(picked), figsize=(3.2 * len(picked), 4.6), squeeze=False)
     for axis, qid in zip(axes[0], picked):
         image = seeing[qid]["metadata"]["image"]
         axis.imshow(Image.open(out / "data" / "images" / image))
@@ -70,7 +75,8 @@ def plot_samples(out: Path, seeing: dict, blind: dict, truth: dict, count: int =
                "reference": truth[qid]["answer"], "answer": seeing[qid]["text"], "blind_answer": blind[qid]["text"]}
         rows.append(row)
         axis.set_title("\n".join([_wrap(row["question"]), f"ref: {_wrap(row['reference'])}",
-                                  f"model: {_wrap(row['answer'])}"]), fontsize=7, loc="left")
+                                  f"model: {_wrap(row['answer'])}", f"blind: {_wrap(row['blind_answer'])}"]),
+                       fontsize=7, loc="left")
     fig.tight_layout()
     fig.savefig(out / "samples.png", dpi=110)
     plt.close(fig)
@@ -132,7 +138,8 @@ def write_report(out: Path, settings: Any, eval_dir: Path, blind_dir: Path, data
     )
     truth = {q["id"]: q for q in json.loads((out / "data" / "quiltvqa_test_w_ans.json").read_text())}
     curves = plot_losses(out)
-    samples_png, samples = plot_samples(out, _answers(eval_dir), _answers(blind_dir), truth)
+    labels = {t["image"]: t["labels"] for t in data.get("labels", [])}
+    samples_png, samples = plot_samples(out, _answers(eval_dir), _answers(blind_dir), truth, labels)
     report["samples"] = samples
     atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     atomic_write_text(out / "report.md", markdown(report, curves, samples_png, closed_gap, recall_gap))
@@ -174,6 +181,8 @@ def markdown(r: dict, curves: str, samples_png: str, closed_gap: float, recall_g
             f"{cell(b['open_recall'])} | {cell(m['open_precision'])} / {cell(b['open_precision'])} | "
             f"{cell(m['open_f1'])} / {cell(b['open_f1'])} |"
         )
+    lines += ["", "(`llava_med` reproduces LLaVA-Med's script, which leaves a wrong yes/no answer out of the "
+              "closed-question denominator; see the README.)"]
     lines += ["", f"![loss curves]({curves})", "", f"![samples]({samples_png})", "",
               "| image | question | reference | model | model, image-blind |", "|---|---|---|---|---|"]
     for s in r["samples"]:

@@ -26,7 +26,7 @@ from lavis.common.paths import config_path
 from lavis.datasets.demo.tiles import Tile, extract_tiles
 from lavis.instructions.templates import build_template_instructions, load_template_bank
 
-FORMAT_VERSION = "clover-demo-v1"
+FORMAT_VERSION = "clover-demo-v3"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
 QUILT_COLUMNS = [
@@ -92,7 +92,13 @@ def build_demo_data(
     out = Path(out)
     settings = {"version": FORMAT_VERSION, "seed": seed, "test_per_group": test_per_group,
                 "max_test_questions": max_test_questions, "max_train_tiles": max_train_tiles}
-    stamp = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    bank_file = config_path("demo/templates.yaml")
+    # Rebuild whenever the settings, the question bank or the tile extraction change.
+    sources = [bank_file.read_bytes(), Path(__file__).with_name("tiles.py").read_bytes(), Path(__file__).read_bytes()]
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for source in sources:
+        digest.update(source)
+    stamp = digest.hexdigest()[:16]
     info_file = out / "demo_data.json"
     if info_file.exists() and json.loads(info_file.read_text()).get("stamp") == stamp:
         return json.loads(info_file.read_text())
@@ -102,7 +108,7 @@ def build_demo_data(
     if max_train_tiles is not None and len(train) > max_train_tiles:
         train = random.Random(seed).sample(train, max_train_tiles)
     test = _balanced_test([t for t in tiles if t.split == "test"], test_per_group, seed)
-    bank = load_template_bank(config_path("demo/templates.yaml"))
+    bank = load_template_bank(bank_file)
     rows, info_tiles = [], []
     splits = {"train": _records(train, "train"), "test": _records(test, "test")}
     for split, records in splits.items():
@@ -115,7 +121,7 @@ def build_demo_data(
                                "x": tile.x, "y": tile.y, "field_px": tile.field_px})
     _write_csv(out / "quilt_1M_lookup.csv", rows)
 
-    train_qa = build_template_instructions(splits["train"], seed=seed, bank=bank)
+    train_qa = balance_closed(build_template_instructions(splits["train"], seed=seed, bank=bank), seed)
     atomic_write_text(out / "instructions.jsonl", "".join(json.dumps(r) + "\n" for r in train_qa))
     test_qa = _sample_questions(build_template_instructions(splits["test"], seed=seed + 1, bank=bank),
                                 max_test_questions, seed)
@@ -159,14 +165,49 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def _sample_questions(questions: list[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
-    """Keep at most ``limit`` test questions, two closed for one open, closed kept yes/no balanced."""
+def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, seed: int) -> list[tuple]:
+    """Questions of each ``group`` value dealt into tuples holding one of every ``answer`` value.
+
+    Sampling whole tuples keeps every answer equally likely within a group, so the question
+    alone (or the commonest label) never predicts the answer: a blind model scores chance.
+    """
     rng = random.Random(seed)
-    closed = {a: [q for q in questions if q.get("yes_no_answer") == a] for a in ("yes", "no")}
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for q in questions:
+        groups.setdefault(q[group], {}).setdefault(q[answer], []).append(q)
+    tuples = []
+    for key in sorted(groups):
+        by_answer = [groups[key][value] for value in sorted(groups[key])]
+        if len(by_answer) < 2:
+            continue  # a group with one possible answer cannot be balanced
+        for members in by_answer:
+            rng.shuffle(members)
+        tuples.extend(zip(*by_answer))
+    return tuples
+
+
+def balance_closed(questions: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """All open questions, and the closed ones that pair up yes/no within their wording."""
+    closed = [q for q in questions if q["answer_type"] == "CLOSED"]
+    kept = {id(q) for pair in _balanced_tuples(closed, "question", "yes_no_answer", seed) for q in pair}
+    return [q for q in questions if q["answer_type"] == "OPEN" or id(q) in kept]
+
+
+def _sample_questions(questions: list[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
+    """At most ``limit`` test questions: 2/3 closed (yes/no balanced per wording), 1/3 open
+    (answers balanced per attribute; a few detailed descriptions among them)."""
+    rng = random.Random(seed)
+    closed = [q for q in questions if q["answer_type"] == "CLOSED"]
+    pairs = _balanced_tuples(closed, "question", "yes_no_answer", seed)
+    chosen = [q for pair in rng.sample(pairs, min(len(pairs), limit // 3)) for q in pair]
     open_ = [q for q in questions if q["answer_type"] == "OPEN"]
-    per_answer = min(len(closed["yes"]), len(closed["no"]), limit // 3)
-    chosen = rng.sample(closed["yes"], per_answer) + rng.sample(closed["no"], per_answer)
-    chosen += rng.sample(open_, min(len(open_), limit - 2 * per_answer))
+    labelled = [q for q in open_ if q["attribute"] != "detailed"]
+    groups = _balanced_tuples(labelled, "attribute", "answer", seed)
+    budget = limit - len(chosen)
+    detailed = [q for q in open_ if q["attribute"] == "detailed"]
+    chosen += rng.sample(detailed, min(len(detailed), budget // 6))
+    room = (limit - len(chosen)) // 2
+    chosen += [q for group in rng.sample(groups, min(len(groups), room)) for q in group]
     return sorted(chosen, key=lambda q: q["id"])
 
 
