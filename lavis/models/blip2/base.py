@@ -123,7 +123,7 @@ class Blip2Base(BaseModel):
     # ---- frozen parts stay in eval mode -----------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:
         frozen = [self.ln_vision]
-        if not any(p.requires_grad for p in self.visual_encoder.parameters()):
+        if not self.visual_encoder.trainable:
             frozen.append(self.visual_encoder)
         return frozen
 
@@ -152,15 +152,9 @@ class Blip2Base(BaseModel):
         return enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
 
     # ---- images -----------------------------------------------------------------------------
-    def _vision_dtype(self) -> torch.dtype:
-        for param in self.visual_encoder.parameters():
-            return param.dtype
-        return torch.float32
-
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
-        dtype = self._vision_dtype()
-        image = image.to(device=self.device, dtype=dtype)
-        with precision(image.device.type, dtype):
+        image = image.to(self.device)  # the encoder casts it to its own dtype
+        with precision(image.device.type, self.visual_encoder.dtype):
             features = self.visual_encoder(image)
         return self.ln_vision(features.float()).float()
 
@@ -182,7 +176,7 @@ class Blip2Base(BaseModel):
             return embeds
         if samples.get("image") is None:
             raise DataError("the batch has neither 'image' nor 'image_embeds'")
-        if any(p.requires_grad for p in self.visual_encoder.parameters()):
+        if self.visual_encoder.trainable:
             return self._encode(samples["image"])  # vision.freeze=false: the encoder trains too
         return self.encode_image_frozen(samples["image"])
 

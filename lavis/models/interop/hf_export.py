@@ -26,6 +26,7 @@ from lavis.common.errors import CheckpointError, ConfigError
 from lavis.models.blip2.stage2 import Blip2LLMBase
 from lavis.models.interop.hf_config import hf_config_for
 from lavis.models.interop.hf_keys import OurNames, join_for_hf, our_keys_for
+from lavis.models.llm.loading import load_llm_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +106,9 @@ def _grow_rows(matrix: torch.Tensor, rows: int) -> torch.Tensor:
 def export_tokenizer(model: Blip2LLMBase) -> Any:
     """A fresh copy of the LM tokenizer with ``<image>`` added, set up to produce the token ids
     our model reads (the configured BOS of a decoder-only LM)."""
-    from transformers import AddedToken, AutoTokenizer
+    from transformers import AddedToken
 
-    cfg = model.cfg.llm
-    tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
-    if tokenizer.pad_token is None:  # as lavis.models.llm.loading does
-        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+    tokenizer = load_llm_tokenizer(model.cfg.llm)  # loaded anew on each call: ours to modify
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, normalized=False, special=True)], special_tokens=True)
     if model.LLM_KIND == "causal" and model.bridge.bos_id is not None:

@@ -24,9 +24,7 @@ import torch
 from torch import nn
 
 from lavis.models.interop.hf_keys import OurNames, hf_state_to_ours, is_hf_layout
-from lavis.models.vision.eva_keys import eva_state_from_lavis
 from lavis.models.vision.eva_vit import EvaVisionTransformer
-from lavis.models.vision.pos_embed import resize_pos_embed
 
 VISION_PREFIX = "visual_encoder."
 # LAVIS blip2_opt names -> our decoder-only names (only where the model has the latter).
@@ -58,9 +56,7 @@ def _rename_lavis_aliases(model: nn.Module, state: Mapping[str, torch.Tensor]) -
 
 def _map_eva(encoder: EvaVisionTransformer, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     vision = {k: v for k, v in state.items() if k.startswith(VISION_PREFIX)}
-    mapped, _ = eva_state_from_lavis(vision, depth=len(encoder.blocks))  # ln_vision stays as it is
-    if "pos_embed" in mapped and mapped["pos_embed"].shape != encoder.pos_embed.shape:
-        mapped["pos_embed"] = resize_pos_embed(mapped["pos_embed"], encoder.grid_size, align_corners=False)
+    mapped, _ = encoder.map_state(vision)  # ln_vision stays as it is
     kept = {VISION_PREFIX + k: v for k, v in mapped.items()}
     # Keys eva_keys leaves out (deep blocks, heads) stay under their names: reported as ignored.
     dropped = {k: v for k, v in vision.items() if k.removeprefix(VISION_PREFIX) not in mapped}

@@ -15,7 +15,9 @@ import torch
 
 from lavis.common.errors import ConfigError, WeightsNotFoundError
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Precision name -> dtype, for ``model.llm.dtype`` and ``model.vision.precision`` (the vision
+# encoders' ``PRECISIONS`` is this table).
+DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 LLMKind = Literal["seq2seq", "causal"]
 
 

@@ -38,14 +38,12 @@ class QFormerEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
-    def forward(
-        self, input_ids: torch.Tensor | None, query_embeds: torch.Tensor | None, position_offset: int = 0
-    ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor | None, query_embeds: torch.Tensor | None) -> torch.Tensor:
         parts = [] if query_embeds is None else [query_embeds]
         if input_ids is not None:
             if not self.has_text:
                 raise RuntimeError("this Q-Former was built without text embeddings (BLIP-2 T5): it takes queries only")
-            positions = torch.arange(position_offset, position_offset + input_ids.shape[1], device=input_ids.device)
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
             parts.append(self.word_embeddings(input_ids) + self.position_embeddings(positions))
         if not parts:
             raise ValueError("the Q-Former needs query_embeds, input_ids or both")
@@ -90,8 +88,6 @@ class QFormerModel(nn.Module):
         query_length = 0 if query_embeds is None else query_embeds.shape[1]
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         hidden = self.embeddings(input_ids, query_embeds)
-        if text_mask is not None and input_ids is not None:
-            text_mask = text_mask.to(device=hidden.device, dtype=torch.bool)
         mask = self_attention_mask(
             hidden.shape[0], query_length, hidden.shape[1] - query_length, text_mask, past_length, causal, hidden.device
         )
@@ -149,7 +145,6 @@ class QFormer(nn.Module):
         if lm_head and not text:
             raise ValueError("the Q-Former's LM head needs the text embeddings (text=True)")
         self.config = cfg
-        self.encoder_width = encoder_width
         self.bert = QFormerModel(cfg, encoder_width, text)
         self.cls = LMHead(cfg, self.bert.embeddings.word_embeddings) if lm_head else None
         self.apply(self._init_weights)

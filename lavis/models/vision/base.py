@@ -45,6 +45,18 @@ class VisionEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (what ``forward`` casts images to); fp32 for a weightless encoder."""
+        for param in self.parameters():
+            return param.dtype
+        return torch.float32
+
+    @property
+    def trainable(self) -> bool:
+        """Whether any of its weights is trainable (``freeze: false``)."""
+        return any(p.requires_grad for p in self.parameters())
+
 
 VISION_ENCODERS: Registry[type[VisionEncoder]] = Registry("vision encoder", VisionEncoder)
 register_vision_encoder = VISION_ENCODERS.register

@@ -18,9 +18,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lavis.common.errors import ConfigError
+from lavis.models.llm.loading import DTYPES
 from lavis.models.vision.base import VisionEncoder, VisionEncoderConfig
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The precision names -> dtypes table, shared with ``model.llm.dtype``.
+PRECISIONS: dict[str, torch.dtype] = DTYPES
 
 
 @dataclasses.dataclass
@@ -115,12 +117,6 @@ class TokenEncoder(VisionEncoder):
         return super().train(mode and not self.frozen)
 
     # ---- forward helpers ------------------------------------------------------------------
-    @property
-    def dtype(self) -> torch.dtype:
-        for param in self.parameters():
-            return param.dtype
-        return torch.float32
-
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
         """Check the shape and cast to the weights' dtype."""
         size = self.image_size

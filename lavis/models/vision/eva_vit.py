@@ -121,11 +121,19 @@ class EvaVisionTransformer(TokenEncoder):
         """Load HF ``Blip2VisionModel`` weights; returns ``post_layernorm`` as ``ln_vision`` weights."""
         return self._load_mapped(eva_state_from_hf, state, source)
 
-    def _load_mapped(
-        self, key_map: Callable[..., KeyMapResult], state: Mapping[str, torch.Tensor], source: str
-    ) -> dict[str, torch.Tensor]:
+    def map_state(
+        self, state: Mapping[str, torch.Tensor], key_map: Callable[..., KeyMapResult] = eva_state_from_lavis
+    ) -> KeyMapResult:
+        """``state`` under our names (via ``key_map``), with ``pos_embed`` fitted to this image size;
+        plus the checkpoint's ``ln_vision`` weights. Blocks past ``depth`` and heads are left out."""
         mapped, ln_vision = key_map(state, depth=len(self.blocks))
         if "pos_embed" in mapped:  # weights trained at another image size: LAVIS's bicubic resize
             mapped["pos_embed"] = resize_pos_embed(mapped["pos_embed"], self.grid_size, align_corners=False)
+        return mapped, ln_vision
+
+    def _load_mapped(
+        self, key_map: Callable[..., KeyMapResult], state: Mapping[str, torch.Tensor], source: str
+    ) -> dict[str, torch.Tensor]:
+        mapped, ln_vision = self.map_state(state, key_map)
         load_into(self, mapped, source)
         return ln_vision

@@ -96,3 +96,16 @@ def test_a_config_that_changes_on_reload_is_refused(build_tiny, monkeypatch):
     monkeypatch.setattr(config_cls, "from_dict", classmethod(rederive))
     with pytest.raises(ConfigError, match=r"dense_act_fn: 'gelu' -> 'gelu_new'"):
         portable_text_config(model.llm.config)
+
+
+def test_export_tokenizer_is_a_fresh_copy(build_tiny):
+    """The export adds <image> to its own tokenizer, never to the one the model reads."""
+    from lavis.models.interop.hf_export import IMAGE_TOKEN, export_tokenizer
+
+    model = build_tiny("blip2_vicuna_instruct", llm={"bos_token": "</s>"})
+    ours = model.bridge.tokenizer
+    before = len(ours)
+    tokenizer = export_tokenizer(model)
+    assert tokenizer is not ours and tokenizer is not export_tokenizer(model)
+    assert IMAGE_TOKEN in tokenizer.get_vocab() and tokenizer.pad_token is not None
+    assert len(ours) == before and IMAGE_TOKEN not in ours.get_vocab()

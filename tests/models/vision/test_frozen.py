@@ -87,3 +87,14 @@ def test_config_errors_name_the_key():
 def test_wrong_image_shape_is_a_clear_error(make_encoder, images):
     with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, 56, 56\).*got \(2, 3, 64, 64\)"):
         make_encoder("eva_clip_g_tiny")(images(64))
+
+
+def test_dtype_and_trainable_properties(tiny_config):
+    from lavis.models.llm.loading import DTYPES
+    from lavis.models.vision.common import PRECISIONS
+
+    assert PRECISIONS is DTYPES  # one precision table for the encoders and the LLM
+    frozen = _build(tiny_config("eva_clip_g_tiny", precision="fp16"))
+    assert frozen.dtype == torch.float16 and not frozen.trainable
+    trainable = _build(tiny_config("eva_clip_g_tiny", freeze=False))
+    assert trainable.dtype == torch.float32 and trainable.trainable
