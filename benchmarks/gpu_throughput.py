@@ -23,6 +23,7 @@ from benchmarks.flops import counted_flops, model_tokens, peak_tflops, train_flo
 from benchmarks.inputs import make_batch
 from benchmarks.sizes import SIZES, build_ours, make_assets
 from benchmarks.timing import command_line, emit, machine
+from benchmarks.train_step import WORK
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BATCH = {"flant5xl": 16, "vicuna7b": 8, "tiny": 4, "tiny_vicuna": 4}
@@ -32,7 +33,7 @@ def build(size_name: str, device: str) -> Any:
     """Our model at ``size_name``, created directly on ``device`` in its run precisions."""
     with torch.device(device):
         torch.manual_seed(0)
-        model = build_ours(SIZES[size_name], make_assets(HERE / "_work" / "assets"), "bf16", "fp16")
+        model = build_ours(SIZES[size_name], make_assets(WORK / "assets"), "bf16", "fp16")
     return model.to(device)
 
 

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 
 from benchmarks.sizes import CORPUS, ModelSize
-
-IGNORE = -100
+from lavis.models.llm.bridge import IGNORE  # the label the loss skips; importable from here too
 
 
 @dataclasses.dataclass

@@ -16,6 +16,7 @@ import torch
 
 from benchmarks.sizes import SIZES, build_ours, lm_config, make_assets, our_overrides
 from benchmarks.timing import command_line, emit
+from benchmarks.train_step import WORK
 
 GIB = 2**30
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -30,7 +31,7 @@ def component_params(size_name: str) -> dict[str, int]:
     from lavis.models import MODELS, model_config
 
     size = SIZES[size_name]
-    assets = make_assets(Path(__file__).resolve().parent / "_work" / "assets")
+    assets = make_assets(WORK / "assets")
     cfg = model_config(size.arch, "tiny", our_overrides(size, assets, "bf16", "fp16"))
     with torch.device("meta"):
         model = MODELS.get(size.arch).from_config(cfg, load_weights=False, llm_config=lm_config(size.lm))
@@ -76,7 +77,7 @@ def measure_here(size_name: str, mode: str, batch: int = 4) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     before = _rss_bytes()
-    model = build_ours(SIZES[size_name], make_assets(Path(__file__).resolve().parent / "_work" / "assets"))
+    model = build_ours(SIZES[size_name], make_assets(WORK / "assets"))
     data = make_batch(SIZES[size_name], batch, 24, 16)
     if mode == "train":
         optimizer = build_adamw(model.train(), lr=1e-5, weight_decay=0.05)

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from lavis.common.checkpoint import latest_checkpoint
 from lavis.common.config import package_dir
 from lavis.common.errors import LavisError
+from lavis.common.jsonio import iter_json_lines
 from lavis.common.logger import setup_logging
 from lavis.common.paths import REPO_ROOT, config_path
 from lavis.common.schema import from_mapping
@@ -122,8 +123,7 @@ class Pipeline:
         v = self.s.vision
         vision = pretrain_vision(items, v.encoder, v.processor, text_model, self.pretrained / "vision.safetensors",
                                  v.steps, v.batch_size, v.lr, self.s.seed)
-        with open(self.data / "instructions.jsonl", encoding="utf-8") as handle:
-            instructions = [json.loads(line) for line in handle]
+        instructions = [record.value for record in iter_json_lines(self.data / "instructions.jsonl")]
         m = self.s.lm
         lm = pretrain_lm(instructions, self.pretrained / "t5", m.d_model, m.d_ff, m.num_layers, m.num_heads,
                          m.vocab_size, m.steps, m.batch_size, m.lr, self.s.seed)

@@ -7,24 +7,25 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.common.jsonio import iter_json_lines, read_json
 
 EVAL_STEM = "quilt_vqa_test_eval"  # <dataset>_<split>_<epoch label> as the VQA task names files
 
 
 def _metrics(eval_dir: Path) -> dict[str, dict[str, Any]]:
-    return json.loads((eval_dir / f"{EVAL_STEM}_metrics.json").read_text())["protocols"]
+    return read_json(eval_dir / f"{EVAL_STEM}_metrics.json")["protocols"]
 
 
 def _answers(eval_dir: Path) -> dict[str, dict[str, Any]]:
-    lines = (eval_dir / f"{EVAL_STEM}_answers.jsonl").read_text().splitlines()
-    return {str(r["question_id"]): r for r in map(json.loads, lines)}
+    rows = (record.value for record in iter_json_lines(eval_dir / f"{EVAL_STEM}_answers.jsonl"))
+    return {str(r["question_id"]): r for r in rows}
 
 
 def _train_losses(run_dir: Path) -> list[tuple[int, float]]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [record.value for record in iter_json_lines(path)]
     return [(r["step"], r["loss"]) for r in rows if r["type"] == "train" and "loss" in r]
 
 
@@ -104,7 +105,7 @@ def write_report(out: Path, settings: Any, eval_dir: Path, blind_dir: Path, data
     seeing_m, blind_m = _metrics(eval_dir), _metrics(blind_dir)
     proto = settings.headline_protocol
     head, head_blind = seeing_m[proto], blind_m[proto]
-    info = json.loads((out / "stage2" / "run_info.json").read_text())
+    info = read_json(out / "stage2" / "run_info.json")
     goals = settings.goals
     report = {
         "closed_accuracy": head["closed_accuracy"],
@@ -136,7 +137,7 @@ def write_report(out: Path, settings: Any, eval_dir: Path, blind_dir: Path, data
         report["closed_accuracy"] >= goals.closed_accuracy and closed_gap >= goals.closed_gap
         and recall_gap >= goals.open_recall_gap
     )
-    truth = {q["id"]: q for q in json.loads((out / "data" / "quiltvqa_test_w_ans.json").read_text())}
+    truth = {q["id"]: q for q in read_json(out / "data" / "quiltvqa_test_w_ans.json")}
     curves = plot_losses(out)
     labels = {t["image"]: t["labels"] for t in data.get("labels", [])}
     samples_png, samples = plot_samples(out, _answers(eval_dir), _answers(blind_dir), truth, labels)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from lavis.common.checkpoint import atomic_write_text
 
 INSTRUCTIONS_FILE = "instructions.jsonl"
 LLAVA_FILE = "instructions_llava.json"
@@ -27,15 +27,7 @@ _YES_NO = re.compile(r"^\s*(yes|no)\b", re.IGNORECASE)
 
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def generated_instructions(raw_records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

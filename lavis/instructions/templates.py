@@ -170,10 +170,12 @@ def _closed_plan(
     per_record = {r["caption_id"]: _values(r, name, spec) for r in records}
     for values in per_record.values():
         pool.update({v.lower(): v for v in values})
+    ranked = sorted(pool.items(), key=lambda item: item[1])  # by value, as the false values are listed
     eligible = []
     for record in records:
         own = per_record[record["caption_id"]]
-        false_values = sorted(v for k, v in pool.items() if k not in {x.lower() for x in own})
+        own_keys = {x.lower() for x in own}
+        false_values = [v for k, v in ranked if k not in own_keys]
         if own and false_values:
             eligible.append((record["caption_id"], own, false_values))
     # alternate yes/no along a seeded hash order of the ids: exactly balanced, and independent of

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from lavis.common.errors import DataError
+from lavis.metrics.closed import YES_NO
 from lavis.metrics.normalize import normalize_strict
 from lavis.metrics.records_io import (
     UniqueIds,
@@ -99,7 +100,7 @@ def _conversation_turns(turns: object, where: str) -> tuple[str, str]:
 
 def _answer_type(value: object, answer: str, where: str) -> str:
     if value is None:  # not given: a bare yes/no reference is closed, anything else open
-        return "CLOSED" if normalize_strict(answer) in ("yes", "no") else "OPEN"
+        return "CLOSED" if normalize_strict(answer) in YES_NO else "OPEN"
     if not isinstance(value, str) or value not in _ANSWER_TYPES:
         raise DataError(f"{where}: field 'answer_type' is {value!r}; expected 'OPEN' or 'CLOSED'")
     return _ANSWER_TYPES[value]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ class VQATaskConfig:
     # "generate": closed questions answered by free generation, scored by the protocol's rule;
     # "rank": the model picks "yes" or "no" by likelihood (no generation quirks at all).
     closed_method: Literal["generate", "rank"] = "generate"
-    model_id: str | None = None  # written into the answers file; default: arch/model_type
+    model_id: str | None = None  # written into the answers file; default: "clover"
 
 
 def selection_metric(summary: dict[str, Any]) -> float:
@@ -47,14 +48,22 @@ class VQATask(BaseTask):
 
     @torch.no_grad()
     def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
-        answers = list(model.predict_answers(samples, **dataclasses.asdict(self.cfg.generation)))
-        types = samples.get("answer_type") or [None] * len(answers)
-        if self.cfg.closed_method == "rank":
-            closed = [i for i, t in enumerate(types) if t == "CLOSED"]
-            if closed:
-                subset = _select(samples, closed)
-                for i, choice in zip(closed, model.rank_answers(subset, candidates=("yes", "no"))):
-                    answers[i] = choice
+        n = len(samples["question_id"])
+        types = samples.get("answer_type") or [None] * n
+        generation = dataclasses.asdict(self.cfg.generation)
+        closed = [i for i, t in enumerate(types) if t == "CLOSED"] if self.cfg.closed_method == "rank" else []
+        if closed:
+            # closed rows are ranked, so only the others are generated (none at all for an all-closed batch)
+            answers: list[Any] = [None] * n
+            for i, choice in zip(closed, model.rank_answers(_select(samples, closed), candidates=("yes", "no"))):
+                answers[i] = choice
+            others = [i for i, t in enumerate(types) if t != "CLOSED"]
+            if others:
+                for i, prediction in zip(others, model.predict_answers(_select(samples, others), **generation)):
+                    answers[i] = prediction
+        else:
+            answers = list(model.predict_answers(samples, **generation))
+        answer, yes_no, image_path = (samples.get(key) or [None] * n for key in ("answer", "yes_no_answer", "image_path"))
         out = []
         for i, prediction in enumerate(answers):
             out.append(
@@ -62,10 +71,10 @@ class VQATask(BaseTask):
                     "question_id": samples["question_id"][i],
                     "prompt": samples["text_input"][i],
                     "prediction": prediction,
-                    "answer": (samples.get("answer") or [None] * len(answers))[i],
+                    "answer": answer[i],
                     "answer_type": types[i],
-                    "yes_no_answer": (samples.get("yes_no_answer") or [None] * len(answers))[i],
-                    "image_path": (samples.get("image_path") or [None] * len(answers))[i],
+                    "yes_no_answer": yes_no[i],
+                    "image_path": image_path[i],
                 }
             )
         return out
@@ -75,9 +84,9 @@ class VQATask(BaseTask):
     ) -> dict[str, float]:
         from lavis.metrics.vqa import VQARecord, score
 
-        ids = [r["question_id"] for r in records]
-        if len(set(map(str, ids))) != len(ids):
-            dupes = sorted({str(i) for i in ids if ids.count(i) > 1})[:10]
+        counts = Counter(str(r["question_id"]) for r in records)
+        if len(counts) != len(records):
+            dupes = sorted(i for i, count in counts.items() if count > 1)[:10]
             raise DataError(f"{split}: question ids are not unique, e.g. {dupes}")
         truth = [
             VQARecord(

@@ -106,3 +106,42 @@ def test_missing_java_is_named_before_scoring(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(JavaNotFoundError, match="need Java on PATH") as caught:
         score_captions(REFERENCES, {key: refs[0] for key, refs in REFERENCES.items()})
     assert isinstance(caught.value, LavisError) and isinstance(caught.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps({"annotations": [{"image_id": 7, "caption": "caf\u00e9"}]}, ensure_ascii=False),  # one document
+        '{"image_id": 7, "caption": "caf\u00e9"}\n{"image_id": 8, "caption": "b"}\n',  # JSON lines
+        json.dumps([{"image_id": 7, "caption": "caf\u00e9"}], ensure_ascii=False),  # a JSON list
+    ],
+)
+def test_caption_references_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture, content: str) -> None:
+    gt = tmp_path / "latin1_gt.json"
+    gt.write_bytes(content.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1_gt\.json: .*not UTF-8 text"):
+        load_caption_references(gt)
+    # the command says so on one line instead of a traceback
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text('{"image_id": 7, "caption": "x"}\n')
+    assert main(["--gt", str(gt), "--pred", str(pred)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "latin1_gt.json" in error and error.count("\n") == 1
+
+
+def test_caption_references_layouts(tmp_path: Path) -> None:
+    rows = [{"image_id": 7, "caption": "a"}, {"image_id": "x", "caption": "b"}, {"image_id": 7, "caption": "c"}]
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps(rows, indent=1))
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    expected = {7: ["a", "c"], "x": ["b"]}
+    assert load_caption_references(listed) == expected
+    assert load_caption_references(lines) == expected
+    # records keep their place in the messages, whichever layout
+    listed.write_text(json.dumps([rows[0], {"image_id": 8}]))
+    with pytest.raises(DataError, match=r"list\.json: item 1: field 'caption' is missing"):
+        load_caption_references(listed)
+    lines.write_text(json.dumps(rows[0]) + "\n[1]\n")
+    with pytest.raises(DataError, match=r"lines\.jsonl: line 2: expected a JSON object, got list"):
+        load_caption_references(lines)

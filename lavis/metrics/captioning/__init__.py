@@ -10,13 +10,13 @@ JSON lines of ``{image_id, caption}``; PRED: a list / JSON lines of ``{image_id,
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lavis.common.errors import DataError, JavaNotFoundError, WeightsNotFoundError
+from lavis.common.jsonio import read_json
 from lavis.metrics.records_io import (
     id_key,
     read_records,
@@ -133,13 +133,16 @@ def score_captions(
 
 def load_caption_references(path: str | os.PathLike) -> dict[int | str, list[str]]:
     """COCO-style ``{"annotations": [...]}`` or a list / JSON lines of ``{image_id, caption}``."""
-    text = Path(path).read_text(encoding="utf-8")
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
+        document = read_json(path)
+    except DataError:
+        # Not one JSON document: JSON lines, or a file the record reader rejects with its own
+        # message (line number, not UTF-8, ...).
         document = None
     if isinstance(document, dict) and isinstance(document.get("annotations"), list):
         items = [(f"{path}: annotations[{i}]", item) for i, item in enumerate(document["annotations"])]
+    elif isinstance(document, list):
+        items = [(f"{Path(path)}: item {i}", item) for i, item in enumerate(document)]
     else:
         items = read_records(path)
     references: dict[int | str, list[str]] = {}

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
+from lavis.common.checkpoint import atomic_write_text
 from lavis.common.errors import DataError
 from lavis.metrics.open_ended import OPEN_METRICS, OVERLAP_METRICS
 from lavis.metrics.protocols import Protocol, get_protocol
@@ -114,10 +114,4 @@ def summarize(per_item: Sequence[Mapping]) -> dict:
 
 def write_jsonl(path: str | os.PathLike, rows: Sequence[Mapping]) -> None:
     """Write rows as JSON lines atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-    os.replace(temporary, path)
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
