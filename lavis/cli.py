@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from lavis.common.config import Config, ConfigRegistries, load_config
@@ -63,10 +61,9 @@ def load(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
 
 def seed_everything(seed: int) -> None:
     """Per-rank seeds: ranks differ (dropout, sampling) yet each is reproducible."""
-    seed = seed + get_rank()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    from lavis.runners.data import seed_all
+
+    seed_all(seed + get_rank())
 
 
 def run(cfg: Config, evaluate_only: bool = False) -> dict[str, Any]:

@@ -55,14 +55,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and _NONE in args:
             return None
-        errors = []
         for arg in args:
             if arg is _NONE:
                 continue
             try:
                 return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(err)
+            except ConfigError:
+                pass
         raise ConfigError(f"config key '{where}': expected {_type_name(tp)}, got {value!r}")
 
     if origin is Literal:

@@ -23,13 +23,22 @@ from tqdm import tqdm
 
 from lavis.common import checkpoint as ckpt
 from lavis.common.batch import batch_size_of, move_to_device, pop_bookkeeping
-from lavis.common.dist import all_gather_object, get_rank, get_world_size, is_dist, is_main_process, read_env
+from lavis.common.dist import (
+    all_gather_object,
+    barrier,
+    get_rank,
+    get_world_size,
+    is_dist,
+    is_main_process,
+    read_env,
+)
 from lavis.common.errors import ConfigError, DataError
 from lavis.common.logger import JsonlWriter, git_revision
 from lavis.common.optim import LR_SCHEDULERS, build_adamw
 from lavis.common.paths import REPO_ROOT
 from lavis.common.registry import Registry
 from lavis.runners.data import build_loader, iterable_skips
+from lavis.runners.run_config import run_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +65,13 @@ class RunnerBase:
         self.cfg = cfg
         self.run = cfg.run
         self.task = task
-        self.datasets = datasets
         self.rank = get_rank()
         self.world_size = get_world_size()
         self.device = resolve_device(self.run.device)
         self.amp_dtype = _DTYPES[self.run.precision]
-        job = self.run.job_name or (Path(cfg.source).stem if cfg.source else "job")
-        self.output_dir = Path(self.run.output_dir or Path("runs") / job)
+        self.output_dir = run_output_dir(cfg)
         self.ckpt_dir = self.output_dir / "checkpoints"
-        self.best_mode = self.run.best_mode or getattr(task, "best_mode", "max")
+        self.best_mode = self.run.best_mode or task.best_mode
 
         if self.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -111,8 +118,8 @@ class RunnerBase:
             "world_size": self.world_size,
             "device": str(self.device),
             "torch": torch.__version__,
-            "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-            "frozen_params": sum(p.numel() for p in self.model.parameters() if not p.requires_grad),
+            "trainable_params": self.model.num_parameters(trainable=True),
+            "frozen_params": self.model.num_parameters(trainable=False),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         ckpt.atomic_write_text(self.output_dir / "run_info.json", json.dumps(info, indent=2))
@@ -149,6 +156,7 @@ class RunnerBase:
             world_size=self.world_size,
             shuffle=train,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=train,  # eval loaders are built per validation: no idle workers kept
         )
 
     def _position_loader(self) -> None:
@@ -167,6 +175,11 @@ class RunnerBase:
             return math.ceil(self.train_sampler.num_samples / self.run.batch_size_train)
         return None
 
+    def steps_per_epoch(self) -> int | None:
+        """Optimizer steps in one pass over the train set (None for streaming data)."""
+        batches = self.batches_per_epoch()
+        return None if batches is None else math.ceil(batches / self.run.accum_grad_iters)
+
     # ---- setup for training ----------------------------------------------------------------
     def setup_training(self, total_steps: int) -> None:
         self.optimizer = build_adamw(
@@ -176,7 +189,8 @@ class RunnerBase:
             betas=tuple(self.run.betas),
             lr_scales=self.run.lr_scales,
         )
-        per_epoch = self.batches_per_epoch() or 1
+        # The optimizer holds exactly these; built once (on the unwrapped model, not DDP's wrapper).
+        self._trainable = [p for _, p in self.model.trainable_named_parameters()]
         self.scheduler = LR_SCHEDULERS.get(self.run.lr_sched)(
             self.optimizer,
             init_lr=self.run.init_lr,
@@ -184,7 +198,7 @@ class RunnerBase:
             warmup_lr=self.run.warmup_lr,
             warmup_steps=self.run.warmup_steps,
             total_steps=total_steps,
-            steps_per_epoch=math.ceil(per_epoch / self.run.accum_grad_iters),
+            steps_per_epoch=self.steps_per_epoch() or 1,
             decay_rate=self.run.lr_decay_rate,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.run.precision == "fp16")
@@ -205,24 +219,24 @@ class RunnerBase:
         inputs, meta = pop_bookkeeping(batch)
         self._count_bad(meta.get("_skipped") or [])
         self.batches_done += 1
+        update = self._is_update(batches_in_epoch)
         weight = 1.0
         if batch_size_of(inputs, meta) == 0:
             # Every item was unreadable. With DDP all ranks must still run backward: replay the
             # last good batch with zero weight. Alone, just skip the micro-batch.
             if not is_dist():
-                return self._maybe_update(batches_in_epoch, skipped=True)
+                return self._maybe_update(update, batches_in_epoch, skipped=True)
             if self._last_batch is None:
                 raise DataError(f"rank {self.rank}: the first batch had no readable sample: {meta.get('_skipped')}")
             inputs, weight = self._last_batch, 0.0
         inputs = move_to_device(inputs, self.device)
         self._last_batch = inputs
         accum = self.run.accum_grad_iters
-        update = self._is_update(batches_in_epoch)
         sync = contextlib.nullcontext()
         if isinstance(self.wrapped, DistributedDataParallel) and not update:
             sync = self.wrapped.no_sync()
         with sync:
-            with self._autocast():
+            with self.model.autocast(self.amp_dtype):
                 losses = self.task.train_step(self.wrapped, inputs)
             loss = losses["loss"] * (weight / accum)
             self.scaler.scale(loss).backward()
@@ -231,21 +245,20 @@ class RunnerBase:
                 if isinstance(value, torch.Tensor) and value.ndim == 0:
                     self._loss_sums[key] = self._loss_sums.get(key, 0) + value.detach().float()
             self._loss_count += 1
-        return self._maybe_update(batches_in_epoch)
+        return self._maybe_update(update, batches_in_epoch)
 
     def _is_update(self, batches_in_epoch: int | None) -> bool:
         at_end = batches_in_epoch is not None and self.batches_done >= batches_in_epoch
         return self.batches_done % self.run.accum_grad_iters == 0 or at_end
 
-    def _maybe_update(self, batches_in_epoch: int | None, skipped: bool = False) -> bool:
-        if not self._is_update(batches_in_epoch):
+    def _maybe_update(self, update: bool, batches_in_epoch: int | None, skipped: bool = False) -> bool:
+        if not update:
             return False
-        if skipped and not any(p.grad is not None for p in self.model.parameters() if p.requires_grad):
+        if skipped and not any(p.grad is not None for p in self._trainable):
             return False
         if self.run.max_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            torch.nn.utils.clip_grad_norm_(params, self.run.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self._trainable, self.run.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -254,14 +267,14 @@ class RunnerBase:
         if self.global_step % self.run.log_freq == 0:
             self.log_train()
         every = self.run.save_every_n_iters
-        if every and self.global_step % every == 0:
+        if every and self.global_step % every == 0 and not self._runner_saves_now(batches_in_epoch):
             self.save_step_checkpoint()
         return True
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+    def _runner_saves_now(self, batches_in_epoch: int | None) -> bool:
+        """True when the loop itself checkpoints right after the step just taken (epoch or
+        inner-epoch end): the ``save_every_n_iters`` save then skips, so no step is written twice."""
+        return False
 
     # ---- logging and bad data ----------------------------------------------------------------
     def _count_bad(self, skipped: list[str]) -> None:
@@ -337,8 +350,7 @@ class RunnerBase:
             ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
             ckpt.link_last(self.ckpt_dir, path)
             self.writer.write("checkpoint", self.global_step, path=str(path), epoch=self.epoch)
-        if is_dist():
-            torch_dist.barrier()
+        barrier()
 
     def maybe_resume(self) -> None:
         target = self.run.resume
@@ -390,7 +402,7 @@ class RunnerBase:
                 if batch_size_of(inputs, meta) == 0:
                     continue
                 inputs = move_to_device(inputs, self.device)
-                with self._autocast():
+                with self.model.autocast(self.amp_dtype):
                     out = self.task.valid_step(self.model, inputs)
                 for record, index in zip(out, meta["_index"]):
                     record.setdefault("_index", int(index))
@@ -431,8 +443,7 @@ class RunnerBase:
             if is_main_process():
                 ckpt.save_checkpoint(self.ckpt_dir / "best", self.model.trainable_state_dict(), state)
                 logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
-            if is_dist():
-                torch_dist.barrier()
+            barrier()
 
     def test(self) -> dict[str, dict[str, float]]:
         if not self.run.test_splits:

@@ -20,15 +20,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 
+def seed_all(seed: int) -> None:
+    """Seed the torch (CPU and CUDA), numpy and python RNGs."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block with torch/numpy/python RNGs seeded; restore the caller's states after."""
     torch_state = torch.get_rng_state()
     np_state = np.random.get_state()
     py_state = random.getstate()
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
+    seed_all(seed)
     try:
         yield
     finally:
@@ -144,8 +149,13 @@ def build_loader(
     world_size: int,
     shuffle: bool,
     pin_memory: bool,
+    persistent_workers: bool = False,
 ) -> tuple[DataLoader, ResumableDistributedSampler | None]:
-    """A loader (and its sampler) for a map-style or iterable dataset."""
+    """A loader (and its sampler) for a map-style or iterable dataset.
+
+    ``persistent_workers`` keeps a map-style loader's workers alive between passes: worth it for
+    the train loader, which is iterated every epoch, not for a loader used once.
+    """
     generator = torch.Generator().manual_seed(seed)  # keeps the global RNG untouched
     if isinstance(dataset, IterableDataset):
         loader = DataLoader(
@@ -165,7 +175,7 @@ def build_loader(
         num_workers=num_workers,
         collate_fn=collate_fn,
         pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
+        persistent_workers=persistent_workers and num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=generator,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from lavis.common.errors import ConfigError
@@ -11,13 +10,16 @@ from lavis.runners.base_runner import RunnerBase, register_runner
 
 @register_runner("runner_epoch")
 class RunnerEpoch(RunnerBase):
+    def _runner_saves_now(self, batches_in_epoch: int | None) -> bool:
+        """A checkpoint follows the last batch of every epoch."""
+        return batches_in_epoch is not None and self.batches_done >= batches_in_epoch
+
     def train(self) -> dict[str, Any]:
         self.build_train_loader()
         if self.streaming:
             raise ConfigError("a streaming (webdataset) train set needs run.runner=runner_iter and run.max_iters")
         per_epoch = self.batches_per_epoch() or 0
-        steps_per_epoch = math.ceil(per_epoch / self.run.accum_grad_iters)
-        self.setup_training(total_steps=steps_per_epoch * self.run.max_epoch)
+        self.setup_training(total_steps=(self.steps_per_epoch() or 0) * self.run.max_epoch)
         while self.epoch < self.run.max_epoch:
             self._position_loader()
             self.pbar = self.progress(per_epoch, self.batches_done, f"epoch {self.epoch}")

@@ -13,6 +13,12 @@ from lavis.runners.base_runner import RunnerBase, register_runner
 
 @register_runner("runner_iter")
 class RunnerIter(RunnerBase):
+    def _runner_saves_now(self, batches_in_epoch: int | None) -> bool:
+        """Validation and a checkpoint follow every inner epoch and the last step."""
+        max_iters = int(self.run.max_iters or 0)
+        inner = self.run.iters_per_inner_epoch or max_iters
+        return self.global_step % inner == 0 or self.global_step >= max_iters
+
     def train(self) -> dict[str, Any]:
         max_iters = int(self.run.max_iters or 0)
         inner = self.run.iters_per_inner_epoch or max_iters
@@ -27,7 +33,7 @@ class RunnerIter(RunnerBase):
                 if not self.micro_step(batch, per_epoch):
                     continue
                 self.pbar.update(1)
-                if self.global_step % inner == 0 or self.global_step >= max_iters:
+                if self._runner_saves_now(per_epoch):
                     inner_epoch = self.global_step // inner
                     if self.run.valid_splits and inner_epoch % self.run.val_every_n_epochs == 0:
                         self.validate_and_keep_best(f"step_{self.global_step}")

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lavis.common.errors import LavisError
@@ -31,6 +30,7 @@ def build(cfg: Any) -> dict[str, dict[str, str]]:
     from lavis.common.logger import setup_logging
     from lavis.datasets.feature_cache import CachedFeatures, apply_feature_cache
     from lavis.runners.base_runner import resolve_device
+    from lavis.runners.run_config import run_output_dir
     from lavis.tasks import TASKS
 
     device = resolve_device(cfg.run.device)
@@ -42,8 +42,7 @@ def build(cfg: Any) -> dict[str, dict[str, str]]:
     task = TASKS.get(cfg.run.task)(cfg.task)
     model = task.build_model(cfg).to(device)
     datasets = task.build_datasets(cfg)
-    job = cfg.run.job_name or (Path(cfg.source).stem if cfg.source else "job")
-    output_dir = Path(cfg.run.output_dir or Path("runs") / job)
+    output_dir = run_output_dir(cfg)
     with torch.no_grad():
         cached = apply_feature_cache(datasets, model, cfg, output_dir, device)
     return {
