@@ -30,10 +30,8 @@ from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_si
 from lavis.common.errors import ConfigError
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.datasets.sample_table import SampleTable
-from lavis.datasets.feature_store import (  # noqa: F401  (digest, STORAGE: importable from here as before)
-    STORAGE,
+from lavis.datasets.feature_store import (
     FeatureStore,
-    digest,
     encoder_identity,
     image_keys,
     transform_identity,
@@ -134,10 +132,6 @@ class CachedFeatures(Dataset):
 
     def __len__(self) -> int:
         return len(self.table)
-
-    def set_epoch(self, epoch: int) -> None:
-        if callable(getattr(self.table, "set_epoch", None)):
-            self.table.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.table.row(index)

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -83,19 +84,34 @@ def transform_identity(processor: Any) -> dict[str, Any]:
 
 # ---- image keys -------------------------------------------------------------------------------
 def image_keys(dataset: SampleTable, paths: Sequence[str], threads: int = 16) -> list[str]:
-    """sha256 of (path, size, mtime_ns) for files; of the path alone for table-held image bytes."""
-    root = dataset.image_root
+    """sha256 of (path, size, mtime_ns) for files; of the path alone for table-held image bytes.
 
-    def key(path: str) -> str:
-        try:
-            stat = os.stat(root / path if root is not None else path)
-            ident = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
-        except OSError:  # bytes in the table ("name#<content hash>"), or a missing file
-            ident = path
+    ``paths`` is ``dataset``'s ``image_path`` column, row by row. Each distinct file is stat'ed
+    once (rows share images); rows whose image is held in the table are not stat'ed at all.
+    """
+    root = dataset.image_root
+    held = dataset.images_in_table()
+    if held is not None and len(held) != len(paths):
+        raise ValueError(f"{len(paths)} image paths for a table of {len(held)} rows")
+
+    def rows() -> Iterator[tuple[str, bool]]:
+        return zip(paths, itertools.repeat(False) if held is None else held)
+
+    def key(item: tuple[str, bool]) -> str:
+        path, in_table = item
+        ident = path
+        if not in_table:
+            try:
+                stat = os.stat(root / path if root is not None else path)
+                ident = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+            except OSError:  # a missing file: keyed on its path, skipped when encoded
+                pass
         return hashlib.sha256(ident.encode()).hexdigest()
 
+    distinct = list(dict.fromkeys(rows()))
     with ThreadPoolExecutor(max_workers=threads) as pool:  # stat calls wait on (network) disks
-        return list(pool.map(key, paths, chunksize=256))
+        keyed = dict(zip(distinct, pool.map(key, distinct, chunksize=256)))
+    return [keyed[item] for item in rows()]
 
 
 # ---- the on-disk store -------------------------------------------------------------------------

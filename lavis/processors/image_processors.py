@@ -79,7 +79,8 @@ class _PathologyImageProcessor(BaseProcessor):
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             raise TypeError(f"{self.cfg.name}: expected a PIL image, got {type(image).__name__}")
-        tensor = TF.pil_to_tensor(self.resize(image.convert("RGB"))).float().div_(255.0)
+        image = image if image.mode == "RGB" else image.convert("RGB")  # loaders already give RGB
+        tensor = TF.pil_to_tensor(self.resize(image)).float().div_(255.0)
         tensor = self.augment(tensor)
         return (tensor - self._mean) / self._std
 

@@ -104,3 +104,22 @@ def test_config_errors():
         build_processor({"name": "pathology_image_train", "min_scale": 0.0}, "datasets.x.vis_processor.train")
     with pytest.raises(ConfigError, match=r"unknown config key 'datasets\.x\.vis_processor\.eval\.min_scale'"):
         build_processor({"name": "pathology_image_eval", "min_scale": 0.5}, "datasets.x.vis_processor.eval")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK"])
+def test_non_rgb_images_are_converted_like_rgb_ones(tissue, mode):
+    processor = build_processor({"name": "pathology_image_eval", "image_size": 32}, "vis")
+    image = Image.fromarray(tissue[:64, :64]).convert(mode)
+    assert torch.equal(processor(image), processor(image.convert("RGB")))
+
+
+def test_rgb_images_are_not_copied_by_a_conversion(tissue, monkeypatch):
+    processor = build_processor({"name": "pathology_image_eval", "image_size": 32}, "vis")
+    image = Image.fromarray(tissue[:64, :64])
+    expected = processor(image)
+
+    def no_convert(self, *args, **kwargs):
+        raise AssertionError("an RGB image was converted")
+
+    monkeypatch.setattr(Image.Image, "convert", no_convert)
+    assert torch.equal(processor(image), expected)

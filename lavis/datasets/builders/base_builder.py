@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from lavis.common.registry import Registry
 from lavis.common.schema import as_config
+from lavis.datasets.image_io import DEFAULT_MAX_PIXELS
 
 
 @dataclasses.dataclass
@@ -26,7 +27,7 @@ class BaseBuilderConfig:
     # Unreadable images raise DataError instead of becoming skipped samples.
     strict: bool = False
     # Images with more pixels are refused as decompression bombs (PIL's own default limit).
-    max_image_pixels: int = 89_478_485
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
 
     def validate(self) -> None:
         from lavis.common.errors import ConfigError

@@ -19,9 +19,9 @@ from lavis.datasets.annotations import field, read_json_list
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.qa_rows import answer_type_of, qa_record
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
+from lavis.metrics.vqa_files import _CONVERSATION_KEYS  # the same spellings the scorer accepts
 
 _IMAGE_TOKEN = re.compile(r"\s*<image>\s*")
-_CONVERSATION_KEYS = ("conversations", "conversatons")
 
 
 @dataclasses.dataclass

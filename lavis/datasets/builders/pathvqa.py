@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lavis.common.errors import DataError
-from lavis.datasets.annotations import data_file, data_files, field, read_pickle
+from lavis.datasets.annotations import data_file, field, read_pickle
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table, read_parquet_qa
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 DEFAULT_FILES = {
@@ -79,8 +79,7 @@ class PathVQABuilder(TableBuilder):
         splits = {}
         for split, pattern, key in self.split_files(files):
             if self.cfg.format == "parquet":
-                paths = data_files(root, pattern, key)
-                splits[split] = SplitTable(read_parquet_qa(paths), None, str(paths[0]))
+                splits[split] = self.parquet_qa_split(root, pattern, key)
             else:
                 path = data_file(root, pattern, key)
                 table = qa_table(read_pickle_split(path))

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from lavis.common.errors import DataError
 from lavis.common.jsonio import iter_json_lines
-from lavis.datasets.annotations import data_file, data_files, field, read_json_list
+from lavis.datasets.annotations import data_file, field, read_json_list
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
-from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table, read_parquet_qa
+from lavis.datasets.builders.qa_rows import answer_type_of, qa_record, qa_table
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ class QuiltVQABuilder(TableBuilder):
         root = self.root()
         key = f"datasets.{self.name}"
         if self.cfg.format == "parquet":
-            paths = data_files(root, self.cfg.parquet, f"{key}.parquet")
-            return {self.cfg.split: SplitTable(read_parquet_qa(paths), None, str(paths[0]))}
+            return {self.cfg.split: self.parquet_qa_split(root, self.cfg.parquet, f"{key}.parquet")}
         questions = data_file(root, self.cfg.questions, f"{key}.questions")
         answers = data_file(root, self.cfg.answers, f"{key}.answers")
         rows = read_llava_form(questions, answers)

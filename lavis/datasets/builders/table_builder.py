@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lavis.common.errors import ConfigError
-from lavis.datasets.annotations import ROW, WHERE, check_unique, data_file
+from lavis.datasets.annotations import ROW, WHERE, check_unique, data_file, data_files
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
-from lavis.datasets.builders.qa_rows import qa_table
+from lavis.datasets.builders.qa_rows import qa_table, read_parquet_qa
 from lavis.datasets.datasets.sample_table import IMAGE_BYTES, SampleTable
 from lavis.datasets.image_io import check_under_root
 from lavis.processors.base_processor import build_processor
@@ -96,6 +96,12 @@ class TableBuilder(StorageBuilder):
             path = data_file(root, name, key)
             splits[split] = SplitTable(qa_table(read(path)), root / self.cfg.image_dir, str(path), image_field)
         return splits
+
+    def parquet_qa_split(self, root: Path, pattern: str, key: str) -> SplitTable:
+        """One split from question/answer parquet files (``pattern`` a file or glob under ``root``);
+        their images are bytes in the table, so there is no image folder."""
+        paths = data_files(root, pattern, key)
+        return SplitTable(read_parquet_qa(paths), None, str(paths[0]))
 
     def check(self, split: str, data: SplitTable) -> pa.Table:
         table = data.table

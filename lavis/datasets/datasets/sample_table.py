@@ -58,6 +58,11 @@ class SampleTable(Dataset):
         """A whole column as Python values (for inspection and tests, not the hot path)."""
         return self._columns[name].to_pylist()
 
+    def images_in_table(self) -> list[bool] | None:
+        """Per row, whether its image comes from the ``image_bytes`` column rather than a file;
+        None when the table holds no image bytes at all."""
+        return None if self._bytes is None else self._bytes.is_valid().to_pylist()
+
     def row(self, index: int) -> dict[str, Any]:
         """Row ``index`` as Python values, without reading or processing its image."""
         if not 0 <= index < self._length:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from collections import Counter
@@ -22,17 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.common.jsonio import read_json
 from lavis.common.paths import config_path
+from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
 from lavis.datasets.demo.tiles import Tile, extract_tiles
 from lavis.instructions.templates import build_template_instructions, load_template_bank
 
 FORMAT_VERSION = "clover-demo-v3"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
-QUILT_COLUMNS = [
-    "caption", "image_path", "subset", "split", "pathology", "roi_text", "noisy_text",
-    "corrected_text", "med_umls_ids", "magnification", "height", "width",
-]
 
 
 def caption_for(tile: Tile) -> str:
@@ -100,8 +99,10 @@ def build_demo_data(
         digest.update(source)
     stamp = digest.hexdigest()[:16]
     info_file = out / "demo_data.json"
-    if info_file.exists() and json.loads(info_file.read_text()).get("stamp") == stamp:
-        return json.loads(info_file.read_text())
+    if info_file.exists():
+        info = read_json(info_file)
+        if info.get("stamp") == stamp:
+            return info
 
     tiles = extract_tiles(seed=seed)
     train = [t for t in tiles if t.split == "train"]
@@ -157,12 +158,11 @@ def _quilt_row(record: dict[str, Any], split: str, tile: Tile) -> dict[str, Any]
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=QUILT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    buffer = io.StringIO(newline="")  # no newline translation: the csv module's \r\n stays as is
+    writer = csv.DictWriter(buffer, fieldnames=QUILT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, seed: int) -> list[tuple]:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lavis.common.checkpoint import atomic_write_text
 from lavis.datasets.annotations import ROW
 from lavis.datasets.bad_data import SkippedSample
 from lavis.datasets.builders.quilt1m import Quilt1MFilter, read_lookup
@@ -108,7 +109,7 @@ def make_shards(
         "shards": shards,
         "skipped": skipped,
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     if skipped:
         logger.warning("%d row(s) left out (see %s), first: %s", len(skipped), out / MANIFEST, skipped[:3])
     return manifest
