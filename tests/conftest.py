@@ -48,3 +48,16 @@ def minilm_dir() -> Path:
 def bert_vocab(minilm_dir: Path) -> Path:
     """bert-base-uncased's WordPiece vocabulary (MiniLM-L6 uses the same 30,522 tokens)."""
     return minilm_dir / "vocab.txt"
+
+
+@pytest.fixture
+def free_port():
+    """``free_port()`` -> a TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    def pick() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    return pick

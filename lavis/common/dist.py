@@ -124,3 +124,12 @@ def all_gather_object(obj: object) -> list[object]:
     out: list[object] = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank ``src``'s ``obj`` on every rank (itself without a process group)."""
+    if not is_dist():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]

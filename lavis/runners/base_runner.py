@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import math
 import sys
 import time
@@ -113,6 +114,7 @@ class RunnerBase:
         ckpt.atomic_write_text(self.output_dir / "config.yaml", self.cfg.to_yaml())
         info = {
             "argv": sys.argv,
+            "cwd": os.getcwd(),  # relative paths in config.yaml are relative to it
             "source_config": self.cfg.source,
             "git": git_revision(REPO_ROOT),
             "world_size": self.world_size,

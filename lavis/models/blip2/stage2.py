@@ -19,6 +19,7 @@ from lavis.common.errors import ConfigError, DataError
 from lavis.models.blip2.base import Blip2Base, Blip2Config
 from lavis.models.llm import CausalBridge, GenerationOptions, LanguageBridge, LLMConfig, Seq2SeqBridge
 from lavis.models.llm.loading import load_llm, load_llm_tokenizer
+from lavis.models.llm.verdict import verdict_pair
 
 
 @dataclasses.dataclass
@@ -165,3 +166,21 @@ class Blip2LLMBase(Blip2Base):
         prompts = self.prompts(samples)
         scores = self.bridge.score(self.prefix(samples, prompts), prompts, list(candidates))
         return [candidates[i] for i in scores.argmax(dim=1).tolist()]
+
+    @torch.no_grad()
+    def yes_no_probabilities(self, samples: Mapping[str, Any], answers: Sequence[str] | None = None) -> torch.Tensor:
+        """(B,) P(yes) from the model's likelihoods, for closed questions.
+
+        ``answers`` (default: the model's greedy answers) fix everything but the verdict word: P(yes)
+        is the softmax over the likelihoods of the answer saying yes and the same answer saying no
+        (see :mod:`lavis.models.llm.verdict`), so it holds for a bare "yes", for "No, ..." and for
+        answers that state an observation before the verdict ("The tissue is loose: no.").
+        """
+        if answers is None:
+            answers = self.generate(samples, num_beams=1, max_new_tokens=self.cfg.max_output_txt_len, min_new_tokens=1)
+        prompts = self.prompts(samples)
+        if len(answers) != len(prompts):
+            raise DataError(f"got {len(answers)} answers for a batch of {len(prompts)}")
+        pairs = [list(verdict_pair(answer)) for answer in answers]
+        scores = self.bridge.score_targets(self.prefix(samples, prompts), prompts, pairs)
+        return torch.softmax(scores.float(), dim=1)[:, 0]

@@ -136,6 +136,23 @@ class LanguageBridge:
     def generate(self, prefix: torch.Tensor, prompts: Sequence[str], options: GenerationOptions) -> list[str]:
         return self.decode(self.generate_ids(prefix, prompts, options))
 
+    def score_targets(
+        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]]
+    ) -> torch.Tensor:
+        """(B, C) summed log-likelihood (EOS included) of sample b's own candidates ``targets[b]``;
+        every sample has the same number C of candidates."""
+        raise NotImplementedError
+
     def score(self, prefix: torch.Tensor, prompts: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
         """(B, C) summed log-likelihood of each candidate answer (EOS included) per sample."""
-        raise NotImplementedError
+        return self.score_targets(prefix, prompts, [list(candidates)] * prefix.shape[0])
+
+
+def flatten_targets(targets: Sequence[Sequence[str]], batch: int) -> tuple[list[str], int]:
+    """Row-major candidates of a (batch, C) target grid, and C; ragged grids are refused."""
+    if len(targets) != batch:
+        raise ValueError(f"got candidates for {len(targets)} samples, expected {batch}")
+    count = len(targets[0]) if targets else 0
+    if count == 0 or any(len(row) != count for row in targets):
+        raise ValueError("every sample needs the same, non-zero number of candidates")
+    return [text for row in targets for text in row], count

@@ -17,6 +17,7 @@ from lavis.models.llm.bridge import (
     GenerationOptions,
     LanguageBridge,
     Side,
+    flatten_targets,
     gather_rows,
     pack,
     sequence_log_likelihood,
@@ -86,14 +87,16 @@ class CausalBridge(LanguageBridge):
         return ids  # with inputs_embeds only, generate returns just the new tokens
 
     @torch.no_grad()
-    def score(self, prefix: torch.Tensor, prompts: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
-        batch, count = prefix.shape[0], len(candidates)
+    def score_targets(
+        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]]
+    ) -> torch.Tensor:
+        batch = prefix.shape[0]
+        flat, count = flatten_targets(targets, batch)
         prompt_ids, prompt_mask = self._prompt(prompts)
-        answer_ids, answer_mask = self._answer(candidates)
         embeds, mask, labels = self._sequence(
             prefix.repeat_interleave(count, dim=0),
             (prompt_ids.repeat_interleave(count, dim=0), prompt_mask.repeat_interleave(count, dim=0)),
-            (answer_ids.repeat(batch, 1), answer_mask.repeat(batch, 1)),
+            self._answer(flat),
             "right",
         )
         with self.precision():

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 import torch
 
-from lavis.models.llm.bridge import IGNORE, GenerationOptions, LanguageBridge, sequence_log_likelihood
+from lavis.models.llm.bridge import (
+    IGNORE,
+    GenerationOptions,
+    LanguageBridge,
+    flatten_targets,
+    sequence_log_likelihood,
+)
 
 
 class Seq2SeqBridge(LanguageBridge):
@@ -42,18 +48,22 @@ class Seq2SeqBridge(LanguageBridge):
         return ids
 
     @torch.no_grad()
-    def score(self, prefix: torch.Tensor, prompts: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
+    def score_targets(
+        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]]
+    ) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
 
         embeds, mask = self._encoder_inputs(prefix, prompts)
-        labels, label_mask = self._targets(candidates)
-        batch, count = embeds.shape[0], len(candidates)
+        batch = embeds.shape[0]
+        flat, count = flatten_targets(targets, batch)
+        labels, label_mask = self._targets(flat)
         with self.precision():
+            # the encoder runs once per sample; its output is shared by that sample's candidates
             encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
             logits = self.model(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoded.repeat_interleave(count, dim=0)),
                 attention_mask=mask.repeat_interleave(count, dim=0),
-                labels=labels.repeat(batch, 1),
-                decoder_attention_mask=label_mask.repeat(batch, 1),
+                labels=labels,
+                decoder_attention_mask=label_mask,
             ).logits
-        return sequence_log_likelihood(logits, labels.repeat(batch, 1)).view(batch, count)
+        return sequence_log_likelihood(logits, labels).view(batch, count)
