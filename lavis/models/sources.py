@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lavis.models.vision.weights import INDEX_SUFFIX, WEIGHT_SUFFIXES, hub_repo_id, offline_mode, url_cache_dir
+from lavis.models.vision.weights import (
+    INDEX_SUFFIX,
+    WEIGHT_SUFFIXES,
+    hub_repo_id,
+    offline_mode,
+    url_cache_dir,
+)
 
 LOCAL, HUB_CACHE, URL_CACHE, REMOTE, MISSING = "local", "hub cache", "url cache", "remote", "missing"
 _SNAPSHOT_PARENT = "snapshots"

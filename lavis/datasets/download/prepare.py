@@ -17,7 +17,7 @@ from typing import Any
 
 from lavis.common.errors import DownloadError, LavisError
 from lavis.common.hashing import file_sha256
-from lavis.common.locking import exclusive_writer
+from lavis.common.output_lock import OutputLock
 from lavis.datasets.download.archives import annotation_names, extract, extracted_complete
 from lavis.datasets.download.catalog import HUB, Form, HubDataset
 from lavis.datasets.download.hub import (
@@ -129,7 +129,7 @@ def download_dataset(request: Request, log: Callable[[str], None] = print) -> Ma
     ds = HUB[request.name]
     root = request.root.expanduser()
     settings = HubSettings.from_env(request.token)
-    with exclusive_writer(root, f"lavis.datasets.download {ds.name}"):
+    with OutputLock(root, f"lavis.datasets.download {ds.name}"):
         old = read_manifest(root)
         if old is not None and (old.name, old.repo_id) != (ds.name, ds.repo_id):
             raise LavisError(f"{root} holds a download of {old.name} ({old.repo_id}): use another --root")
