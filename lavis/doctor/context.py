@@ -24,8 +24,8 @@ class Context:
     gpu_memory_gib: float | None = None  # simulated card size (--gpu-memory / LAVIS_DOCTOR_GPU_MEMORY)
     gpus: int | None = None  # simulated card count
     downloads: list[Download] = dataclasses.field(default_factory=list)
-    # data set -> split -> (rows, distinct images): feeds the feature-cache size
-    data_sizes: dict[str, dict[str, tuple[int, int]]] = dataclasses.field(default_factory=dict)
+    # data set -> split -> (rows, distinct images, fixed image transform): feeds the feature-cache size
+    data_sizes: dict[str, dict[str, tuple[int, int, bool]]] = dataclasses.field(default_factory=dict)
     meta_model: Any = None  # the model built on the meta device (exact parameter counts, no memory)
     meta_error: str | None = None
     current_record: dict[str, Any] | None = None  # provenance of the configured model

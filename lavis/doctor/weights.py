@@ -46,8 +46,8 @@ def damaged(files: list[Path]) -> str | None:
 
 def fetch_hint(source: str) -> str:
     if source.startswith(("http://", "https://")):
-        return f"wget -P {url_cache_dir()} {source}"
-    return f"hf download {source} --local-dir <folder> (then point the key at <folder>)"
+        return f"`wget -P {url_cache_dir()} {source}`"
+    return f"`hf download {source} --local-dir <folder>` and point the key at <folder>"
 
 
 def source_line(ctx: Context, check: str, key: str, source: str | None, filenames: tuple[str, ...] | list[str],
@@ -69,7 +69,7 @@ def source_line(ctx: Context, check: str, key: str, source: str | None, filename
     elif found.kind == REMOTE:
         if offline_mode():
             ctx.report.add(check, FAIL, f"{key}={source} is {found.detail} and downloads are off (HF_HUB_OFFLINE); "
-                                        f"fetch it with `{fetch_hint(source)}`")
+                                        f"fetch it with {fetch_hint(source)}")
         else:
             folder = url_cache_dir() if source.startswith(("http://", "https://")) else hub_cache_dir()
             ctx.downloads.append(Download(check, folder, found.remote_bytes))
@@ -123,16 +123,22 @@ def check_qformer_tokenizer(ctx: Context) -> None:
     from lavis.models.qformer import load_qformer_tokenizer
 
     qcfg = ctx.model_cfg.qformer
+    check = "Q-Former tokenizer"
+    found = source_line(ctx, check, "model.qformer.tokenizer", qcfg.tokenizer, ["vocab.txt"])
+    if found is None or not found.on_disk or ctx.report.line(check).verdict == FAIL:
+        return
+    line = ctx.report.line(check)
     try:
-        tokenizer = load_qformer_tokenizer(qcfg.tokenizer)
+        tokenizer = load_qformer_tokenizer(str(found.files[0].parent))
     except (LavisError, OSError, ValueError) as err:
-        ctx.report.add("Q-Former tokenizer", FAIL, f"model.qformer.tokenizer={qcfg.tokenizer}: {err}")
+        line.verdict, line.detail = FAIL, f"model.qformer.tokenizer={qcfg.tokenizer}: {err}"
         return
     if len(tokenizer) > qcfg.vocab_size:
-        ctx.report.add("Q-Former tokenizer", FAIL, f"{len(tokenizer)} tokens with [DEC], but model.qformer.vocab_size "
-                                                   f"is {qcfg.vocab_size}: ids past the embedding table")
+        line.verdict = FAIL
+        line.detail = (f"{len(tokenizer)} tokens with [DEC], but model.qformer.vocab_size is {qcfg.vocab_size}: "
+                       "ids past the embedding table")
         return
-    ctx.report.add("Q-Former tokenizer", PASS, f"{qcfg.tokenizer}: {len(tokenizer)} tokens with [DEC]")
+    line.detail = f"{found.kind}: {found.files[0]} ({len(tokenizer)} tokens with [DEC])"
 
 
 def check_llm(ctx: Context) -> None:
@@ -140,6 +146,9 @@ def check_llm(ctx: Context) -> None:
 
     llm = ctx.model_cfg.llm
     found = source_line(ctx, "LLM weights", "model.llm.name_or_path", llm.name_or_path, LLM_WEIGHT_FILES)
+    if found is None or not found.on_disk:
+        ctx.report.add("LLM tokenizer", SKIP, "checked once the LLM is on disk (see LLM weights)")
+        return
     config = _config_json(found)
     kind = getattr(MODELS.get(ctx.model_cfg.arch), "LLM_KIND", None)
     if config is not None and kind is not None:
@@ -182,7 +191,7 @@ def check_llm_tokenizer(ctx: Context, config: dict[str, Any] | None) -> None:
 
     llm = ctx.model_cfg.llm
     try:
-        tokenizer = load_llm_tokenizer(llm)
+        tokenizer = load_llm_tokenizer(llm)  # from the folder or cache found above: nothing is fetched
     except (LavisError, OSError, ValueError) as err:
         ctx.report.add("LLM tokenizer", FAIL, f"model.llm.name_or_path={llm.name_or_path}: {err}")
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,6 +23,8 @@ from lavis.models.vision.weights import (
 )
 
 LOCAL, HUB_CACHE, URL_CACHE, REMOTE, MISSING = "local", "hub cache", "url cache", "remote", "missing"
+# Hub names without an organisation (bert-base-uncased, gpt2): still resolved by the Hub
+_LEGACY_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 _SNAPSHOT_PARENT = "snapshots"
 
 
@@ -136,7 +139,7 @@ def locate(source: str, filenames: Sequence[str], repo_type: str = "model", ask_
             return Located(source, URL_CACHE, [cached])
         size = remote_size(None, source, filenames) if ask_size else None
         return Located(source, REMOTE, detail=f"not in {url_cache_dir()}", remote_bytes=size)
-    repo = hub_repo_id(source)
+    repo = hub_repo_id(source) or (source if _LEGACY_HUB_NAME.match(source) else None)
     if repo is not None:
         files = _hub_cached(repo, filenames, repo_type)
         if files is not None:
