@@ -237,3 +237,31 @@ def test_partial_files_are_named_by_content(tmp_path):
     old = RemoteFile("a.zip", 10, "1" * 64, None)
     new = RemoteFile("a.zip", 10, "2" * 64, None)
     assert partial_path(tmp_path, old) != partial_path(tmp_path, new)  # never resume onto other bytes
+
+
+def test_pmc_vqa_asks_for_its_pinned_commit_and_lays_out_figures_for_the_builder(hub, write, tmp_path, build):
+    from lavis.datasets.download import HUB
+
+    header = "Figure_path,Question,Answer,Choice A,Choice B,Choice C,Choice D,Answer_label\n"
+    rows = "".join(f"PMC{i}_F1.jpg,What organ is shown?,Liver, A:Liver, B:Lung, C:Heart, D:Skin,A\n" for i in range(3))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"figures/PMC{i}_F1.jpg", write.image_bytes(index=i))
+    files = {"train.csv": (header + rows).encode(), "test.csv": (header + rows).encode(),
+             "images.zip": archive.getvalue()}
+    commit = hub.add("xmcmic/PMC-VQA", files)
+    root = tmp_path / "pmc"
+    with pytest.raises(DownloadError, match="no such revision"):  # the fake Hub has another history
+        download_dataset(Request("pmc_vqa", root), log=lambda _: None)
+    assert any(e.path.endswith(f"/revision/{HUB['pmc_vqa'].revision}") for e in hub.log)
+    manifest = download_dataset(Request("pmc_vqa", root, revision="main"), log=lambda _: None)
+    assert manifest.revision == commit and manifest.requested_revision == "main"
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["PMC0_F1.jpg", "PMC1_F1.jpg", "PMC2_F1.jpg"]
+    splits = build("pmc_vqa", storage=str(root))
+    assert len(splits["train"]) == 3 and splits["test"][0]["answer"] == "A"
+    # a rerun stays on the commit it got, not the catalogue's pin
+    before = len(hub.log)
+    download_dataset(Request("pmc_vqa", root), log=lambda _: None)
+    asked = [e.path.rsplit("/", 1)[1] for e in hub.log[before:] if "/revision/" in e.path]
+    assert asked == [commit]

@@ -9,13 +9,14 @@ Facts checked against the releases (see docs/datasets.md, "Getting the data"):
   ``quiltvqa_red_test_w_ans.json``, ``red_circle.zip`` (read from ``red_circle/``) and the
   no-circle control questions ``quiltvqa_nored_test_wo_ans.jsonl``.
 - PathVQA (``flaviagiammarino/path-vqa``): parquet shards ``data/{train,validation,test}-*.parquet``.
-- PMC-VQA (``xmcmic/PMC-VQA``): ``train.csv``, ``test.csv`` and ``images.zip``; version 2 is
-  ``train_2.csv``, ``test_2.csv`` and ``images_2.zip``.
+- PMC-VQA (``xmcmic/PMC-VQA``): ``train.csv``, ``test.csv`` and ``images.zip`` (about 20 GB);
+  version 2 is ``train_2.csv``, ``test_2.csv`` and ``images_2.zip`` (about 2.3 GB); ``test_clean.csv``.
 
-``revision`` is a commit to pin. None of these repositories publishes release tags, and no
-commit id of theirs could be verified while this was written, so each starts from the default
-branch: the first download records the commit it got in ``MANIFEST.json`` and every later run
-stays on that commit (``--revision`` / ``--update`` move it). Pin one here once verified.
+``revision`` is a commit to pin. None of these repositories publishes release tags. For PMC-VQA the
+commit below is the one public code pins with ``load_dataset("xmcmic/PMC-VQA", revision=...)``;
+it could not be checked against the Hub from here. For the others no commit id could be found, so
+they start from the default branch: the first download records the commit it got in
+``MANIFEST.json`` and every later run stays on that commit (``--revision`` / ``--update`` move it).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ HUB: dict[str, HubDataset] = {
         },
     ),
     "pmc_vqa": HubDataset(
-        "pmc_vqa", "xmcmic/PMC-VQA",
+        "pmc_vqa", "xmcmic/PMC-VQA", revision="a44ac85fe26f9abb976dab4268d86e7f77fe7ecc",
         forms={
             "v1": Form(
                 files=("train.csv", "test.csv", "images.zip"),

@@ -120,7 +120,7 @@ class Request:
     root: Path
     form: str | None = None
     revision: str | None = None  # branch, tag or commit; default: the manifest's commit, else the catalog's
-    update: bool = False  # move to the newest commit of the default branch (or of --revision)
+    update: bool = False  # move to the newest commit of the default branch
     token: str | None = None
 
 
@@ -141,8 +141,10 @@ def download_dataset(request: Request, log: Callable[[str], None] = print) -> Ma
             manifest = _verify_offline(ds, root, old if old and old.form == form_name else None, form)
             log(f"offline: {len(manifest.files)} file(s) of {ds.name} verified against {root / 'MANIFEST.json'}")
             return manifest
-        pinned = old.revision if old and not request.update else None
-        requested = request.revision or pinned or ds.revision or "main"
+        if request.revision or request.update:
+            requested = request.revision or "main"  # asked for, or the newest of the default branch
+        else:  # the commit this folder holds, else the catalogue's pin
+            requested = old.revision if old else ds.revision or "main"
         log(f"{ds.name}: {ds.repo_id} at {requested} from {settings.endpoint}")
         listing = list_repo(ds.repo_id, requested, settings, ds.repo_type)
         manifest = Manifest(ds.name, form_name, ds.repo_id, listing.commit, request.revision or ds.revision or "main",
