@@ -358,7 +358,7 @@ class RunnerBase:
         if is_main_process():
             path = ckpt.save_checkpoint(
                 self.ckpt_dir / f"step_{self.global_step}", self.model.trainable_state_dict(), state,
-                self.checkpoint_metadata(),
+                metadata=self.checkpoint_metadata(),
             )
             ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
             ckpt.link_last(self.ckpt_dir, path)
@@ -455,7 +455,7 @@ class RunnerBase:
             state = self.training_state()
             if is_main_process():
                 ckpt.save_checkpoint(self.ckpt_dir / "best", self.model.trainable_state_dict(), state,
-                                     self.checkpoint_metadata())
+                                     metadata=self.checkpoint_metadata())
                 logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
             barrier()
 
