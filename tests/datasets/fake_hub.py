@@ -8,7 +8,8 @@ dataset download, so the real client code runs against it (``HF_ENDPOINT=http://
   ``X-Linked-Etag`` / ``X-Linked-Size``, as the real Hub does;
 - ``GET /cdn/<sha256>``: the bytes, honouring ``Range: bytes=N-`` (206 + ``Content-Range``);
 - gated repos answer 401 with ``X-Error-Code: GatedRepo`` unless the right bearer token is sent;
-- ``delay`` slows the body down (per 64 KiB) so a test can kill a client mid-file.
+- ``stall_after`` bytes into a body the server stops sending until ``resume`` is set, so a test
+  can kill a client mid-file at a known point.
 
 Every request is logged as (method, path, Range header, body bytes sent).
 """
@@ -19,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
@@ -54,7 +54,8 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
         self.log: list[Logged] = []
-        self.delay = 0.0
+        self.stall_after: int | None = None
+        self.resume = threading.Event()
         self._lock = threading.Lock()
         hub = self
 
@@ -203,8 +204,8 @@ class FakeHub:
                     handler.wfile.write(data[offset:offset + CHUNK])
                     handler.wfile.flush()
                     sent += len(data[offset:offset + CHUNK])
-                    if self.delay:
-                        time.sleep(self.delay)
+                    if self.stall_after is not None and sent >= self.stall_after:
+                        self.resume.wait(timeout=300)  # hold the connection open, mid-file
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (a killed download): log what was sent
         self._record(handler, sent)
