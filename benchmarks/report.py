@@ -103,7 +103,26 @@ def memory_section(details: dict[str, Any], gpu: dict[str, Any] | None) -> list[
               *_table(["model", "mode", "precision", "batch", "peak GiB", "peak minus start-up GiB"], rows), ""]
     if not gpu:
         lines += ["Full-size measured peaks: not measured yet (they come from the GPU script).", ""]
-    return lines
+    return lines + doctor_estimate_section(details)
+
+
+def doctor_estimate_section(details: dict[str, Any]) -> list[str]:
+    """``python -m lavis.doctor``'s per-GPU estimate against the measured H200 peaks."""
+    rows = [[r["model"], r["mode"], r["batch"], _tokens(r.get("tokens")), r["measured_gib"], r["estimated_gib"],
+             f"{r['error_percent']:+.1f}%"] for r in details.get("memory_gpu_estimate", [])]
+    if not rows:
+        return []
+    return ["The doctor's per-GPU estimate (`lavis.models.memory`) against GPU peaks measured on an H200 "
+            "(`benchmarks/memory_gpu.json`, `python -m benchmarks.memory_gpu --measure` on a CUDA machine; "
+            "train: one AdamW step, bf16 autocast; generate: 5 beams, 40 new tokens, 25-token prompts). "
+            "The activation coefficients were fitted to these same runs (two text lengths per model), so this "
+            "shows the fit and its linearity in batch size, not an independent validation:", "",
+            *_table(["model", "mode", "batch", "tokens (Q-Former / LLM prompt / answer)", "measured GiB",
+                     "estimated GiB", "error"], rows), ""]
+
+
+def _tokens(tokens: dict[str, int] | None) -> str:
+    return "-" if not tokens else f"{tokens['qformer_text']} / {tokens['lm_prompt']} / {tokens['answer']}"
 
 
 def gpu_section(gpu: dict[str, Any] | None) -> list[str]:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_computed": ["benchmarks.memory"],
     "memory_base_train": ["benchmarks.memory", "--measure", "base", "train"],
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
+    "memory_gpu_estimate": ["benchmarks.memory_gpu"],
 }
 
 

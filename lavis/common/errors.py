@@ -30,3 +30,7 @@ class WeightsNotFoundError(LavisError, FileNotFoundError):
 
 class JavaNotFoundError(LavisError, FileNotFoundError):
     """A Java program is needed but no ``java`` is on PATH (pycocoevalcap's tokenizer, METEOR, SPICE)."""
+
+
+class DownloadError(LavisError, OSError):
+    """A data set or weight file could not be fetched or verified; the message says what to do."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -343,11 +343,22 @@ class RunnerBase:
             "best": self.best,
         }
 
+    def checkpoint_metadata(self) -> dict[str, str]:
+        """What the run was trained with (LLM, tokenizers, encoder weights), stored in every
+        checkpoint's safetensors header; computed once (``lavis.common.provenance``)."""
+        if getattr(self, "_provenance", None) is None:
+            from lavis.common.provenance import provenance_metadata
+            from lavis.models.provenance import describe_model
+
+            self._provenance = provenance_metadata(describe_model(self.model))
+        return self._provenance
+
     def save_step_checkpoint(self) -> None:
         state = self.training_state()  # collective: every rank takes part
         if is_main_process():
             path = ckpt.save_checkpoint(
-                self.ckpt_dir / f"step_{self.global_step}", self.model.trainable_state_dict(), state
+                self.ckpt_dir / f"step_{self.global_step}", self.model.trainable_state_dict(), state,
+                metadata=self.checkpoint_metadata(),
             )
             ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
             ckpt.link_last(self.ckpt_dir, path)
@@ -443,7 +454,8 @@ class RunnerBase:
             self.best = {"value": value, "epoch": self.epoch, "step": self.global_step}
             state = self.training_state()
             if is_main_process():
-                ckpt.save_checkpoint(self.ckpt_dir / "best", self.model.trainable_state_dict(), state)
+                ckpt.save_checkpoint(self.ckpt_dir / "best", self.model.trainable_state_dict(), state,
+                                     metadata=self.checkpoint_metadata())
                 logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
             barrier()
 
