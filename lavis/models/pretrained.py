@@ -69,12 +69,15 @@ def load_pretrained(
     *,
     config: str | os.PathLike | None = None,
     require: Capability | None = "answer",
+    check_provenance: bool = True,
 ) -> PretrainedModel:
     """Load a trained model for inference (see the module docstring for what ``path`` may be).
 
     ``precision`` (bf16 / fp16 / fp32) sets the frozen image encoder's and LLM's dtype; None keeps
     the model's own. ``require="answer"`` refuses a stage-1 model with a message saying what can use
     it; ``"retrieval"`` needs image-text similarity (stage 1); None accepts any model.
+    ``check_provenance``: refuse a checkpoint whose recorded frozen parts (LLM, its tokenizer, the
+    image encoder's weights) differ from the ones configured now (see :mod:`lavis.common.provenance`).
     """
     if precision is not None and precision not in ("bf16", "fp16", "fp32"):
         raise ConfigError(f"precision must be bf16, fp16 or fp32, got {precision!r}")
@@ -92,6 +95,8 @@ def load_pretrained(
             "a folder from `python -m lavis.models.convert --to ours`, a Hugging Face BLIP-2/InstructBLIP "
             "folder or hub id, or a .pth/.safetensors file with --config"
         )
+    if check_provenance and loaded.kind in ("run", "file"):
+        _check_provenance(loaded)
     loaded.model.to(device).eval()
     return loaded
 
@@ -276,6 +281,28 @@ def _check_capability(model_cls: type, source: str, require: Capability | None) 
         raise CheckpointError(
             f"'{source}' ({arch}) has no image-text similarity head: retrieval needs a stage-1 model (arch blip2, "
             "e.g. runs/stage1_quilt1m/checkpoints/last); use --mode closed or open with this one"
+        )
+
+
+def _check_provenance(loaded: PretrainedModel) -> None:
+    """Errors for frozen parts that differ from those the checkpoint was trained with; warnings logged."""
+    from lavis.common.provenance import compare_provenance, read_provenance
+    from lavis.models.provenance import describe_model
+
+    recorded = read_provenance(loaded.source)
+    if recorded is None:
+        return
+    differences = compare_provenance(recorded, describe_model(loaded.model))
+    for difference in differences:
+        if not difference.error:
+            logger.warning("%s: %s", loaded.source, difference)
+    errors = [str(d) for d in differences if d.error]
+    if errors:
+        raise CheckpointError(
+            f"'{loaded.source}' was trained with other frozen parts than the ones configured now: "
+            + "; ".join(errors)
+            + ". Point the config at the parts it was trained with (or pass check_provenance=False / "
+            "--no-provenance-check if you really mean to)"
         )
 
 
