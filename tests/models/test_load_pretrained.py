@@ -157,6 +157,6 @@ def test_a_checkpoint_trained_with_another_llm_is_refused(build_tiny, tmp_path):
 
     other = save_tiny_t5(tmp_path / "other_t5", [line.upper() for line in CORPUS] * 5, vocab_size=128)
     step = _write_run(tmp_path / "run", _trained(build_tiny, tmp_path / "weights"), tmp_path, llm=str(other))
-    with pytest.raises(CheckpointError, match=r"trained with other frozen parts.*llm\.config_sha256"):
+    with pytest.raises(CheckpointError, match=r"trained with other frozen parts.*llm\.tokenizer_sha256"):
         load_pretrained(step)
     assert load_pretrained(step, check_provenance=False).model.cfg.llm.name_or_path == str(other)
