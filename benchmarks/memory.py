@@ -39,10 +39,11 @@ def component_params(size_name: str) -> dict[str, int]:
     def count(module: torch.nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
 
+    vision, llm = count(model.visual_encoder), count(model.llm)
     return {
-        "vision": count(model.visual_encoder),
-        "ln_vision": count(model.ln_vision),
-        "llm": count(model.llm),
+        "vision": vision,
+        "llm": llm,
+        "fp32": count(model) - vision - llm,  # Q-Former, queries, ln_vision, projection
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
 
@@ -52,8 +53,7 @@ def computed(size_name: str) -> list[dict[str, Any]]:
     parts = component_params(size_name)
     rows = []
     for label, vision, llm in PRECISIONS:
-        weights = (parts["vision"] * BYTES[vision] + parts["llm"] * BYTES[llm]
-                   + (parts["ln_vision"] + parts["trainable"]) * 4)
+        weights = parts["vision"] * BYTES[vision] + parts["llm"] * BYTES[llm] + parts["fp32"] * 4
         rows.append({
             "model": size_name, "precision": label,
             "inference_weights_gib": weights / GIB,

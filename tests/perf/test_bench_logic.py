@@ -43,7 +43,9 @@ def test_hf_twin_has_our_trainable_set_and_gets_the_same_token_lengths(pair):
     assert trainable_count(ours) == trainable_count(hf) > 0
     hf_train_mode(hf)
     assert hf.qformer.training and not hf.language_model.training and not hf.vision_model.training
-    assert not any(p.requires_grad for p in [*hf.vision_model.parameters(), *hf.language_model.parameters()])
+    trains = {name for name, p in [*hf.vision_model.named_parameters(), *hf.language_model.named_parameters()]
+              if p.requires_grad}
+    assert trains == {"post_layernorm.weight", "post_layernorm.bias"}  # our ln_vision, which trains
     batch = make_batch(SIZES["tiny"], 2, prompt_words=5, answer_words=3)
     inputs = hf_inputs(ours, batch, hf.config.image_token_id)
     queries = SIZES["tiny"].qformer.queries
@@ -59,7 +61,7 @@ def test_hf_twin_has_our_trainable_set_and_gets_the_same_token_lengths(pair):
 def test_identical_configs_at_benchmark_and_full_size(assets, size_name):
     from transformers import InstructBlipForConditionalGeneration
 
-    from benchmarks.sizes import SIZES, hf_config, lm_config, our_overrides, trainable_count
+    from benchmarks.sizes import SIZES, freeze_like_ours, hf_config, lm_config, our_overrides, trainable_count
     from lavis.models import MODELS, model_config
 
     size = SIZES[size_name]
@@ -67,11 +69,10 @@ def test_identical_configs_at_benchmark_and_full_size(assets, size_name):
     with torch.device("meta"):
         ours = MODELS.get(size.arch).from_config(cfg, load_weights=False, llm_config=lm_config(size.lm))
         hf = InstructBlipForConditionalGeneration(hf_config(size))
-    hf.vision_model.requires_grad_(False)
-    hf.language_model.requires_grad_(False)
+    freeze_like_ours(hf)
     assert trainable_count(ours) == trainable_count(hf)
     if size_name == "flant5xl":
-        assert trainable_count(ours) == 187_259_648  # InstructBLIP FlanT5-XL's trainable set
+        assert trainable_count(ours) == 187_262_464  # InstructBLIP FlanT5-XL's trainable set, ln_vision included
     # HF stores the q/v biases as one qkv bias with a zero key part: one extra width per block.
     hf_vision = sum(p.numel() for p in hf.vision_model.parameters()) - size.vision.depth * size.vision.width
     assert hf_vision == sum(p.numel() for p in [*ours.visual_encoder.parameters(), *ours.ln_vision.parameters()])
@@ -114,8 +115,9 @@ def test_memory_arithmetic_uses_the_exact_counts():
 
     default, fp32 = computed("flant5xl")
     params = default["params"]
-    assert params["trainable"] == 187_259_648 and params["vision"] == 985_894_528 and params["llm"] == 2_849_757_184
-    weights = params["vision"] * 2 + params["llm"] * 2 + (params["ln_vision"] + params["trainable"]) * 4
+    assert params["trainable"] == 187_262_464 and params["vision"] == 985_894_528 and params["llm"] == 2_849_757_184
+    assert params["fp32"] == params["trainable"]  # everything in fp32 trains (ln_vision too)
+    weights = params["vision"] * 2 + params["llm"] * 2 + params["fp32"] * 4
     assert default["inference_weights_gib"] == pytest.approx(weights / GIB)
     assert default["train_weights_grads_adamw_gib"] == pytest.approx((weights + params["trainable"] * 12) / GIB)
     assert fp32["inference_weights_gib"] > default["inference_weights_gib"]

@@ -76,8 +76,9 @@ def test_training_with_the_cache_follows_the_same_losses(tmp_path, run_yaml):
     assert main("train", argv=["--cfg-path", str(run_yaml("plain", feature_cache="off"))]) == 0
     assert not (tmp_path / "cache").exists()
     assert main("train", argv=["--cfg-path", str(run_yaml("cached"))]) == 0
-    stores = list((tmp_path / "cache").iterdir())
+    stores = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     assert len(stores) == 1 and len(json.loads((stores[0] / "index.json").read_text())["images"]) == 10
+    assert (tmp_path / "cache" / "image_hashes.arrow").exists()  # the images' content hashes, shared
     plain = records(tmp_path / "plain" / "metrics.jsonl", "train")
     cached = records(tmp_path / "cached" / "metrics.jsonl", "train")
     assert len(plain) == len(cached) == 6  # 2 epochs x 3 steps, logged every step
@@ -100,7 +101,7 @@ def test_two_ranks_build_one_shared_cache_the_run_then_reuses(tmp_path, run_yaml
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("llava_med/train: ")]
     assert len(printed) == 1  # by rank 0 only
-    (store_dir,) = (tmp_path / "cache").iterdir()
+    (store_dir,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     index = json.loads((store_dir / "index.json").read_text())
     # train and val share the store (same encoder and transform): each rank wrote a segment per split
     assert len(index["images"]) == 10
