@@ -56,11 +56,15 @@ def _closure(roots: Iterable[str], follow: Sequence[str]) -> tuple[list[str], se
             if used is None:
                 continue
             top = used.split(".")[0]
-            if any(used == prefix or used.startswith(prefix + ".") for prefix in follow):
+            if _inside(used, follow):
                 stack.append(used)
             elif top not in sys.stdlib_module_names and top not in ("lavis", "builtins", "__main__"):
                 third_party.add(top)
     return sorted(seen), third_party
+
+
+def _inside(module: str, packages: Sequence[str]) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
 
 
 def source_digest(objects: Iterable[object], follow: Sequence[str]) -> str:
@@ -77,10 +81,13 @@ def source_digest(objects: Iterable[object], follow: Sequence[str]) -> str:
     for obj in objects:
         for owner in inspect.getmro(obj) if inspect.isclass(obj) else (obj,):
             module = _module_of(owner)
-            if module and module.split(".")[0] == "lavis":
+            if module is None:
+                continue
+            top = module.split(".")[0]
+            if top == "lavis" or _inside(module, follow):
                 roots.add(module)
-            elif module and module.split(".")[0] not in sys.stdlib_module_names | {"builtins"}:
-                used.add(module.split(".")[0])
+            elif top not in sys.stdlib_module_names and top != "builtins":
+                used.add(top)
     modules, third_party = _closure(sorted(roots), [*follow, *sorted(roots)])
     third_party |= used
     sha = hashlib.sha256()
