@@ -138,3 +138,15 @@ def test_report_marks_goals_and_says_when_gpu_figures_are_missing():
     text = render(results, gpu)
     assert NOT_MEASURED not in text and "NVIDIA H100 80GB HBM3" in text
     assert "| GPU stage-2 MFU (lowest model) | 0.4 | >= 0.35 | yes |" in text
+
+
+def test_image_key_benchmark_logic_at_small_size(tmp_path, monkeypatch):
+    import benchmarks.image_keys as bench
+    from benchmarks.report import image_keys_section
+
+    monkeypatch.setattr(bench, "WORK", tmp_path)
+    result = bench.run(images=6, rounds=1, weight_mb=1, index_entries=50)
+    assert set(result["median_s"]) == {"stat_only", "first_build", "unchanged"}
+    assert result["index"]["entries"] == 50 and result["weights"]["bytes"] == 4096 * 4096 * 2
+    assert (tmp_path / "image_key_cache" / "image_hashes.arrow").exists()
+    assert "content key, unchanged files" in "\n".join(image_keys_section(result))
