@@ -124,3 +124,15 @@ def all_gather_object(obj: object) -> list[object]:
     out: list[object] = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """``run.device`` (auto | cpu | cuda | cuda:N) -> the device; ``cuda`` means this process's local rank."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", read_env().local_rank)
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", read_env().local_rank)
+    return device
