@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +12,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "tests" / "plugins"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_env(extra_path: Path | None = None) -> dict[str, str]:
@@ -55,10 +48,9 @@ def run_entry(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     if nproc > 1:
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-            "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args,
-        ]
+        # --standalone: torchrun binds its own free port (no race with other jobs for a port
+        # picked here and released before the launch)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     else:
         cmd = [sys.executable, *args]
     proc = subprocess.run(
