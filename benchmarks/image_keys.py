@@ -14,7 +14,7 @@ Contenders over the same ``--images`` JPEG tiles (512 px, quality 90, written by
 The tiles were just written, so they are in the page cache: ``first_build`` measures hashing, not
 the disk (on a cold network file system reading dominates). ``index`` times the index at Quilt-1M
 scale (``--index-entries`` synthetic entries): loading it, looking every entry up, adding one.
-``weights`` times :func:`lavis.datasets.feature_store.weights_digest` on fp16 linear layers and
+``weights`` times :func:`lavis.common.tensor_digest.weights_digest` on fp16 linear layers and
 projects EVA ViT-g (985,894,528 fp16 parameters).
 """
 
@@ -73,8 +73,8 @@ def index_at_scale(entries: int) -> dict[str, float]:
 def run(images: int = 1000, rounds: int = 3, weight_mb: int = 256, index_entries: int = 1_000_000) -> dict[str, Any]:
     import pyarrow as pa
 
+    from lavis.common.tensor_digest import weights_digest
     from lavis.datasets.datasets.sample_table import SampleTable
-    from lavis.datasets.feature_store import weights_digest
     from lavis.datasets.image_hashes import ImageHashIndex, image_keys
 
     folder = WORK / f"tiles_{images}"

@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
 from lavis.common.errors import ConfigError
+from lavis.common.tensor_digest import weights_digest
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.datasets.sample_table import SampleTable
-from lavis.datasets.feature_store import FeatureStore, encoder_identity, transform_identity, weights_digest
+from lavis.datasets.feature_store import FeatureStore, encoder_identity, transform_identity
 from lavis.datasets.image_hashes import ImageHashIndex, image_keys
 
 logger = logging.getLogger(__name__)

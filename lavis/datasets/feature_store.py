@@ -36,6 +36,7 @@ from lavis.common.errors import DataError
 from lavis.common.locks import locked
 from lavis.common.schema import plain
 from lavis.common.source_digest import source_digest
+from lavis.common.tensor_digest import weights_digest
 from lavis.datasets import image_io
 
 VERSION = 2  # the store's file format (2: keys are content hashes, features before ln_vision)
@@ -51,20 +52,6 @@ def digest(value: Any) -> str:
 
 
 # ---- identities ------------------------------------------------------------------------------
-@torch.no_grad()
-def weights_digest(modules: Sequence[torch.nn.Module]) -> str:
-    """sha256 over every tensor (parameters and buffers) of ``modules``: name, shape, dtype and
-    all of its bytes, so a change to a single element gives a new digest. ViT-g in fp16 (2 GB)
-    hashes in about 1.5 s (sha256 runs at ~1.3 GB/s on a CPU with SHA extensions)."""
-    sha = hashlib.sha256()
-    for index, module in enumerate(modules):
-        for name, tensor in sorted(module.state_dict().items()):
-            sha.update(f"{index}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            data = tensor.detach().reshape(-1).contiguous().view(torch.uint8).cpu()
-            sha.update(memoryview(data.numpy()))
-    return sha.hexdigest()
-
-
 def encoder_identity(model: Any, weights: str | None = None) -> dict[str, Any]:
     """What the cached features depend on in the model: the encoder's output-changing settings,
     its weights (``weights``: a :func:`weights_digest` already computed), output shape and code."""
