@@ -86,6 +86,23 @@ def cache_section(name: str, d: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def image_keys_section(k: dict[str, Any]) -> list[str]:
+    per = k["ms_per_1000_images"]
+    rows = [["previous key: stat + (path, size, mtime)", per["stat_only"]],
+            ["content key, first build (read + sha256 every file)", per["first_build"]],
+            ["content key, unchanged files (stat + index lookup)", per["unchanged"]]]
+    lines = [f"### Feature-cache keys: {k['images']} JPEG tiles ({k['mean_file_kb']:.0f} KB each, page cache warm)", "",
+             *_table(["keying", "ms per 1,000 images (median)"], rows), "",
+             f"First build hashes {_f(k['first_build_mb_per_s'])} MB/s. Weights digest (every tensor in full): "
+             f"{_f(k['weights']['gb_per_s'])} GB/s, so EVA ViT-g in fp16 takes about "
+             f"{_f(k['weights']['eva_vit_g_fp16_projected_s'])} s per run start."]
+    if k.get("index"):
+        i = k["index"]
+        lines.append(f"Hash index at {i['entries']:,} entries ({_f(i['file_mb'])} MB): load {_f(i['load_s'])} s, "
+                     f"every entry looked up {_f(i['lookup_all_s'])} s, one entry added {_f(i['add_one_s'])} s.")
+    return lines + [""]
+
+
 def memory_section(details: dict[str, Any], gpu: dict[str, Any] | None) -> list[str]:
     rows = [[r["model"], r["precision"], r["inference_weights_gib"], r["train_weights_grads_adamw_gib"]]
             for r in details.get("memory_computed", [])]
@@ -186,6 +203,8 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
                   f"shards -> train transform ({p['image_size']} px) -> {p['workers']} workers -> batches of {p['batch']}",
                   "", f"Images/s per pass: {', '.join(f'{x:.0f}' for x in p['images_per_s'])}; median "
                   f"**{_f(p['median'])}**.", ""]
+    if "image_keys" in d:
+        lines += image_keys_section(d["image_keys"])
     lines += memory_section(d, gpu) + gpu_section(gpu)
     lines += ["## Commands", "", *_table(["benchmark", "command", "seconds"],
                                          [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]

@@ -31,6 +31,7 @@ COMMANDS: dict[str, list[str]] = {
     "cache_epoch_tiny": ["benchmarks.cache_epoch", "--size", "tiny", "--images", "64", "--batch", "8", "--rounds", "3",
                          "--before-after"],
     "data_pipeline": ["benchmarks.data_pipeline", "--images", "256", "--workers", "2", "--batch", "32"],
+    "image_keys": ["benchmarks.image_keys", "--images", "1000", "--rounds", "3"],
     "memory_computed": ["benchmarks.memory"],
     "memory_base_train": ["benchmarks.memory", "--measure", "base", "train"],
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],

@@ -66,17 +66,22 @@ def seed_everything(seed: int) -> None:
     seed_all(seed + get_rank())
 
 
+def build_parts(cfg: Config) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
+    """(task, model, {dataset: {split: Dataset}}) as the config describes them."""
+    from lavis.tasks import TASKS
+
+    task = TASKS.get(cfg.run.task)(cfg.task)
+    return task, task.build_model(cfg), task.build_datasets(cfg)
+
+
 def run(cfg: Config, evaluate_only: bool = False) -> dict[str, Any]:
     from lavis.runners import RUNNERS
-    from lavis.tasks import TASKS
 
     device_type = "cuda" if (cfg.run.device != "cpu" and torch.cuda.is_available()) else "cpu"
     init_distributed(device_type)
     setup_logging()
     seed_everything(cfg.run.seed)
-    task = TASKS.get(cfg.run.task)(cfg.task)
-    model = task.build_model(cfg)
-    datasets = task.build_datasets(cfg)
+    task, model, datasets = build_parts(cfg)
     runner = RUNNERS.get(cfg.run.runner)(cfg, task, model, datasets)
     try:
         return runner.evaluate_only() if evaluate_only or cfg.run.evaluate else runner.train()

@@ -133,3 +133,20 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     holder = [obj]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``run.device`` (auto | cpu | cuda | cuda:N) -> the device; ``cuda`` means this process's local rank."""
+    name = str(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", read_env().local_rank)
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from lavis.common.errors import ConfigError
+
+        raise ConfigError(f"device '{name}' was asked for, but torch sees no CUDA GPU here (use cpu or auto)")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", read_env().local_rank)
+    return device

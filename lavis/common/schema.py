@@ -21,7 +21,7 @@ T = TypeVar("T")
 _NONE = type(None)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """OmegaConf containers -> plain Python containers (no import cycle on omegaconf)."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -126,7 +126,7 @@ def field_names(schema: type) -> list[str]:
 
 def from_mapping(schema: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     """Build ``schema`` from ``data``; ``where`` is the dotted path used in error messages."""
-    data = _plain(data) if data is not None else {}
+    data = plain(data) if data is not None else {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"config key '{where}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(schema)
@@ -168,7 +168,7 @@ def split_mapping(
 
     A key must belong to at least one schema; each schema receives the keys it declares.
     """
-    data = _plain(data) if data is not None else {}
+    data = plain(data) if data is not None else {}
     valid = sorted({name for schema, _ in schemas for name in field_names(schema)})
     for key in data:
         if key not in valid:

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from lavis.common.errors import DataError
+from lavis.common.llava_format import conversation_key as find_conversation_key
 from lavis.metrics.closed import YES_NO
 from lavis.metrics.normalize import normalize_strict
 from lavis.metrics.records_io import (
@@ -29,7 +30,6 @@ from lavis.metrics.records_io import (
 
 # Quilt-LLaVA's script scores answer_type "other" as open; "OPEN"/"CLOSED" are the usual values.
 _ANSWER_TYPES = {"OPEN": "OPEN", "CLOSED": "CLOSED", "other": "OPEN"}
-_CONVERSATION_KEYS = ("conversations", "conversatons")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def load_predictions(path: str | os.PathLike) -> dict[int | str, str]:
 
 def _parse_ground_truth(item: dict, where: str) -> VQARecord:
     question_id = require_id(item, "id", where)
-    conversation_key = next((key for key in _CONVERSATION_KEYS if key in item), None)
+    conversation_key = find_conversation_key(item)
     if conversation_key is not None:
         question, answer = _conversation_turns(item[conversation_key], f"{where}: field '{conversation_key}'")
     elif "answer" in item:

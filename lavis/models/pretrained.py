@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import torch
 
+from lavis.common.dist import resolve_device
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.models.api import load_preprocess, model_config
 from lavis.models.base_model import MODELS, BaseModel
@@ -99,16 +100,6 @@ def load_pretrained(
         _check_provenance(loaded)
     loaded.model.to(device).eval()
     return loaded
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` = the first GPU when there is one; a CUDA device without a GPU is an error, not a crash later."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was asked for, but torch sees no CUDA GPU here (use --device cpu)")
-    return device
 
 
 # ---- sources --------------------------------------------------------------------------------

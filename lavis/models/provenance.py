@@ -125,7 +125,7 @@ def vision_record(vision: dict[str, Any], encoder: Any | None = None) -> dict[st
         if found.on_disk:
             record["file_sha256"] = files_digest([f for f in found.files if not f.name.endswith(".json")])
     if encoder is not None:
-        from lavis.datasets.feature_store import weights_digest
+        from lavis.common.tensor_digest import weights_digest
 
         record["encoder_digest"] = weights_digest([encoder])
     return record

@@ -43,9 +43,9 @@ def build_processor(cfg: Mapping[str, Any] | None, where: str) -> BaseProcessor 
     if cfg is None:
         return None
     from lavis.common.errors import ConfigError
-    from lavis.common.schema import _plain
+    from lavis.common.schema import plain
 
-    cfg = _plain(cfg)
+    cfg = plain(cfg)
     if "name" not in cfg:
         raise ConfigError(f"missing required config key '{where}.name' (the processor's registered name)")
     return PROCESSORS.get(cfg["name"]).from_config(cfg, where)

@@ -31,30 +31,18 @@ from lavis.common.dist import (
     get_world_size,
     is_dist,
     is_main_process,
-    read_env,
+    resolve_device,
 )
 from lavis.common.errors import ConfigError, DataError
 from lavis.common.logger import JsonlWriter, git_revision
 from lavis.common.optim import LR_SCHEDULERS, build_adamw
-from lavis.common.paths import REPO_ROOT
+from lavis.common.paths import REPO_ROOT, run_output_dir
 from lavis.common.registry import Registry
 from lavis.runners.data import build_loader, iterable_skips
-from lavis.runners.run_config import run_output_dir
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", read_env().local_rank)
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", read_env().local_rank)
-    return device
 
 
 class RunnerBase:

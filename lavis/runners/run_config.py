@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from lavis.common.errors import ConfigError
+from lavis.common.paths import run_output_dir  # noqa: F401  (where it used to live)
 
 
 @dataclasses.dataclass
@@ -77,9 +77,3 @@ class RunConfig:
                 raise ConfigError(f"'run.{key}' must be >= 1, got {getattr(self, key)}")
         if self.num_workers < 0:
             raise ConfigError(f"'run.num_workers' must be >= 0, got {self.num_workers}")
-
-
-def run_output_dir(cfg: Any) -> Path:
-    """The run folder: ``run.output_dir``, else ``runs/<run.job_name or the run YAML's stem>``."""
-    job = cfg.run.job_name or (Path(cfg.source).stem if cfg.source else "job")
-    return Path(cfg.run.output_dir or Path("runs") / job)

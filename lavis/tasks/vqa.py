@@ -26,7 +26,7 @@ _PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "ble
 class VQATaskConfig:
     generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
     # The first protocol is the headline (and what best-checkpoint selection uses).
-    protocols: list[Literal["llava_med", "quilt", "strict"]] = dataclasses.field(
+    protocols: list[Literal["llava_med", "llava_med_initial", "quilt", "strict"]] = dataclasses.field(
         default_factory=lambda: ["llava_med", "strict"]
     )
     # "generate": closed questions answered by free generation, scored by the protocol's rule;

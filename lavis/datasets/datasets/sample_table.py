@@ -63,6 +63,12 @@ class SampleTable(Dataset):
         None when the table holds no image bytes at all."""
         return None if self._bytes is None else self._bytes.is_valid().to_pylist()
 
+    def image_bytes(self, index: int) -> pa.Buffer | None:
+        """Row ``index``'s encoded image held in the table (no copy), or None when it is a file."""
+        if self._bytes is None or not self._bytes[index].is_valid:
+            return None
+        return self._bytes[index].as_buffer()
+
     def row(self, index: int) -> dict[str, Any]:
         """Row ``index`` as Python values, without reading or processing its image."""
         if not 0 <= index < self._length:

@@ -3,8 +3,8 @@ folders, and LAVIS ``.pth`` files (local, or a URL fetched once into the cache s
 vision encoders' weights: ``lavis.models.vision.weights``).
 
 Strict about the trainable set (a missing trainable tensor is an error unless ``strict=False``);
-tolerant about the rest: tensors of frozen parts that the file holds (``ln_vision``,
-``visual_encoder``) are loaded, tensors this model does not have (stage-1 heads in a stage-2
+tolerant about the rest: tensors of frozen parts that the file holds (``visual_encoder``, a
+frozen ``ln_vision``) are loaded, tensors this model does not have (stage-1 heads in a stage-2
 model, LAVIS's ``position_ids`` buffers) are skipped, and the report says which.
 """
 
