@@ -50,6 +50,7 @@ from lavis.serve.wire import (
 
 logger = logging.getLogger("lavis.serve")
 STATIC = Path(__file__).parent / "static"
+DRAIN_BYTES = 64 * 1024 * 1024  # past this much over the limit, the connection is dropped
 
 
 @dataclasses.dataclass
@@ -89,19 +90,19 @@ class ChatService:
                            "invalid_api_key")
 
     async def read_json(self, request: Request) -> Any:
-        """The body as JSON, refusing bodies over the limit without holding them in memory."""
+        """The body as JSON. A body over the limit is read to its end without being kept (up to
+        ``DRAIN_BYTES``), so that the client gets the 413 instead of a broken connection."""
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        too_big = APIError(413, f"the request body is over this server's limit of {limit / 1024 / 1024:.1f} MB "
-                                f"(--max-image-mb {self.settings.limits.max_image_mb:g})", "request_too_large")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise too_big
         chunks, size = [], 0
         async for part in request.stream():
             size += len(part)
-            if size > limit:
-                raise too_big
-            chunks.append(part)
+            if size <= limit:
+                chunks.append(part)
+            elif size > limit + DRAIN_BYTES:
+                break
+        if size > limit:
+            raise APIError(413, f"the request body is over this server's limit of {limit / 1024 / 1024:.1f} MB "
+                                f"(--max-image-mb {self.settings.limits.max_image_mb:g})", "request_too_large")
         try:
             return json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as err:

@@ -40,7 +40,7 @@ def find_chromium() -> str:
 
 
 def capture(url: str, out: str | os.PathLike | None, example: int = 0, image: str | None = None,
-            questions: Sequence[str] = (), timeout_s: float = 120.0) -> list[str]:
+            questions: Sequence[str | None] = (), timeout_s: float = 120.0) -> list[str]:
     """Drive the page at ``url``: choose a tile or an image file, ask ``questions`` (the tile's own
     question when empty), and return the answers shown; save a screenshot to ``out``."""
     from playwright.sync_api import sync_playwright
