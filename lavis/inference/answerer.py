@@ -156,12 +156,13 @@ class Answerer:
         history: Sequence[Turn] = (),
         decoding: Decoding | None = None,
         strict: bool = True,
+        yes_no: bool = True,
     ) -> Query:
         """A query for ``question`` about ``image`` after the earlier turns ``history``.
 
         ``strict``: a question that alone exceeds the instruction budget is an ``InputError``
         (a server's 400); otherwise it is passed on and the model cuts it on the left, as
-        evaluation does.
+        evaluation does. ``yes_no``: closed questions get yes/no probabilities (one more forward pass).
         """
         text = clean_text(question)
         if not text:
@@ -177,7 +178,8 @@ class Answerer:
             )
         tensor = image if isinstance(image, torch.Tensor) else self.image_tensor(image)
         prompt_tokens = min(self.budget.llm_tokens(instruction), self.budget.limit) + self.budget.queries
-        return Query(tensor, instruction, decoding or Decoding(), closed_question(text), prompt_tokens, kept)
+        closed = yes_no and closed_question(text)
+        return Query(tensor, instruction, decoding or Decoding(), closed, prompt_tokens, kept)
 
     @torch.no_grad()
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
