@@ -2,8 +2,9 @@
 
 Requests wait in one queue. The batcher takes the oldest request and every queued request whose
 decoding settings are compatible with it (``Decoding.group_key``), up to ``max_batch``, waiting
-at most ``max_wait_ms`` after the oldest arrived for more to come; then runs them on the one
-generation thread. While a batch runs, new requests queue, so under load batches fill without
+at most ``max_wait_ms`` after the oldest arrived for more to come (not at all for a request that
+arrived more than ``max_wait_ms`` after the one before it: nothing suggests company is coming);
+then runs them on the one generation thread. While a batch runs, new requests queue, so under load batches fill without
 waiting. Deterministic settings give the same answers as one at a time (see lavis.inference).
 
 If a batch fails, each of its requests is retried alone, so one request that breaks generation
@@ -40,6 +41,7 @@ class _Job:
     key: Any
     future: asyncio.Future
     arrived: float
+    previous: float  # when the request before it arrived
 
 
 @dataclasses.dataclass
@@ -68,6 +70,7 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self.stats = BatchStats()
         self._pending: list[_Job] = []
+        self._last_arrival = float("-inf")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         # one thread runs the model: batches run one after the other, the event loop stays free
@@ -98,7 +101,9 @@ class DynamicBatcher:
             raise RuntimeError("DynamicBatcher.start() was not called")
         if len(self._pending) >= self.max_queue:
             raise QueueFull(f"{len(self._pending)} requests are already waiting (--max-queue {self.max_queue})")
-        job = _Job(query, query.decoding.group_key(), asyncio.get_running_loop().create_future(), time.monotonic())
+        now = time.monotonic()
+        job = _Job(query, query.decoding.group_key(), asyncio.get_running_loop().create_future(), now, self._last_arrival)
+        self._last_arrival = now
         self._pending.append(job)
         self._wakeup.set()
         return await job.future
@@ -125,7 +130,10 @@ class DynamicBatcher:
             else:
                 group = [job for job in self._pending if job.key == first.key][: self.max_batch]
             remaining = first.arrived + self.max_wait - time.monotonic()
-            if len(group) >= self.max_batch or first.key is None or remaining <= 0:
+            # a request that came long after the one before it has no company on the way: a lone
+            # client does not pay the wait
+            alone = len(group) == 1 and first.arrived - first.previous > self.max_wait
+            if len(group) >= self.max_batch or first.key is None or remaining <= 0 or alone:
                 taken = {id(job) for job in group}
                 self._pending = [job for job in self._pending if id(job) not in taken]
                 return group

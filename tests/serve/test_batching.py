@@ -63,3 +63,18 @@ def test_different_settings_are_never_batched_together(make_server, tiles, user,
     assert len(seen) >= 2 and sum(1 for _ in replies) == 8
     for reply, job in zip(replies, jobs):
         assert reply.usage.completion_tokens <= job[2]
+
+
+def test_a_lone_client_does_not_wait_for_company(make_server, tiles, user, questions):
+    """A request that arrives long after the previous one is answered without the batching wait."""
+    import time
+
+    from openai import OpenAI
+
+    with make_server(max_wait_ms=5000) as (url, service):
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
+        client.chat.completions.create(model="tiny-clover", messages=[user(questions[0], tiles[0])], max_tokens=3)
+        time.sleep(5.5)  # longer than max_wait after the previous request: nothing suggests company
+        start = time.monotonic()
+        client.chat.completions.create(model="tiny-clover", messages=[user(questions[1], tiles[1])], max_tokens=3)
+        assert time.monotonic() - start < 4.0  # far below the 5 s wait
