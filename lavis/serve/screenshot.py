@@ -49,7 +49,7 @@ def capture(url: str, out: str | os.PathLike | None, example: int = 0, image: st
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1180, "height": 760})
+            page = browser.new_page(viewport={"width": 1180, "height": 900})
             outside: list[str] = []
             page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
             page.goto(url, timeout=timeout)

@@ -31,5 +31,5 @@ def test_page_answers_about_an_example_tile_and_keeps_the_conversation(server, a
     second = answerer.answer([answerer.query(image, follow_up, [Turn(example.question, first)], decoding)])[0]
     assert shown == [first, second.choices[0].text]
     with Image.open(out) as picture:
-        assert picture.size == (1180, 760)
+        assert picture.size == (1180, 900)
         assert len(set(picture.convert("L").resize((64, 64)).get_flattened_data())) > 20  # not a blank page
