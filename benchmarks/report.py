@@ -128,7 +128,8 @@ def serve_section(d: dict[str, Any]) -> list[str]:
              d["max_batch_1"][clients]["p50_ms"], d["max_batch_1"][clients]["p95_ms"], d["batching"][clients]["mean_batch"],
              d["cpu_per_answer_ratio"][clients]] for clients in d["speedup"]]
     return [f"### Serving: dynamic batching vs `--max-batch 1` ({d['model']}; beam {d['num_beams']}, exactly "
-            f"{d['new_tokens']} new tokens, {d['rounds']} alternated rounds, medians)", "",
+            f"{d['new_tokens']} new tokens, server on 1 intra-op thread, {d['rounds']} alternated rounds, medians; "
+            "`python -m benchmarks.serve`)", "",
             *_table(["clients", "answers/s batching", "answers/s max-batch 1", "speedup (paired)", "p50 ms", "p95 ms",
                      "p50 ms (max-batch 1)", "p95 ms (max-batch 1)", "mean batch", "server CPU per answer, ratio"], rows),
             "", f"Answers identical with and without batching: {d['identical_answers']}.", ""]

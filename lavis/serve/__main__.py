@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from lavis.common.errors import ConfigError, LavisError
 
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def build_app(args: argparse.Namespace, api_key: str | None):
+def build_app(args: argparse.Namespace, api_key: str | None) -> tuple[Any, Any]:
     from lavis.inference.cli import load_answerer
     from lavis.serve.app import ServerSettings, create_app
     from lavis.serve.examples import find_examples

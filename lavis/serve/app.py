@@ -14,6 +14,7 @@ With an API key, every route but ``/`` and ``/health`` needs ``Authorization: Be
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import json
@@ -198,6 +199,9 @@ class ChatService:
         yield role_chunks(completion_id, created, model_id, parsed.decoding.n, usage)
         try:
             answer, batch = await self.submit(query)
+        except asyncio.CancelledError:  # the client went away; its queued query is dropped
+            self.log(499, start, detail="client closed the stream")
+            raise
         except APIError as err:
             self.log(err.status, start, detail=f"{err.code} (in stream)")
             yield error_event(err)

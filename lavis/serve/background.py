@@ -6,12 +6,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from lavis.common.errors import LavisError
 
 
 @contextlib.contextmanager
-def background_server(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0) -> Iterator[str]:
+def background_server(app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0) -> Iterator[str]:
     """``with background_server(app) as url:`` serves ``app`` on ``host`` (a free port by default)."""
     import uvicorn
 
