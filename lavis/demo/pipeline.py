@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def talk_commands(out: Path) -> str:
     """How to talk to the model the demo trained (printed at its end)."""
-    model, tile = out / "stage2" / "checkpoints" / "last", min((out / "data" / "images" / "test").glob("*.png"))
+    model = out / "stage2" / "checkpoints" / "last"
+    tile = min((out / "data" / "images" / "test").glob("*.png"), default="TILE.png")
     python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else sys.executable
     return (f"\nTalk to the demo model:\n  {python} -m lavis.chat --model {model} --image {tile}\n"
             f"  make serve   # or: {python} -m lavis.serve --model {model}; then open http://127.0.0.1:8000\n")
