@@ -15,6 +15,7 @@ GOALS = {
     "train_step_ratio_vs_hf_base": 1.15,
     "feature_cache_speedup": 3.0,
     "gpu_mfu_stage2_step": 0.35,
+    "serve_batching_speedup_16": 3.0,
 }
 NOT_MEASURED = (
     "**Not measured yet**: no GPU was available to the session that wrote this file. On a CUDA machine run "
@@ -39,7 +40,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def headline_rows(results: dict[str, Any], gpu: dict[str, Any] | None) -> list[list[Any]]:
     rows = []
     for key in ("train_step_ratio_vs_hf_tiny", "train_step_ratio_vs_hf_base", "generate_ratio_vs_hf_base",
-                "feature_cache_speedup", "data_images_per_s"):
+                "feature_cache_speedup", "data_images_per_s", "serve_batching_speedup_16"):
         value, goal = results.get(key), GOALS.get(key)
         met = "-" if goal is None or value is None else ("yes" if value >= goal else "**no**")
         rows.append([f"`{key}`", value, f">= {goal}" if goal else "-", met])
@@ -157,6 +158,19 @@ def gpu_section(gpu: dict[str, Any] | None) -> list[str]:
                              "cache speedup", "beam-5 answers/s"], rows), ""]
 
 
+def serve_section(d: dict[str, Any]) -> list[str]:
+    rows = [[clients, d["batching"][clients]["answers_per_s"], d["max_batch_1"][clients]["answers_per_s"],
+             d["speedup"][clients], d["batching"][clients]["p50_ms"], d["batching"][clients]["p95_ms"],
+             d["max_batch_1"][clients]["p50_ms"], d["max_batch_1"][clients]["p95_ms"], d["batching"][clients]["mean_batch"],
+             d["cpu_per_answer_ratio"][clients]] for clients in d["speedup"]]
+    return [f"### Serving: dynamic batching vs `--max-batch 1` ({d['model']}; beam {d['num_beams']}, exactly "
+            f"{d['new_tokens']} new tokens, server on 1 intra-op thread, {d['rounds']} alternated rounds, medians; "
+            "`python -m benchmarks.serve`)", "",
+            *_table(["clients", "answers/s batching", "answers/s max-batch 1", "speedup (paired)", "p50 ms", "p95 ms",
+                     "p50 ms (max-batch 1)", "p95 ms (max-batch 1)", "mean batch", "server CPU per answer, ratio"], rows),
+            "", f"Answers identical with and without batching: {d['identical_answers']}.", ""]
+
+
 def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
     d, m = results.get("details", {}), results.get("machine", {})
     lines = ["# Benchmark results", "",
@@ -205,6 +219,8 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
                   f"**{_f(p['median'])}**.", ""]
     if "image_keys" in d:
         lines += image_keys_section(d["image_keys"])
+    if "serve_batching" in d:
+        lines += serve_section(d["serve_batching"])
     lines += memory_section(d, gpu) + gpu_section(gpu)
     lines += ["## Commands", "", *_table(["benchmark", "command", "seconds"],
                                          [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]

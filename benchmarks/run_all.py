@@ -36,6 +36,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_base_train": ["benchmarks.memory", "--measure", "base", "train"],
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
     "memory_gpu_estimate": ["benchmarks.memory_gpu"],
+    "serve_batching": ["benchmarks.serve", "--rounds", "3"],
 }
 
 
@@ -62,6 +63,7 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         "generate_ratio_vs_hf_base": ("generate_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
         "feature_cache_speedup": ("cache_epoch_base", lambda d: d["speedup"]),
         "data_images_per_s": ("data_pipeline", lambda d: d["median"]),
+        "serve_batching_speedup_16": ("serve_batching", lambda d: d["serve_batching_speedup_16"]),
     }
     return {key: pick(details[name]) for key, (name, pick) in picks.items() if name in details}
 

@@ -56,11 +56,15 @@ def _alive(pid: int, started: str | None) -> bool:
 
 
 class OutputLock:
-    """``with OutputLock(folder, "training run"):`` owns ``folder`` for the block (or acquire/release)."""
+    """``with OutputLock(folder, "training run"):`` owns ``folder`` for the block (or acquire/release).
 
-    def __init__(self, folder: str | os.PathLike, what: str) -> None:
+    ``name`` picks another lock file in the folder, so that writers of different files there (e.g.
+    two ``lavis.predict`` answer files) do not exclude each other.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str, name: str = LOCK_NAME) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_NAME
+        self.path = self.folder / name
         self.what = what
         self.record = {
             "host": socket.gethostname(),
@@ -98,7 +102,7 @@ class OutputLock:
                     "%s: taking over the lock of a %s (pid %s, since %s) that is no longer running",
                     self.folder, holder.get("what", "writer"), holder["pid"], holder.get("since", "?"),
                 )
-                stale = self.path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
+                stale = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
                 with contextlib.suppress(FileNotFoundError):  # another taker won: retry
                     os.rename(self.path, stale)
                     stale.unlink(missing_ok=True)

@@ -27,30 +27,51 @@ from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
 
 
-def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
-    """Open, check the pixel count before decoding, decode fully; return an RGB image or a reason."""
+class BadImageError(DataError):
+    """An image that cannot be used, with the reason; ``too_large`` marks the pixel limit (a
+    decompression bomb), which a server answers differently from corrupt data."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+
+
+def decode_rgb(stream: io.IOBase | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open, check the pixel count before decoding, decode fully, return RGB; ``BadImageError`` otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
                 width, height = img.size
                 if width * height > max_pixels:
-                    return (
+                    raise BadImageError(
                         f"decompression bomb refused: {width}x{height} = {width * height} pixels "
-                        f"exceeds the limit of {max_pixels} (max_image_pixels)"
+                        f"exceeds the limit of {max_pixels} (max_image_pixels)",
+                        too_large=True,
                     )
                 img.load()  # decode now so that truncation is found here, not in a processor
                 return img.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        return f"decompression bomb refused: {err}"
+        raise BadImageError(f"decompression bomb refused: {err}", too_large=True) from None
     except UnidentifiedImageError:
-        return "not an image file (PIL cannot identify it)"
+        raise BadImageError("not an image file (PIL cannot identify it)") from None
     except FileNotFoundError:
-        return "file not found"
+        raise BadImageError("file not found") from None
     except IsADirectoryError:
-        return "is a directory, not an image file"
+        raise BadImageError("is a directory, not an image file") from None
+    except BadImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        return f"unreadable or truncated image: {err}"
+        raise BadImageError(f"unreadable or truncated image: {err}") from None
+
+
+def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
+    """An RGB image, or the reason it cannot be one."""
+    try:
+        return decode_rgb(stream, max_pixels)
+    except BadImageError as err:
+        return err.reason
 
 
 def load_image(

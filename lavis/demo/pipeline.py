@@ -201,10 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
     try:
-        report = Pipeline(load_settings(args.config, overrides)).run()
+        pipeline = Pipeline(load_settings(args.config, overrides))
+        report = pipeline.run()
     except (LavisError, subprocess.CalledProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({k: report[k] for k in ("closed_accuracy", "closed_accuracy_blind", "open_recall",
                                              "open_recall_blind", "open_f1", "wall_seconds")}, indent=2))
+    print(talk_commands(pipeline.out))
     return 0
+
+
+def talk_commands(out: Path) -> str:
+    """How to talk to the model the demo trained (printed at its end)."""
+    model = out / "stage2" / "checkpoints" / "last"
+    tile = min((out / "data" / "images" / "test").glob("*.png"), default="TILE.png")
+    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else sys.executable
+    return (f"\nTalk to the demo model:\n  {python} -m lavis.chat --model {model} --image {tile}\n"
+            f"  make serve   # or: {python} -m lavis.serve --model {model}; then open http://127.0.0.1:8000\n")

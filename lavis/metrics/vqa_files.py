@@ -61,6 +61,13 @@ def load_predictions(path: str | os.PathLike) -> dict[int | str, str]:
     return read_texts_by_id(path, "question_id", "text")
 
 
+def answer_record(question_id: int | str, prompt: str, text: str, model_id: str,
+                  metadata: dict | None = None) -> dict:
+    """One line of a LLaVA-Med answer file (what ``evaluate.py`` and ``lavis.predict`` write)."""
+    return {"question_id": question_id, "prompt": prompt, "text": text, "answer_id": f"{question_id}",
+            "model_id": model_id, "metadata": metadata or {}}
+
+
 def _parse_ground_truth(item: dict, where: str) -> VQARecord:
     question_id = require_id(item, "id", where)
     conversation_key = find_conversation_key(item)

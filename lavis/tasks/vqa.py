@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 
 from lavis.common.errors import DataError
+from lavis.metrics.vqa_files import answer_record
 from lavis.models.llm.bridge import GenerationOptions
 from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
@@ -113,16 +114,8 @@ class VQATask(BaseTask):
     ) -> None:
         model_id = self.cfg.model_id or "clover"
         lines = [
-            json.dumps(
-                {
-                    "question_id": r["question_id"],
-                    "prompt": r["prompt"],
-                    "text": r["prediction"],
-                    "answer_id": f"{r['question_id']}",
-                    "model_id": model_id,
-                    "metadata": {"answer_type": r["answer_type"], "image": r["image_path"]},
-                }
-            )
+            json.dumps(answer_record(r["question_id"], r["prompt"], r["prediction"], model_id,
+                                     {"answer_type": r["answer_type"], "image": r["image_path"]}))
             for r in records
         ]
         write_eval_file(output_dir, split, epoch, "answers.jsonl", "\n".join(lines) + "\n")
