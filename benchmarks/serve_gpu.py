@@ -34,7 +34,7 @@ def build(work: Path, tokenizer: str, precision: str, device: str = "cuda"):
     from lavis.inference import Answerer
     from lavis.models import load_model
     from lavis.models.llm.tiny import save_tiny_t5
-    from lavis.models.pretrained import PretrainedModel, _processors
+    from lavis.models.pretrained import PretrainedModel, eval_processors
 
     t5 = work / "t5"
     if not (t5 / "config.json").exists():
@@ -50,7 +50,7 @@ def build(work: Path, tokenizer: str, precision: str, device: str = "cuda"):
         preprocess={"vis_processor": {"eval": {"name": "pathology_image_eval", "image_size": 224}},
                     "text_processor": {"eval": {"name": "pathology_question"}}},
     ).to(device).eval()
-    vis, txt = _processors(to_dict(model.cfg), {})
+    vis, txt = eval_processors(to_dict(model.cfg), {})
     return Answerer(PretrainedModel(model, vis, txt, "random", "folder", "gpu-base"), precision)
 
 

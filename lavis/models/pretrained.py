@@ -117,7 +117,7 @@ def _from_folder(folder: Path, precision: str | None, require: Capability | None
         _check_capability(MODELS.get(section.get("arch")), str(folder), require)
         overrides = _precision_overrides(precision, section)
         model = load_model_folder(folder, is_eval=True, **overrides)
-        vis, txt = _processors(_to_dict(model.cfg), {})
+        vis, txt = eval_processors(_to_dict(model.cfg), {})
         return PretrainedModel(model, vis, txt, str(folder), "folder", folder.name)
     raise CheckpointError(
         f"'{folder}' is not a model folder: expected a run checkpoint (model.safetensors + state.pt under "
@@ -167,7 +167,7 @@ def _from_run(run_dir: Path, checkpoint: Path, precision: str | None, require: C
     _merge(section, _precision_overrides(precision, section))
     model = _build(section)
     run, datasets = _section(raw, "run"), _section(raw, "datasets")
-    vis, txt = _processors(section, datasets)
+    vis, txt = eval_processors(section, datasets)
     name = f"{run_dir.name}/{checkpoint.resolve().name}"
     return PretrainedModel(model, vis, txt, str(checkpoint), "run", name, dict(run.get("generation") or {}))
 
@@ -197,7 +197,7 @@ def _from_file(
     _check_capability(MODELS.get(section.get("arch")), str(file), require)
     _merge(section, _precision_overrides(precision, section))
     model = _build(section)
-    vis, txt = _processors(section, datasets)
+    vis, txt = eval_processors(section, datasets)
     return PretrainedModel(model, vis, txt, str(file), "file", file.stem)
 
 
@@ -240,7 +240,7 @@ def _build(section: Mapping[str, Any]) -> BaseModel:
 
 
 # ---- processors -----------------------------------------------------------------------------
-def _processors(section: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[Any, Any]:
+def eval_processors(section: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[Any, Any]:
     """Eval processors: the model's ``preprocess`` section, else the first data set's, else the
     pathology defaults at the encoder's image size."""
     preprocess = dict(section.get("preprocess") or {})
