@@ -16,13 +16,13 @@ def llama_answerer(tmp_path_factory, minilm_dir, questions):
     from lavis.inference import Answerer
     from lavis.models import load_model
     from lavis.models.llm.tiny import save_tiny_llama
-    from lavis.models.pretrained import PretrainedModel, _processors
+    from lavis.models.pretrained import PretrainedModel, eval_processors
 
     folder = save_tiny_llama(tmp_path_factory.mktemp("llama"), questions * 10, vocab_size=96)
     torch.manual_seed(0)
     model = load_model("blip2_vicuna_instruct", "tiny", qformer={"tokenizer": str(minilm_dir)},
                        llm={"name_or_path": str(folder)}).eval()
-    vis, txt = _processors(to_dict(model.cfg), {})
+    vis, txt = eval_processors(to_dict(model.cfg), {})
     return Answerer(PretrainedModel(model, vis, txt, str(folder), "run", "tiny-llama"))
 
 
