@@ -65,14 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lavis.models import load_pretrained
         from lavis.models.pretrained import resolve_device
         from lavis.slides.job import SlideSettings, analyze_slide
-        from lavis.slides.plan import parse_region
+        from lavis.slides.plan import parse_region, require_resolution, wanted_mpp
         from lavis.slides.questions import Generation, check_questions, required_capability
         from lavis.slides.reader import open_slide
         from lavis.slides.tissue import TissueSettings
 
         questions = check_questions(args.question)
         require = required_capability(args.mode)
-        open_slide(args.slide, args.slide_mpp).close()  # a bad slide fails before the model loads
+        wanted_mpp(args.mpp, args.magnification)  # inputs that are wrong fail before the model loads
+        reader = open_slide(args.slide, args.slide_mpp)
+        require_resolution(reader.info)
+        region = parse_region(args.region)
         device = resolve_device(args.device)
         env = init_distributed(device.type)
         if device.type == "cuda" and env.world_size > 1:
@@ -82,13 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision or "")
         settings = SlideSettings(
             tile=args.tile, stride=args.stride, mpp=args.mpp, magnification=args.magnification,
-            slide_mpp=args.slide_mpp, region=parse_region(args.region), batch=args.batch, workers=args.workers,
+            slide_mpp=args.slide_mpp, region=region, batch=args.batch, workers=args.workers,
             tissue=TissueSettings(min_tissue=args.min_tissue, remove_pen=not args.keep_pen),
             generation=Generation(max_new_tokens=args.max_new_tokens, num_beams=args.beams), top_k=args.top_k,
             table=args.table, feature_cache=args.feature_cache, cache_features=not args.no_feature_cache,
             amp=amp, progress=not args.quiet,
         )
-        summaries = analyze_slide(loaded, args.slide, questions, args.out, args.mode, settings)
+        summaries = analyze_slide(loaded, reader, questions, args.out, args.mode, settings)
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

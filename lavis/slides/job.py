@@ -92,12 +92,15 @@ class Prepared:
     questions: list[Question]
 
 
-def prepare(loaded: Any, slide: str | os.PathLike, texts: list[str], mode: str, settings: SlideSettings) -> Prepared:
-    """Check every input and find the tissue tiles; raises a one-line LavisError on bad input."""
+def prepare(loaded: Any, slide: str | os.PathLike | SlideReader, texts: list[str], mode: str,
+            settings: SlideSettings) -> Prepared:
+    """Check every input and find the tissue tiles; raises a one-line LavisError on bad input.
+    ``slide`` is a path or a reader already opened (with ``settings.slide_mpp`` applied)."""
     settings.validate()
     texts = check_questions(texts)
     questions = resolve(texts, mode, loaded)
-    reader = open_slide(slide, settings.slide_mpp)
+    reader = slide if isinstance(slide, SlideReader) else open_slide(slide, settings.slide_mpp)
+    slide = reader.path
     tile = settings.tile or int(getattr(loaded.vis_processor.cfg, "image_size", 224))
     plan = plan_reads(reader.info, tile, settings.stride, settings.mpp, settings.magnification, settings.region)
     thumbnail, downsample = reader.region_thumbnail(plan.region, settings.tissue.max_side)
@@ -115,7 +118,7 @@ def prepare(loaded: Any, slide: str | os.PathLike, texts: list[str], mode: str, 
 
 
 def analyze_slide(
-    loaded: Any, slide: str | os.PathLike, questions: list[str], out: str | os.PathLike, mode: str = "auto",
+    loaded: Any, slide: str | os.PathLike | SlideReader, questions: list[str], out: str | os.PathLike, mode: str = "auto",
     settings: SlideSettings | None = None, on_batch: Callable[[list[int]], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run (or continue) the job; returns each question folder's summary (rank 0; {} elsewhere)."""

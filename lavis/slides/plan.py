@@ -69,13 +69,8 @@ def plan_reads(
     if not 0 < stride:
         raise ConfigError(f"--stride must be > 0 pixels, got {stride}")
     target = wanted_mpp(mpp, magnification)
-    if info.mpp is None:
-        raise DataError(
-            f"slide '{info.path}' records neither microns per pixel nor objective power, so --mpp/--magnification "
-            "cannot be matched to it: pass --slide-mpp with the scan's microns per pixel at full resolution "
-            "(e.g. --slide-mpp 0.25 for a 40x scan, 0.5 for 20x)"
-        )
-    downsample = target / info.mpp
+    slide_mpp = require_resolution(info)
+    downsample = target / slide_mpp
     if downsample < 1 - SNAP:
         raise ConfigError(
             f"slide '{info.path}' is scanned at {info.mpp:.4g} um/px ({info.mpp_source}); {target:.4g} um/px would "
@@ -100,6 +95,17 @@ def plan_reads(
         )
     return ReadPlan(level, level_ds, tile, read_size, tile_level0, stride_level0,
                     info.mpp * tile_level0 / tile, box)
+
+
+def require_resolution(info: SlideInfo) -> float:
+    """The slide's level-0 microns per pixel, or the error saying what to pass."""
+    if info.mpp is None:
+        raise DataError(
+            f"slide '{info.path}' records neither microns per pixel nor objective power, so --mpp/--magnification "
+            "cannot be matched to it: pass --slide-mpp with the scan's microns per pixel at full resolution "
+            "(e.g. --slide-mpp 0.25 for a 40x scan, 0.5 for 20x)"
+        )
+    return info.mpp
 
 
 def _region(info: SlideInfo, region: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:

@@ -33,12 +33,12 @@ def _png(figure) -> bytes:
     figure.savefig(buffer, format="png", bbox_inches="tight")
     buffer.seek(0)
     with Image.open(buffer) as image:
-        return png_bytes(image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT))
+        return png_bytes(image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE))
 
 
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 
@@ -68,7 +68,7 @@ def heatmap_png(thumbnail: Image.Image, origin: tuple[int, int], downsample: tup
     fig_w = 7.0
     figure = _figure(fig_w + 1.6, fig_w * height_px / width_px + 1.2)
     axes = figure.add_subplot(1, 1, 1)
-    axes.imshow(np.asarray(thumbnail), interpolation="lanczos")
+    axes.imshow(np.asarray(thumbnail))
     shape = (height_px, width_px)
     if mode == "open":
         answers = frame["answer"].fillna("").astype(str)
