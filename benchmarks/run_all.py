@@ -34,6 +34,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_computed": ["benchmarks.memory"],
     "memory_base_train": ["benchmarks.memory", "--measure", "base", "train"],
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
+    "slides_base": ["benchmarks.slides", "--size", "base", "--rounds", "2"],
 }
 
 
@@ -60,6 +61,8 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         "generate_ratio_vs_hf_base": ("generate_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
         "feature_cache_speedup": ("cache_epoch_base", lambda d: d["speedup"]),
         "data_images_per_s": ("data_pipeline", lambda d: d["median"]),
+        "slide_tiles_per_s": ("slides_base", lambda d: d["first_tiles_per_s"]),
+        "slide_second_question_speedup": ("slides_base", lambda d: d["second_question_speedup"]),
     }
     return {key: pick(details[name]) for key, (name, pick) in picks.items() if name in details}
 

@@ -299,7 +299,7 @@ class _Run:
                 features = cache.get(tiles).to(device).float()
                 stats["from_cache"] += len(tiles)
             else:
-                numbers, images = next(pixels)
+                numbers, images = _next_batch(pixels)
                 if numbers != tiles:
                     raise RuntimeError(f"tile loader out of order: expected {tiles[:3]}..., got {numbers[:3]}...")
                 features = round_trip(self.model.encode_image_frozen(images.to(device)), self.dtype)
@@ -406,3 +406,17 @@ class _Run:
             "outputs": files,
             "identity": self.question_identity(q),
         }
+
+
+def _next_batch(pixels: Any) -> tuple[list[int], torch.Tensor]:
+    """The next batch of pixels; a LavisError raised in a DataLoader worker comes back with the
+    worker's traceback in its message, so keep only the original one-line message."""
+    try:
+        return next(pixels)
+    except LavisError as err:
+        text = str(err)
+        if "Original Traceback" not in text:
+            raise
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        message = last.split(": ", 1)[1] if ": " in last else last  # "lavis.common.errors.DataError: ..."
+        raise type(err)(message) from None

@@ -14,11 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lavis.slides import analyze_slide
+from lavis.common.errors import DataError
+from lavis.slides import TissueSettings, analyze_slide
 from lavis.slides.cli import main as slides_main
 from lavis.slides.outputs import read_table
 
-from .conftest import box_half, fast_settings
+from .conftest import box_half, fast_settings, tissue_image, write_pyramid_tiff
 
 DENSE = "Is the tissue in this image dense?"
 
@@ -193,3 +194,19 @@ def test_an_output_folder_holds_one_slide(capsys, tmp_path, stage2_run, pyramid,
     code, err = _cli(capsys, "--model", str(stage2_run), "--slide", str(svs_path), "--question", DENSE,
                      "--out", str(out), "--mpp", "2.0")
     assert code == 2 and "holds the analysis of another slide or tile grid" in err and "\n" not in err
+
+
+def test_damaged_tiles_read_by_a_worker_fail_in_one_line(stage2, tmp_path):
+    """Level 0 damaged, level 1 intact: tissue is found on the thumbnail, then a DataLoader worker
+    meets the damage and the job stops with the slide and the box, one line, outputs unwritten."""
+    path = tmp_path / "damaged.tif"
+    write_pyramid_tiff(path, tissue_image(), 0.25)
+    data = bytearray(path.read_bytes())
+    data[2_000:400_000] = bytes(range(256)) * (398_000 // 256) + bytes(398_000 % 256)  # level 0 comes first
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    settings = fast_settings(mpp=0.25, workers=1, tissue=TissueSettings(max_side=400))  # thumbnail from level 1
+    with pytest.raises(DataError, match=r"damaged.tif: cannot read the 56x56 box at level 0") as err:
+        analyze_slide(stage2, path, [DENSE], out, settings=settings)
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    assert not list(out.glob("*/summary.json")) and not list(out.glob("*/tiles.parquet"))
