@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-feature-cache", action="store_true", help="do not keep the frozen encoder's outputs")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (under torchrun: the local rank's GPU)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
-                        help="frozen encoder and LLM dtype (default: the model's own); also autocasts the Q-Former")
+                        help="frozen encoder and LLM dtype (default: the model's own); also the Q-Former's autocast "
+                             "(default: bf16 on a GPU, none on the CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -82,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device = torch.device("cuda", env.local_rank)
         setup_logging()
         loaded = load_pretrained(args.model, device, args.precision, config=args.config, require=require)
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision or "")
+        # The Q-Former and heads autocast on GPUs (bf16 unless --precision says otherwise), as in evaluation.
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision or ("bf16" if device.type == "cuda" else ""))
         settings = SlideSettings(
             tile=args.tile, stride=args.stride, mpp=args.mpp, magnification=args.magnification,
             slide_mpp=args.slide_mpp, region=region, batch=args.batch, workers=args.workers,

@@ -286,13 +286,14 @@ class _Run:
 
         uncached = [b for b in batches if cache is None or not cache.has(b)]
         dataset = TileDataset(self.p.reader, self.p.plan, self.p.origins, self.loaded.vis_processor)
-        pixels = iter(tile_loader(dataset, uncached, self.s.workers)) if uncached else iter(())
+        device = self.model.device
+        loader = tile_loader(dataset, uncached, self.s.workers, pin_memory=device.type == "cuda")
+        pixels = iter(loader) if uncached else iter(())
         total = sum(len(b) for b in batches)
         bar = tqdm(total=total, unit="tile", desc=f"slide ({self.world} proc)" if self.world > 1 else "slide",
                    disable=not (self.s.progress and self.rank == 0), file=sys.stderr, dynamic_ncols=True)
         stats: dict[str, Any] = {"tiles": 0, "from_cache": 0, "features_s": 0.0,
                                  "answers_s": {q.folder: 0.0 for q in todo}}
-        device = self.model.device
         for tiles in batches:
             t0 = time.perf_counter()
             if cache is not None and cache.has(tiles):
@@ -302,9 +303,10 @@ class _Run:
                 numbers, images = _next_batch(pixels)
                 if numbers != tiles:
                     raise RuntimeError(f"tile loader out of order: expected {tiles[:3]}..., got {numbers[:3]}...")
-                features = round_trip(self.model.encode_image_frozen(images.to(device)), self.dtype)
+                features = round_trip(self.model.encode_image_frozen(images.to(device, non_blocking=True)), self.dtype)
                 if cache is not None:
                     cache.put(tiles, features)
+            _sync(device)  # so that GPU work is timed where it happens
             stats["features_s"] += time.perf_counter() - t0
             for q in todo:
                 rows = [i for i, t in enumerate(tiles) if pending[q.folder][t]]
@@ -406,6 +408,11 @@ class _Run:
             "outputs": files,
             "identity": self.question_identity(q),
         }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _next_batch(pixels: Any) -> tuple[list[int], torch.Tensor]:

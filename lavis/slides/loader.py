@@ -44,10 +44,11 @@ def _collate(items: list[tuple[int, torch.Tensor]]) -> tuple[list[int], torch.Te
     return [i for i, _ in items], torch.stack([t for _, t in items])
 
 
-def tile_loader(dataset: TileDataset, batches: Sequence[Sequence[int]], workers: int) -> DataLoader:
+def tile_loader(dataset: TileDataset, batches: Sequence[Sequence[int]], workers: int,
+                pin_memory: bool = False) -> DataLoader:
     """Batches of pixels in the order of ``batches`` (lists of tile numbers), read by ``workers``
     processes (0: in this process)."""
     return DataLoader(
         dataset, batch_sampler=[list(b) for b in batches], num_workers=workers, collate_fn=_collate,
-        prefetch_factor=4 if workers > 0 else None, persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None, persistent_workers=False, pin_memory=pin_memory,
     )

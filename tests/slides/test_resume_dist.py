@@ -10,14 +10,25 @@ import sys
 import textwrap
 
 import pandas as pd
+import pytest
 
 from lavis.slides import TissueSettings, analyze_slide
 from lavis.slides.outputs import read_table
+from lavis.slides.plan import parse_region
 
 from .conftest import fast_settings
 
 DENSE = "Is the tissue in this image dense?"
+REGION = "0,1100,2220,1867"  # the lower part of the slide: fewer tiles, same code
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400, **kwargs)
+    except subprocess.TimeoutExpired as err:  # show where it stood
+        tail = (err.stderr or b"")[-3000:]
+        pytest.fail(f"timed out: {' '.join(cmd[:6])} ...\n{tail.decode() if isinstance(tail, bytes) else tail}")
 
 
 def _env() -> dict[str, str]:
@@ -43,7 +54,7 @@ def test_killed_job_resumes_to_the_same_tiles_file(stage2, stage2_run, pyramid, 
                                  tissue=TissueSettings(max_side=768), generation=Generation(max_new_tokens=3))
         analyze_slide(loaded, {str(slide)!r}, [{DENSE!r}], {str(out)!r}, settings=settings, on_batch=on_batch)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=300)
+    proc = _run([sys.executable, "-c", script])
     assert proc.returncode == -9, proc.stderr[-2000:]
     (folder,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("closed-")]
     parts = sorted(p.name for p in (folder / ".parts").glob("[0-9]*.json"))
@@ -66,14 +77,14 @@ def test_two_processes_equal_one(stage2, stage2_run, svs_path, tmp_path, free_po
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={free_port()}", "-m", "lavis.slides", "--model", str(stage2_run), "--slide", str(svs_path),
-           "--out", str(two), "--mpp", "2.0", "--batch", "4", "--workers", "1", "--max-new-tokens", "3",
-           "--top-k", "4", "--quiet", "--device", "cpu"]
+           "--out", str(two), "--mpp", "2.0", "--region", REGION, "--batch", "4", "--workers", "1",
+           "--max-new-tokens", "3", "--top-k", "4", "--quiet", "--device", "cpu"]
     for q in questions:
         cmd += ["--question", q]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = _run(cmd, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = tmp_path / "one"
-    same_as_cli = fast_settings(mpp=2.0, batch=4, tissue=TissueSettings())  # the CLI's tissue defaults
+    same_as_cli = fast_settings(mpp=2.0, batch=4, region=parse_region(REGION), tissue=TissueSettings())  # CLI defaults
     summaries = analyze_slide(stage2, svs_path, questions, one, settings=same_as_cli)
     for folder, summary in summaries.items():
         two_summary = json.loads((two / folder / "summary.json").read_text())
