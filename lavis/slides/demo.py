@@ -1,8 +1,8 @@
 """The demo's whole-slide step: the density question over the held-out region of the demo's H&E
 slide, and how well the per-tile P(yes) agrees with the hematoxylin density measured from pixels.
 
-    from lavis.slides.demo import demo_slide_heatmap
-    result = demo_slide_heatmap("runs/demo/stage2", "runs/demo/slide")   # -> heatmap, AUC, Spearman
+    python -m lavis.slides.demo --model runs/demo/stage2 --out runs/demo/slide
+    # or: from lavis.slides.demo import demo_slide_heatmap; demo_slide_heatmap("runs/demo/stage2", "runs/demo/slide")
 
 Tiles are the demo's high-magnification fields (128 level-0 pixels shown at 64 px, the size the
 demo trains on), from the region its test questions come from, never its training region. Each
@@ -103,3 +103,32 @@ def density_agreement(table: Any, reader: Any) -> dict[str, Any]:
         "bands": {"loose_at_most": DENSITY_BANDS[0], "dense_at_least": DENSITY_BANDS[1],
                   "min_tissue_fraction": FRACTION_BANDS[0]},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    from lavis.common.errors import LavisError
+    from lavis.common.logger import setup_logging
+
+    parser = argparse.ArgumentParser(description="The demo's density heatmap and its agreement with pixel density.")
+    parser.add_argument("--model", default="runs/demo/stage2", help="the demo's stage-2 run (or any stage-2 model)")
+    parser.add_argument("--out", default="runs/demo/slide")
+    parser.add_argument("--question", default=DENSITY_QUESTION)
+    parser.add_argument("--stride", type=int, default=None, help="pixels between 64-px tiles (default 64)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        result = demo_slide_heatmap(args.model, args.out, args.question, args.device, args.stride)
+    except LavisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

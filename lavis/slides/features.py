@@ -20,11 +20,12 @@ used, so an answer never depends on whether its features came from the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,6 @@ import numpy as np
 import torch
 
 from lavis.common.checkpoint import atomic_write_bytes, atomic_write_text
-
-logger = logging.getLogger(__name__)
 
 VERSION = 1
 _SEGMENT = re.compile(r"^seg-(\d+)-(\d+)\.safetensors$")
@@ -81,6 +80,10 @@ class SlideFeatureCache:
         identity_file = self.folder / "identity.json"
         if not identity_file.exists():
             atomic_write_text(identity_file, json.dumps(self.identity, indent=1, sort_keys=True, default=str))
+        for stale in self.folder.glob(".*.tmp"):  # a writer killed mid-file; an hour old cannot be in flight
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > 3600:
+                    stale.unlink()
         for path in sorted(self.folder.glob("seg-*.safetensors")):
             match = _SEGMENT.match(path.name)
             if match:
