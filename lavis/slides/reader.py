@@ -33,6 +33,7 @@ PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Microns per pixel of a scan at 1x objective: the 10 / power convention (20x ~ 0.5 um/px).
 MICRONS_AT_1X = 10.0
 PLAUSIBLE_MPP = (0.05, 50.0)  # microns per pixel a microscope scan can have
+THUMBNAIL_BLOCK = 4096  # level pixels read at a time for a thumbnail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +93,20 @@ class SlideReader:
         size = (max(1, round(w / scale)), max(1, round(h / scale)))
         level = self.best_level_for(scale)
         ds = self.info.level_downsamples[level]
-        image = self.read(level, x, y, max(1, round(w / ds)), max(1, round(h / ds)))
-        if image.size != size:
-            image = image.resize(size, Image.Resampling.BOX)
-        return image, (w / size[0], h / size[1])
+        level_w, level_h = max(1, round(w / ds)), max(1, round(h / ds))
+        out = Image.new("RGB", size, self.info.background)
+        # In blocks, so a slide whose pyramid stops early never has a whole level in memory (block
+        # edges land within one thumbnail pixel of where a single read would put them).
+        for top in range(0, level_h, THUMBNAIL_BLOCK):
+            for left in range(0, level_w, THUMBNAIL_BLOCK):
+                bw, bh = min(THUMBNAIL_BLOCK, level_w - left), min(THUMBNAIL_BLOCK, level_h - top)
+                x0, y0 = left * size[0] // level_w, top * size[1] // level_h
+                x1, y1 = (left + bw) * size[0] // level_w, (top + bh) * size[1] // level_h
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                block = self.read(level, x + round(left * ds), y + round(top * ds), bw, bh)
+                out.paste(block.resize((x1 - x0, y1 - y0), Image.Resampling.BOX), (x0, y0))
+        return out, (w / size[0], h / size[1])
 
     def close(self) -> None:
         """Release the file handle (reopened on the next read)."""

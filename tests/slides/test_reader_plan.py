@@ -139,3 +139,15 @@ def test_damaged_tile_data_fails_on_read_with_the_place(tmp_path, svs_path):
 def test_missing_slide(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         open_slide(tmp_path / "absent.svs")
+
+
+def test_thumbnail_read_in_blocks_matches_one_read(svs_path, monkeypatch):
+    import lavis.slides.reader as reader_module
+
+    reader = open_slide(svs_path)
+    whole, ds = reader.region_thumbnail((0, 0, 2220, 2967), 600)
+    monkeypatch.setattr(reader_module, "THUMBNAIL_BLOCK", 512)  # 5 x 6 blocks
+    blocks, ds_blocks = reader.region_thumbnail((0, 0, 2220, 2967), 600)
+    assert blocks.size == whole.size and ds_blocks == ds
+    difference = np.abs(np.asarray(blocks, dtype=np.int32) - np.asarray(whole, dtype=np.int32))
+    assert difference.mean() < 10 and np.median(difference) <= 2  # no gaps or shifted blocks
