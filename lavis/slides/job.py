@@ -32,6 +32,7 @@ import torch
 from lavis.common.checkpoint import atomic_write_bytes
 from lavis.common.dist import all_gather_object, barrier, broadcast_object, get_rank, get_world_size
 from lavis.common.errors import ConfigError, DataError, LavisError
+from lavis.common.logger import JsonlWriter
 from lavis.slides import outputs, render
 from lavis.slides.features import SlideFeatureCache, cache_identity, round_trip, storage_dtype, tiles_digest
 from lavis.slides.loader import TileDataset, read_tile, tile_loader
@@ -294,9 +295,12 @@ class _Run:
                    disable=not (self.s.progress and self.rank == 0), file=sys.stderr, dynamic_ncols=True)
         stats: dict[str, Any] = {"tiles": 0, "from_cache": 0, "features_s": 0.0,
                                  "answers_s": {q.folder: 0.0 for q in todo}}
+        metrics = JsonlWriter(self.out / "metrics.jsonl")  # rank 0: one line per batch
+        start = time.perf_counter()
         for tiles in batches:
             t0 = time.perf_counter()
-            if cache is not None and cache.has(tiles):
+            cached = cache is not None and cache.has(tiles)
+            if cached:
                 features = cache.get(tiles).to(device).float()
                 stats["from_cache"] += len(tiles)
             else:
@@ -323,6 +327,9 @@ class _Run:
                 outputs.write_json(self.out / q.folder / PARTS / name, part)
             stats["tiles"] += len(tiles)
             bar.update(len(tiles))
+            elapsed = time.perf_counter() - start
+            metrics.write("slide_batch", tiles[0], tiles=len(tiles), cached_features=cached,
+                          seconds=round(time.perf_counter() - t0, 4), tiles_per_s=round(stats["tiles"] / elapsed, 3))
             if self.on_batch is not None:
                 self.on_batch(tiles)
         bar.close()
