@@ -18,22 +18,19 @@ SCORE_LABELS = {"closed": "P(yes)", "retrieval": "ITC similarity"}
 OVERLAY_ALPHA = 0.55
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=110)
+    figure = Figure(figsize=(width, height), dpi=110, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
 
 def _png(figure) -> bytes:
-    """The figure as a 256-colour PNG (a third of the size of full colour, hardly different)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    buffer.seek(0)
-    with Image.open(buffer) as image:
-        return png_bytes(image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE))
+    return buffer.getvalue()
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -94,7 +91,10 @@ def heatmap_png(thumbnail: Image.Image, origin: tuple[int, int], downsample: tup
             vmax = vmax if vmax > vmin else vmin + 1e-6
             cmap = "viridis"
         image = axes.imshow(raster, cmap=cmap, vmin=vmin, vmax=vmax, alpha=OVERLAY_ALPHA, interpolation="nearest")
-        bar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.02)
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+        bar_axes = make_axes_locatable(axes).append_axes("right", size="3%", pad=0.08)  # as tall as the image
+        bar = figure.colorbar(image, cax=bar_axes)
         bar.solids.set_alpha(1.0)
         bar.set_label(SCORE_LABELS.get(mode, "score"))
     axes.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=12)
@@ -124,7 +124,7 @@ def top_tiles_png(rows: pd.DataFrame, read: Callable[[int, int], Image.Image], m
     count = max(1, len(rows))
     cols = min(4, count)
     lines = 6
-    figure = _figure(3.0 * cols, (3.0 + 0.16 * lines) * ((count + cols - 1) // cols) + 0.6)
+    figure = _figure(3.0 * cols, (3.0 + 0.16 * lines) * ((count + cols - 1) // cols) + 0.4, layout="constrained")
     for i, row in enumerate(rows.itertuples(index=False)):
         axes = figure.add_subplot((count + cols - 1) // cols, cols, i + 1)
         axes.imshow(np.asarray(read(int(row.x), int(row.y))))
@@ -136,5 +136,4 @@ def top_tiles_png(rows: pd.DataFrame, read: Callable[[int, int], Image.Image], m
         text = [head, f"x={row.x}, y={row.y}"] + textwrap.wrap(answer, 34)[: lines - 2]
         axes.set_xlabel("\n".join(text), fontsize=8, loc="left")
     figure.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=11)
-    figure.tight_layout()
     return _png(figure)
