@@ -152,7 +152,7 @@ class _Run:
         if not hasattr(self, "_model_digest"):
             self._model_digest = weights_digest([self.model])
         return {"question": q.text, "mode": q.mode, "prompt": q.prompt, "tiles": self.digest,
-                "model": {"source": self.loaded.source, "weights": self._model_digest},
+                "model_weights": self._model_digest,  # the same weights, however the path is spelt
                 "generation": dataclasses.asdict(self.s.generation) if q.mode != "retrieval" else None}
 
     def check_folder(self) -> None:
