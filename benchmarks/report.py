@@ -40,7 +40,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def headline_rows(results: dict[str, Any], gpu: dict[str, Any] | None) -> list[list[Any]]:
     rows = []
     for key in ("train_step_ratio_vs_hf_tiny", "train_step_ratio_vs_hf_base", "generate_ratio_vs_hf_base",
-                "feature_cache_speedup", "data_images_per_s", "serve_batching_speedup_16"):
+                "feature_cache_speedup", "data_images_per_s", "serve_batching_speedup_16",
+                "slide_tiles_per_s", "slide_second_question_speedup"):
         value, goal = results.get(key), GOALS.get(key)
         met = "-" if goal is None or value is None else ("yes" if value >= goal else "**no**")
         rows.append([f"`{key}`", value, f">= {goal}" if goal else "-", met])
@@ -211,6 +212,14 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
         lines += [f"Computed, not measured - training TFLOPs per sample (benchmarks/flops.py, tokens {p['tokens']}): "
                   "what the cache removes is the vision forward, so at equal FLOP/s the epoch speeds up by:", "",
                   *_table(["size", "from images", "from cached features", "speedup at equal FLOP/s"], rows), ""]
+    if "slides_base" in d:
+        s = d["slides_base"]
+        lines += [f"### Whole-slide analysis, {s['size']} (benchmarks/slides.py: demo slide, {s['tiles']} tissue tiles, "
+                  f"batch {s['batch']}, {s['workers']} reader worker, {s['answer_tokens']}-token answers)", "",
+                  *_table(["question", "tiles/s"], [["first (reads + encoder + Q-Former + LLM)", s["first_tiles_per_s"]],
+                                                    ["second (cached features)", s["second_tiles_per_s"]]]),
+                  "", f"Second-question speedup {_f(s['second_question_speedup'])} (end to end, tissue detection and "
+                  f"output files included: {_f(s['end_to_end_speedup'])}).", ""]
     if "data_pipeline" in d:
         p = d["data_pipeline"]
         lines += [f"### Data pipeline: {p['images']} JPEG tiles ({p['source_side_px']} px) in {p['shards']} webdataset "

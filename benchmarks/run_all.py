@@ -37,6 +37,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
     "memory_gpu_estimate": ["benchmarks.memory_gpu"],
     "serve_batching": ["benchmarks.serve", "--rounds", "3"],
+    "slides_base": ["benchmarks.slides", "--size", "base", "--rounds", "2"],
 }
 
 
@@ -64,6 +65,8 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         "feature_cache_speedup": ("cache_epoch_base", lambda d: d["speedup"]),
         "data_images_per_s": ("data_pipeline", lambda d: d["median"]),
         "serve_batching_speedup_16": ("serve_batching", lambda d: d["serve_batching_speedup_16"]),
+        "slide_tiles_per_s": ("slides_base", lambda d: d["first_tiles_per_s"]),
+        "slide_second_question_speedup": ("slides_base", lambda d: d["second_question_speedup"]),
     }
     return {key: pick(details[name]) for key, (name, pick) in picks.items() if name in details}
 
