@@ -154,7 +154,7 @@ def _from_run(run_dir: Path, checkpoint: Path, precision: str | None, require: C
 
     raw = OmegaConf.load(run_dir / "config.yaml")
     section = OmegaConf.to_container(raw.model, resolve=True)
-    bases = _path_bases(run_dir)
+    bases = run_path_bases(run_dir)
     section = _resolve_paths(dict(section), bases)
     section["checkpoint"] = str(checkpoint)
     _check_capability(MODELS.get(section.get("arch")), str(checkpoint), require)
@@ -316,7 +316,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def _path_bases(run_dir: Path) -> list[Path]:
+def run_path_bases(run_dir: Path) -> list[Path]:
     """Where a run's relative paths may start: the directory it was launched from (recorded in
     run_info.json), the current one, then the run folder and its parents."""
     bases = []

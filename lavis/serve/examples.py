@@ -44,7 +44,7 @@ def run_examples(loaded: Any) -> Path | None:
         return None
     from omegaconf import OmegaConf
 
-    from lavis.models.pretrained import _path_bases  # where the run's relative paths start
+    from lavis.models.pretrained import run_path_bases  # where the run's relative paths start
 
     checkpoint = Path(loaded.source).resolve()
     run_dir = next((f for f in checkpoint.parents if (f / "config.yaml").is_file()), None)
@@ -53,7 +53,7 @@ def run_examples(loaded: Any) -> Path | None:
     datasets = OmegaConf.load(run_dir / "config.yaml").get("datasets") or {}
     for section in datasets.values():
         storage = section.get("storage") if hasattr(section, "get") else None
-        for base in _path_bases(run_dir) if storage else ():
+        for base in run_path_bases(run_dir) if storage else ():
             candidate = base / storage / QUESTION_FILE
             if candidate.is_file():
                 return candidate
