@@ -67,19 +67,23 @@ def seed_everything(seed: int) -> None:
 
 
 def run(cfg: Config, evaluate_only: bool = False) -> dict[str, Any]:
-    from lavis.runners import RUNNERS
+    from lavis.common.output_lock import lock_output_for_job
+    from lavis.runners import RUNNERS, run_output_dir
     from lavis.tasks import TASKS
 
     device_type = "cuda" if (cfg.run.device != "cpu" and torch.cuda.is_available()) else "cpu"
     init_distributed(device_type)
-    setup_logging()
-    seed_everything(cfg.run.seed)
-    task = TASKS.get(cfg.run.task)(cfg.task)
-    model = task.build_model(cfg)
-    datasets = task.build_datasets(cfg)
-    runner = RUNNERS.get(cfg.run.runner)(cfg, task, model, datasets)
     try:
-        return runner.evaluate_only() if evaluate_only or cfg.run.evaluate else runner.train()
+        setup_logging()
+        evaluating = evaluate_only or cfg.run.evaluate
+        # The run folder has one writer: a second run pointed at it is refused before any work.
+        with lock_output_for_job(run_output_dir(cfg), "evaluation" if evaluating else "training run"):
+            seed_everything(cfg.run.seed)
+            task = TASKS.get(cfg.run.task)(cfg.task)
+            model = task.build_model(cfg)
+            datasets = task.build_datasets(cfg)
+            runner = RUNNERS.get(cfg.run.runner)(cfg, task, model, datasets)
+            return runner.evaluate_only() if evaluating else runner.train()
     finally:
         destroy_distributed()
 

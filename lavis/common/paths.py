@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -24,3 +25,9 @@ def config_path(relative: str | os.PathLike) -> Path:
     if not full.exists():
         raise FileNotFoundError(f"config file '{relative}' not found under {config_root()}")
     return full
+
+
+def feature_cache_root(run: Any, output_dir: str | os.PathLike) -> Path:
+    """The feature-cache folder a run reads and fills: ``run.feature_cache_dir``, else
+    ``<output_dir>/feature_cache``."""
+    return Path(run.feature_cache_dir or Path(output_dir) / "feature_cache")

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
 from lavis.common.errors import ConfigError
+from lavis.common.paths import feature_cache_root
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.datasets.sample_table import SampleTable
 from lavis.datasets.feature_store import (
@@ -219,7 +220,7 @@ def apply_feature_cache(
     _same_encoder_on_every_rank(model)
     train = set() if run.evaluate else set(run.train_splits)
     wanted = train | set(run.valid_splits) | set(run.test_splits)
-    root = Path(run.feature_cache_dir or Path(output_dir) / "feature_cache")
+    root = feature_cache_root(run, output_dir)
     identity = encoder_identity(model)
     out = {name: dict(splits) for name, splits in datasets.items()}
     for name, splits in datasets.items():

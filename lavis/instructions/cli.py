@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lavis.common.errors import ConfigError, LavisError
+from lavis.common.output_lock import OutputLock
 from lavis.instructions.client import ChatClient, RetryPolicy
 from lavis.instructions.filters import PairFilter
 from lavis.instructions.generate import CostBudget, JobSettings, RunOutcome, caption_job, run_generation
@@ -324,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    lock = None
+    if not args.dry_run:  # --out has one writer at a time (a dry run writes nothing)
+        try:
+            lock = OutputLock(args.out, "instruction run").acquire()
+        except LavisError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     _setup_logging(None if args.dry_run else args.out, args.verbose, os.environ.get(args.api_key_env))
     try:
         with _GracefulStop() as stop:
@@ -335,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("interrupted twice: requests in flight abandoned, outputs not exported")
         return 130
     finally:
+        if lock is not None:
+            lock.release()
         for handler in list(logger.handlers):
             handler.close()
             logger.removeHandler(handler)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +36,8 @@ from lavis.common.dist import (
 from lavis.common.errors import ConfigError, DataError
 from lavis.common.logger import JsonlWriter, git_revision
 from lavis.common.optim import LR_SCHEDULERS, build_adamw
-from lavis.common.paths import REPO_ROOT
+from lavis.common.output_lock import lock_output_for_job
+from lavis.common.paths import REPO_ROOT, feature_cache_root
 from lavis.common.registry import Registry
 from lavis.runners.data import build_loader, iterable_skips
 from lavis.runners.run_config import run_output_dir
@@ -78,10 +79,8 @@ class RunnerBase:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.model = model.to(self.device)
-        from lavis.datasets.feature_cache import apply_feature_cache
-
         # Splits with a fixed image transform read frozen-encoder features from disk (run.feature_cache).
-        self.datasets = apply_feature_cache(datasets, self.model, cfg, self.output_dir, self.device)
+        self.datasets = self._with_feature_cache(datasets)
         self.wrapped: torch.nn.Module = self.model
         if is_dist() and not self.run.evaluate:
             self.wrapped = DistributedDataParallel(
@@ -105,6 +104,15 @@ class RunnerBase:
             self.output_dir / "tensorboard" if self.run.tensorboard else None,
         )
         self._write_run_info()
+
+    def _with_feature_cache(self, datasets: dict[str, dict[str, Dataset]]) -> dict[str, dict[str, Dataset]]:
+        from lavis.datasets.feature_cache import apply_feature_cache, model_problem
+
+        if self.run.feature_cache == "off" or model_problem(self.model):
+            return apply_feature_cache(datasets, self.model, self.cfg, self.output_dir, self.device)
+        # The cache folder may be shared by several runs: one of them fills it at a time.
+        with lock_output_for_job(feature_cache_root(self.run, self.output_dir), "feature-cache build"):
+            return apply_feature_cache(datasets, self.model, self.cfg, self.output_dir, self.device)
 
     # ---- run folder --------------------------------------------------------------------
     def _write_run_info(self) -> None:

@@ -1,0 +1,118 @@
+"""Fixtures for the reliability cases: a process that holds an output folder's lock, tiny run
+configs on the toy components, and the real entry points in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGINS = REPO / "tests" / "plugins"
+if str(PLUGINS) not in sys.path:  # in-process runs import the toy components (run.imports)
+    sys.path.insert(0, str(PLUGINS))
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from lavis.common.output_lock import OutputLock
+    OutputLock(sys.argv[1], sys.argv[2]).acquire()
+    print("held", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), str(REPO), env.get("PYTHONPATH", "")])
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def hold_lock():
+    """``hold_lock(folder, what)``: another live process owns ``folder`` until the test ends."""
+    procs: list[subprocess.Popen] = []
+
+    def hold(folder: Path, what: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), what], stdout=subprocess.PIPE,
+                                text=True, env=child_env())
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def toy_run(tmp_path):
+    """``toy_run(run={...}, model={...}, data={...}, name="run")`` -> a run YAML on the toy components."""
+
+    def make(run: dict | None = None, model: dict | None = None, data: dict | None = None, name: str = "run",
+             dataset: str = "toy_regression", arch: str = "toy_regression", task: str = "instruction_tuning") -> Path:
+        cfg = {
+            "model": {"arch": arch, **(model or {})},
+            "datasets": {dataset: data or {}},
+            "run": {"task": task, "imports": ["toy_components"], "output_dir": str(tmp_path / "out"),
+                    "num_workers": 0, "progress_bar": False, "device": "cpu", **(run or {})},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def spawn():
+    """``spawn([script, *args])`` -> a running entry point (stdout and stderr piped), killed at the end."""
+    procs: list[subprocess.Popen] = []
+
+    def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env={**child_env(), **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Wait until ``path`` exists while ``proc`` runs (fail if it ends first)."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args} ended before {path} appeared:\n{proc.communicate()[1][-3000:]}")
+        if time.time() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture():
+    return wait_for
+
+
+@pytest.fixture
+def entry():
+    """``entry([script, *args], timeout=240)`` -> CompletedProcess of a real entry point (no check)."""
+
+    def launch(args: list[str], timeout: int = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=REPO, env={**child_env(), **(env or {})},
+                              capture_output=True, text=True, timeout=timeout)
+
+    return launch
