@@ -15,6 +15,7 @@ on a barrier. ``cache_dir`` must be visible to every rank (a shared file system 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import uuid
@@ -140,7 +141,7 @@ class CachedFeatures(Dataset):
         if segment < 0:
             root = self.table.image_root
             path = str(root / item["image_path"]) if root else item["image_path"]
-            return skip_or_raise(path, NOT_CACHED, self.table.strict)
+            return dataclasses.replace(skip_or_raise(path, NOT_CACHED, self.table.strict), fields=item)
         item["image_embeds"] = self.store.read(segment, row)
         if self.table.text_processor is not None:
             item["text_input"] = self.table.text_processor(item["text_input"])

@@ -39,7 +39,9 @@ from lavis.common.optim import LR_SCHEDULERS, build_adamw
 from lavis.common.output_lock import lock_output_for_job
 from lavis.common.paths import REPO_ROOT, feature_cache_root
 from lavis.common.registry import Registry
+from lavis.common.schema import suggest
 from lavis.runners.data import build_loader, iterable_skips
+from lavis.runners.eval_coverage import account_for_every_item, merge_ranks
 from lavis.runners.run_config import run_output_dir
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class RunnerBase:
         self.model = model.to(self.device)
         # Splits with a fixed image transform read frozen-encoder features from disk (run.feature_cache).
         self.datasets = self._with_feature_cache(datasets)
+        self._check_eval_splits()
         self.wrapped: torch.nn.Module = self.model
         if is_dist() and not self.run.evaluate:
             self.wrapped = DistributedDataParallel(
@@ -114,6 +117,22 @@ class RunnerBase:
         with lock_output_for_job(feature_cache_root(self.run, self.output_dir), "feature-cache build"):
             return apply_feature_cache(datasets, self.model, self.cfg, self.output_dir, self.device)
 
+    def _check_eval_splits(self) -> None:
+        """Every split in run.valid_splits / run.test_splits exists and holds items: an evaluation
+        of nothing is an error at start, not an exit 0 with empty results."""
+        available = {name: sorted(splits) for name, splits in self.datasets.items()}
+        known = sorted({split for splits in available.values() for split in splits})
+        for key in ("valid_splits", "test_splits"):
+            for split in getattr(self.run, key):
+                found = [(name, splits[split]) for name, splits in self.datasets.items() if split in splits]
+                if not found:
+                    raise ConfigError(
+                        f"run.{key}: no data set has a split '{split}'; available: {available}.{suggest(split, known)}"
+                    )
+                for name, dataset in found:
+                    if not isinstance(dataset, IterableDataset) and len(dataset) == 0:
+                        raise DataError(f"datasets.{name}: split '{split}' (run.{key}) has no items: nothing to evaluate")
+
     # ---- run folder --------------------------------------------------------------------
     def _write_run_info(self) -> None:
         if not is_main_process():
@@ -140,6 +159,8 @@ class RunnerBase:
         for name, splits in self.datasets.items():
             for split in self.run.train_splits:
                 if split in splits:
+                    if not isinstance(splits[split], IterableDataset) and len(splits[split]) == 0:
+                        raise DataError(f"datasets.{name}: split '{split}' (run.train_splits) has no items to train on")
                     parts.append(splits[split])
                     ratios.append(float(getattr(self.cfg.datasets.get(name), "sample_ratio", 1.0) or 1.0))
         if not parts:
@@ -405,10 +426,12 @@ class RunnerBase:
         for label, dataset in self.eval_sets(splits):
             loader, _ = self._loader(dataset, train=False)
             records: list[dict[str, Any]] = []
+            unreadable: list[Any] = []
             bar = self.progress(len(loader), 0, f"eval {label}")
             for batch in loader:
                 bar.update(1)
                 inputs, meta = pop_bookkeeping(batch)
+                unreadable.extend(meta.get("_skipped_samples") or [])
                 if batch_size_of(inputs, meta) == 0:
                     continue
                 inputs = move_to_device(inputs, self.device)
@@ -418,11 +441,11 @@ class RunnerBase:
                     record.setdefault("_index", int(index))
                 records.extend(out)
             bar.close()
-            merged: dict[int, dict[str, Any]] = {}
-            for part in all_gather_object(records):
-                for record in part:  # the sampler pads with repeats: keep one per index
-                    merged.setdefault(record["_index"], record)
-            ordered = [merged[i] for i in sorted(merged)]
+            merged, skipped = merge_ranks(all_gather_object((records, unreadable)))
+            expected = len(dataset) if not isinstance(dataset, IterableDataset) else None
+            ordered = account_for_every_item(
+                self.task, label, merged, skipped, expected, self.run.unreadable_eval_images
+            )
             metrics = None
             if is_main_process():
                 metrics = self.task.after_evaluation(ordered, label, epoch, self.output_dir)

@@ -10,6 +10,7 @@ of ``num_workers``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from lavis.datasets.bad_data import SkippedSample
 
 
 def seed_all(seed: int) -> None:
@@ -77,6 +80,8 @@ class SeededItems(Dataset):
             item = self.dataset[index]
         if isinstance(item, dict):
             item = {**item, "_index": index}
+        elif isinstance(item, SkippedSample):
+            item = dataclasses.replace(item, index=index)
         return item
 
 

@@ -55,6 +55,9 @@ class RunConfig:
     resume: str | None = None  # "auto" (newest in output_dir) or a checkpoint folder
     test_checkpoint: Literal["best", "last"] = "best"
     max_bad_samples: int = 100  # per epoch; past it the run stops
+    # An evaluation image that cannot be read: "error" stops the evaluation naming the files;
+    # "empty_answer" scores its question as an empty answer (counted, and wrong). Never dropped.
+    unreadable_eval_images: Literal["error", "empty_answer"] = "error"
 
     # ---- frozen-encoder feature cache (lavis/datasets/feature_cache.py, docs/performance.md) ----
     # auto: cache every split whose image transform is fixed (evaluation; training without
