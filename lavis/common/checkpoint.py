@@ -127,7 +127,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except Exception as err:  # safetensors raises its own types for corrupt files
-        raise CheckpointError(f"cannot read weights '{file}': {err}") from err
+        raise CheckpointError(f"cannot read weights '{file}': {_unreadable(file, err)}") from err
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -137,7 +137,19 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"cannot read training state '{file}': {err}") from err
+        raise CheckpointError(f"cannot read training state '{file}': {_unreadable(file, err)}") from err
+
+
+def _unreadable(file: Path, err: Exception) -> str:
+    """Why a checkpoint file does not read back, in words (some readers raise with no message)."""
+    try:
+        size = file.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return "the file is empty (0 bytes): its write never finished"
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    return f"{type(err).__name__}: {first}" if first else f"{type(err).__name__} ({size} bytes: truncated or not this format)"
 
 
 def step_checkpoints(root: str | os.PathLike) -> list[Path]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from lavis.common.errors import DataError
 from lavis.common.jsonio import iter_json_lines, iter_json_list
+from lavis.common.textio import open_utf8
 
 IMAGE_FIELDS = ("image_path", "image")  # Quilt-1M spells it image_path, LLaVA-style files image
 LIST_FIELDS = ("pathology", "roi_text", "med_umls_ids")  # Quilt stores these as Python list literals
@@ -111,7 +112,7 @@ def _build_record(
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_utf8(path) as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
             raise DataError(f"{path}: empty file; expected a CSV header row")

@@ -27,22 +27,31 @@ from lavis.common.batch import batch_size_of, move_to_device, pop_bookkeeping
 from lavis.common.dist import (
     all_gather_object,
     barrier,
+    broadcast_object,
     get_rank,
     get_world_size,
     is_dist,
     is_main_process,
     read_env,
 )
-from lavis.common.errors import ConfigError, DataError
+from lavis.common.errors import CheckpointError, ConfigError, DataError
 from lavis.common.logger import JsonlWriter, git_revision
 from lavis.common.optim import LR_SCHEDULERS, build_adamw
-from lavis.common.output_lock import lock_output_for_job
+from lavis.common.output_lock import OutputFolderError, lock_output_for_job
 from lavis.common.paths import REPO_ROOT, feature_cache_root
 from lavis.common.registry import Registry
 from lavis.common.schema import suggest
+from lavis.runners.checkpointing import (
+    checkpoint_bytes,
+    data_position,
+    read_for_resume,
+    room_problem,
+    write_step_checkpoint,
+)
 from lavis.runners.data import build_loader, iterable_skips
 from lavis.runners.eval_coverage import account_for_every_item, merge_ranks
 from lavis.runners.run_config import run_output_dir
+from lavis.runners.stop_signals import EXIT_STOPPED, StopSignals, TrainingStopped
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +63,22 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", read_env().local_rank)
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"run.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", read_env().local_rank)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"run.device={name}, but torch sees no CUDA GPU here (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}, CUDA build: {torch.version.cuda or 'no'}); "
+                "use run.device=cpu, or auto to take a GPU when there is one"
+            )
+        if device.index >= count:
+            raise ConfigError(f"run.device={name}: GPU {device.index} asked for, but only {count} visible")
     return device
 
 
@@ -106,6 +128,9 @@ class RunnerBase:
             self.output_dir / "metrics.jsonl",
             self.output_dir / "tensorboard" if self.run.tensorboard else None,
         )
+        self.stop_signals = StopSignals()  # installed around train() by the command line (lavis/cli.py)
+        if not self.run.evaluate:
+            self._check_room_for_a_checkpoint()
         self._write_run_info()
 
     def _with_feature_cache(self, datasets: dict[str, dict[str, Dataset]]) -> dict[str, dict[str, Dataset]]:
@@ -132,6 +157,15 @@ class RunnerBase:
                 for name, dataset in found:
                     if not isinstance(dataset, IterableDataset) and len(dataset) == 0:
                         raise DataError(f"datasets.{name}: split '{split}' (run.{key}) has no items: nothing to evaluate")
+
+    def _check_room_for_a_checkpoint(self) -> None:
+        problem = None
+        if is_main_process():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            problem = room_problem(self.output_dir, checkpoint_bytes(self.model))
+        problem = broadcast_object(problem)
+        if problem:
+            raise OutputFolderError(problem)
 
     # ---- run folder --------------------------------------------------------------------
     def _write_run_info(self) -> None:
@@ -298,8 +332,11 @@ class RunnerBase:
         if self.global_step % self.run.log_freq == 0:
             self.log_train()
         every = self.run.save_every_n_iters
+        saved = False
         if every and self.global_step % every == 0 and not self._runner_saves_now(batches_in_epoch):
-            self.save_step_checkpoint()
+            saved = self.save_step_checkpoint() is not None
+        if not self._runner_saves_now(batches_in_epoch):  # else the loop asks after its own save
+            self.stop_if_requested(saved)
         return True
 
     def _runner_saves_now(self, batches_in_epoch: int | None) -> bool:
@@ -370,36 +407,74 @@ class RunnerBase:
             "rng": rng,
             "world_size": self.world_size,
             "best": self.best,
+            # what the data position means, so a resume with other settings can say what changed
+            "batch_size_train": self.run.batch_size_train,
+            "num_workers": self.run.num_workers,
+            "train_size": self._train_size(),
         }
 
-    def save_step_checkpoint(self) -> None:
+    def _train_size(self) -> int | None:
+        sampler = getattr(self, "train_sampler", None)
+        return sampler.size if sampler is not None else None
+
+    def save_step_checkpoint(self, final: bool = False) -> Path | None:
+        """Checkpoint this step. A failed write is reported and the run goes on from its state in
+        memory; a failed ``final`` one (end of training, stop on a signal) is retried, then an error."""
         state = self.training_state()  # collective: every rank takes part
+        path, failure = None, None
         if is_main_process():
-            path = ckpt.save_checkpoint(
-                self.ckpt_dir / f"step_{self.global_step}", self.model.trainable_state_dict(), state
+            path, failure = write_step_checkpoint(
+                self.ckpt_dir, f"step_{self.global_step}", self.model.trainable_state_dict(), state,
+                self.run.keep_last, attempts=self.run.final_save_attempts if final else 1,
+                wait_s=self.run.final_save_retry_wait_s,
             )
-            ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
-            ckpt.link_last(self.ckpt_dir, path)
-            self.writer.write("checkpoint", self.global_step, path=str(path), epoch=self.epoch)
-        barrier()
+            if path is not None:
+                self.writer.write("checkpoint", self.global_step, path=str(path), epoch=self.epoch)
+            else:
+                self.writer.write("checkpoint_failed", self.global_step, error=failure, epoch=self.epoch)
+        failure = broadcast_object(failure)  # every rank learns the outcome (and waits for the write)
+        if failure and final:
+            newest = ckpt.latest_checkpoint(self.ckpt_dir)
+            raise CheckpointError(f"{failure}; the newest usable checkpoint is {newest or 'none'}")
+        return path
+
+    def stop_if_requested(self, saved: bool) -> None:
+        """After an optimizer step: on a stop signal (any rank), checkpoint unless ``saved`` and stop."""
+        signame = self.stop_signals.agreed(self.device)
+        if signame is None:
+            return
+        logger.warning("%s received: stopping after step %d with a checkpoint", signame, self.global_step)
+        if not saved:
+            self.save_step_checkpoint(final=True)
+        self.writer.write("stopped", self.global_step, signal=signame, epoch=self.epoch)
+        self.writer.close()
+        newest = ckpt.latest_checkpoint(self.ckpt_dir)
+        raise TrainingStopped(
+            f"{signame}: stopped after step {self.global_step}, checkpoint {newest}; run again with "
+            f"run.resume=auto (or --resume auto) to continue (exit code {EXIT_STOPPED})"
+        )
 
     def maybe_resume(self) -> None:
         target = self.run.resume
         if not target:
             return
-        path = ckpt.latest_checkpoint(self.ckpt_dir) if target == "auto" else Path(target)
-        if path is None:
+        found = read_for_resume(target, self.ckpt_dir)
+        if found is None:
             logger.info("run.resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return
-        self.model.load_trainable_state_dict(ckpt.load_weights(path), source=str(path))
-        state = ckpt.load_state(path)
+        path, weights, state = found
+        self.model.load_trainable_state_dict(weights, source=str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
-        self.batches_done = int(state["batches_done"])
         self.global_step = int(state["global_step"])
         self.best = state.get("best")
+        now = {"batch_size_train": self.run.batch_size_train, "world_size": self.world_size,
+               "train_size": self._train_size(), "num_workers": self.run.num_workers}
+        self.batches_done, changes = data_position(state, now, str(path))
+        for change in changes:
+            logger.warning("resume: %s", change)
         if int(state["world_size"]) == self.world_size:
             ckpt.restore_rng_state(state["rng"][self.rank])
         else:
@@ -474,8 +549,9 @@ class RunnerBase:
             self.best = {"value": value, "epoch": self.epoch, "step": self.global_step}
             state = self.training_state()
             if is_main_process():
-                ckpt.save_checkpoint(self.ckpt_dir / "best", self.model.trainable_state_dict(), state)
-                logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
+                path, _ = write_step_checkpoint(self.ckpt_dir, "best", self.model.trainable_state_dict(), state, None)
+                if path is not None:
+                    logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
             barrier()
 
     def test(self) -> dict[str, dict[str, float]]:

@@ -37,7 +37,8 @@ class RunnerIter(RunnerBase):
                     inner_epoch = self.global_step // inner
                     if self.run.valid_splits and inner_epoch % self.run.val_every_n_epochs == 0:
                         self.validate_and_keep_best(f"step_{self.global_step}")
-                    self.save_step_checkpoint()
+                    saved = self.save_step_checkpoint(final=self.global_step >= max_iters)
+                    self.stop_if_requested(saved=saved is not None)
                 if self.global_step >= max_iters:
                     finished_pass = False
                     break

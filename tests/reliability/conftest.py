@@ -3,7 +3,9 @@ configs on the toy components, and the real entry points in subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -79,16 +81,29 @@ def spawn():
     procs: list[subprocess.Popen] = []
 
     def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
+        # its own process group: a test can signal the run and its DataLoader workers as a terminal does
         proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env={**child_env(), **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         procs.append(proc)
         return proc
 
     yield start
     for proc in procs:
         if proc.poll() is None:
-            proc.kill()
+            for pid in [*descendants(proc.pid), proc.pid]:  # torchrun's workers have sessions of their own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         proc.communicate()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first found, then theirs), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in map(int, (task / "children").read_text().split()):
+                found += [child, *descendants(child)]
+    return found
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -116,3 +131,18 @@ def entry():
                               capture_output=True, text=True, timeout=timeout)
 
     return launch
+
+
+@pytest.fixture(autouse=True)
+def _fresh_console_logging():
+    """In-process runs set up console logging once per process, bound to the stream of the test
+    that ran first; undo it after each test so the next one logs into its own captured stream."""
+    import logging
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
+    root._lavis_configured = False  # type: ignore[attr-defined]
