@@ -446,6 +446,7 @@ class RunnerBase:
         logger.warning("%s received: stopping after step %d with a checkpoint", signame, self.global_step)
         if not saved:
             self.save_step_checkpoint(final=True)
+        self.check_bad_data(final=True)  # the skipped samples of the epoch so far
         self.writer.write("stopped", self.global_step, signal=signame, epoch=self.epoch)
         self.writer.close()
         newest = ckpt.latest_checkpoint(self.ckpt_dir)

@@ -25,6 +25,7 @@ class RunnerIter(RunnerBase):
         self.build_train_loader()
         self.setup_training(total_steps=max_iters)
         self.pbar = self.progress(max_iters, self.global_step, "train")
+        finished_pass = True
         while self.global_step < max_iters:
             per_epoch = self.batches_per_epoch()  # None for streaming data
             self._position_loader()
@@ -46,6 +47,8 @@ class RunnerIter(RunnerBase):
                 self.check_bad_data(final=True)
                 self.epoch, self.batches_done = self.epoch + 1, 0
         self.pbar.close()
+        if not finished_pass:  # max_iters ended a pass midway: report its skipped samples too
+            self.check_bad_data(final=True)
         results = self.test()
         self.finish(results)
         return results

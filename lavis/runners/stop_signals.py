@@ -14,6 +14,7 @@ forwards it to its workers again.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -70,8 +71,22 @@ class StopSignals:
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers leave stop signals to the main process. SLURM and a
-    terminal signal every process of the job; a worker killed by one would break the step that
-    the main process is finishing."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    """DataLoader ``worker_init_fn``: workers leave stop signals to the main process.
+
+    SLURM and a terminal signal every process of the job, and a worker ended by one would break
+    the step the main process is finishing (the DataLoader's SIGCHLD check raises). SIGINT and
+    SIGUSR1 are ignored. SIGTERM is also how the DataLoader and the interpreter's exit end their
+    workers, so it is taken by a thread that knows the sender: from the main process it ends the
+    worker at once (exit 0, which the SIGCHLD check takes as a normal end); from anyone else (the
+    job-wide signal) it is left to the main process, which stops the loader when it is done.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads made from here on inherit it
+    threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), name="sigterm", daemon=True).start()
+
+
+def _end_on_sigterm_from(parent: int) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)

@@ -9,51 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
-
-NUM_QUESTIONS = 12
+NUM_QUESTIONS = 12  # the vqa_run fixture's QUILT-VQA set (conftest.py): 4 open, 8 closed
 BROKEN = {2: "missing", 5: "truncated", 9: "not_an_image"}  # question index -> how its image is bad
-
-
-def write_quilt_vqa(root: Path, broken: dict[int, str]) -> None:
-    """QUILT-VQA's release layout: questions JSONL, answers JSON, images/ (one image per question)."""
-    (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    questions, answers = [], []
-    for i in range(NUM_QUESTIONS):
-        name, closed = f"img{i}.png", i % 3 != 0
-        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / "images" / name)
-        if broken.get(i) == "missing":
-            (root / "images" / name).unlink()
-        elif broken.get(i) == "truncated":
-            data = (root / "images" / name).read_bytes()
-            (root / "images" / name).write_bytes(data[: len(data) // 2])
-        elif broken.get(i) == "not_an_image":
-            (root / "images" / name).write_text("<html>404 not found</html>")
-        questions.append({"question_id": f"q{i}", "image": name,
-                          "text": "Is there necrosis?" if closed else "What does the tissue show?"})
-        answers.append({"id": f"q{i}", "answer": ("Yes, there is." if i % 2 else "No, there is not.") if closed
-                        else "Glands lined by columnar epithelium.", "answer_type": "CLOSED" if closed else "OPEN",
-                        **({"yes_no_answer": "yes" if i % 2 else "no"} if closed else {})})
-    (root / "quiltvqa_test_wo_ans.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
-    (root / "quiltvqa_test_w_ans.json").write_text(json.dumps(answers))
-
-
-@pytest.fixture
-def vqa_run(tmp_path, toy_run):
-    """``vqa_run(broken, **run_keys)`` -> a run YAML evaluating the toy model on those files."""
-
-    def make(broken: dict[int, str], **run) -> Path:
-        root = tmp_path / "quilt_vqa"
-        write_quilt_vqa(root, broken)
-        data = {"storage": str(root), "vis_processor": {"eval": {"name": "pathology_image_eval", "image_size": 32}}}
-        keys = {"test_splits": ["test"], "batch_size_eval": 4, "protocols": ["quilt", "strict"], **run}
-        return toy_run(keys, data=data, dataset="quilt_vqa", arch="toy_image_vqa", task="vqa")
-
-    return make
 
 
 def read_outputs(out: Path) -> tuple[dict, list[dict]]:
