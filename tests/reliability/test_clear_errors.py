@@ -90,7 +90,9 @@ def test_cuda_without_a_gpu_is_a_config_error(toy_run, entry):
 ])
 def test_a_random_file_as_checkpoint_says_what_it_is_not(tmp_path, name, content, reason):
     from lavis.common.errors import CheckpointError
-    from lavis.models.blip2.checkpoint import read_state_dict  # what --checkpoint / model.checkpoint reads with
+    from lavis.models.blip2.checkpoint import (
+        read_state_dict,  # what --checkpoint / model.checkpoint reads with
+    )
 
     (tmp_path / name).write_bytes(content)
     with pytest.raises(CheckpointError) as err:
