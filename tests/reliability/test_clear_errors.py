@@ -87,7 +87,7 @@ def test_cuda_without_a_gpu_is_a_config_error(toy_run, entry):
     ("tile.pth", b"\x89PNG\r\n\x1a\n" + bytes(range(200)),
      "it is neither a safetensors file nor a torch.save'd state dict (.pth / .bin)"),
     ("weights.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}" + bytes(64), "not a valid safetensors file ("),
-])
+], ids=["png_as_pth", "broken_safetensors"])
 def test_a_random_file_as_checkpoint_says_what_it_is_not(tmp_path, name, content, reason):
     from lavis.common.errors import CheckpointError
     from lavis.models.blip2.checkpoint import (

@@ -118,7 +118,7 @@ def test_a_final_checkpoint_that_never_fits_is_an_error_naming_the_last_good_one
 @pytest.mark.parametrize("damage, reason", [
     ("empty_state", "cannot read training state '{path}/state.pt': the file is empty (0 bytes): its write never finished"),
     ("truncated_weights", "cannot read weights '{path}/model.safetensors': SafetensorError: "),
-])
+], ids=["empty_state", "truncated_weights"])
 def test_resume_falls_back_from_an_unreadable_newest_checkpoint(toy_run, tmp_path, caplog, damage, reason):
     out = tmp_path / "out"
     assert train(toy_run({**RUN, "max_epoch": 2})) == 0

@@ -27,7 +27,8 @@ def events(out: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["type"] == kind]
 
 
-@pytest.mark.parametrize("signum, workers", [(signal.SIGTERM, 2), (signal.SIGUSR1, 0), (signal.SIGINT, 2)])
+@pytest.mark.parametrize("signum, workers", [(signal.SIGTERM, 2), (signal.SIGUSR1, 0), (signal.SIGINT, 2)],
+                         ids=["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_a_stop_signal_checkpoints_the_step_and_exits_75(toy_run, tmp_path, spawn, wait_for, signum, workers):
     out = tmp_path / "out"
     proc = spawn(["train.py", "--cfg-path", str(toy_run({**RUN, "num_workers": workers}, model={"sleep_s": 0.2}))])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("written, meant", [("off", "off"), ("on", "on"), ("auto", "auto")])
+@pytest.mark.parametrize("written, meant", [("off", "off"), ("on", "on"), ("auto", "auto")], ids=["off", "on", "auto"])
 def test_feature_cache_on_and_off_read_by_yaml_as_booleans_are_accepted(toy_run, written, meant):
     from lavis.cli import build_parser, load
 
@@ -33,7 +33,7 @@ def test_a_boolean_for_a_choice_without_on_off_words_still_names_the_yaml_rule()
 @pytest.mark.parametrize("option, key, closest", [
     ("model.vision.widht=3", "model.vision.widht", "width"),
     ("datasets.clover_instructions.vis_processor.train.image_sze=64", "vis_processor.train.image_sze", "image_size"),
-])
+], ids=["vision", "processor"])
 def test_print_config_validates_nested_sections_first(entry, option, key, closest):
     proc = entry(["train.py", "--cfg-path", "configs/demo/stage2.yaml", "--print-config", "--options", option])
     assert proc.returncode == 2 and proc.stdout == ""
@@ -126,7 +126,8 @@ def test_output_files_honour_the_umask(toy_run, tmp_path):
         str(p.relative_to(out)): "0o775" for p in folders}
 
 
-@pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+@pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)],
+                         ids=["umask022", "umask077"])
 def test_atomic_writes_follow_the_umask(tmp_path, umask, file_mode, folder_mode):
     import torch
 
