@@ -117,7 +117,7 @@ def main(description: str, default_cfg: str | None = None, evaluate_only: bool =
         return EXIT_STOPPED
     except KeyboardInterrupt:
         if main_rank:
-            print("interrupted: stopped at once, without a checkpoint (a first Ctrl-C alone finishes the step "
-                  "and writes one)", file=sys.stderr)
+            print("interrupted: stopped at once, without a checkpoint (in training, a single Ctrl-C finishes "
+                  "the step and writes one)", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0

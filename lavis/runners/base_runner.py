@@ -26,7 +26,6 @@ from lavis.common import checkpoint as ckpt
 from lavis.common.batch import batch_size_of, move_to_device, pop_bookkeeping
 from lavis.common.dist import (
     all_gather_object,
-    barrier,
     broadcast_object,
     get_rank,
     get_world_size,
@@ -547,13 +546,16 @@ class RunnerBase:
             value > self.best["value"] if self.best_mode == "max" else value < self.best["value"]
         )
         if better:
-            self.best = {"value": value, "epoch": self.epoch, "step": self.global_step}
+            previous, self.best = self.best, {"value": value, "epoch": self.epoch, "step": self.global_step}
             state = self.training_state()
+            written = True
             if is_main_process():
                 path, _ = write_step_checkpoint(self.ckpt_dir, "best", self.model.trainable_state_dict(), state, None)
-                if path is not None:
+                written = path is not None
+                if written:
                     logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
-            barrier()
+            if not broadcast_object(written):  # best/ was not replaced: keep the record that matches it
+                self.best = previous
 
     def test(self) -> dict[str, dict[str, float]]:
         if not self.run.test_splits:

@@ -34,10 +34,14 @@ def test_a_boolean_for_a_choice_without_on_off_words_still_names_the_yaml_rule()
     ("model.vision.widht=3", "model.vision.widht", "width"),
     ("datasets.clover_instructions.vis_processor.train.image_sze=64", "vis_processor.train.image_sze", "image_size"),
 ], ids=["vision", "processor"])
-def test_print_config_validates_nested_sections_first(entry, option, key, closest):
-    proc = entry(["train.py", "--cfg-path", "configs/demo/stage2.yaml", "--print-config", "--options", option])
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert f"unknown config key '{key}'" in proc.stderr and f"Did you mean '{closest}'?" in proc.stderr
+def test_print_config_validates_nested_sections_first(repo_root, capsys, option, key, closest):
+    from lavis.cli import main
+
+    cfg = repo_root / "configs" / "demo" / "stage2.yaml"
+    assert main("train", argv=["--cfg-path", str(cfg), "--print-config", "--options", option]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"unknown config key '{key}'" in captured.err and f"Did you mean '{closest}'?" in captured.err
 
 
 def test_a_fifo_named_png_is_refused_without_hanging(vqa_run, tmp_path, entry):
