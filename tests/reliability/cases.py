@@ -94,6 +94,9 @@ CASES = [
          R + "test_disk_and_resume.py::test_the_final_checkpoint_is_retried_so_no_training_is_lost"),
     Case(DISK, "the final checkpoint never fits", "exit 2 naming the newest usable checkpoint; `last` still "
          "points at it", R + "test_disk_and_resume.py::test_a_final_checkpoint_that_never_fits_is_an_error_naming_the_last_good_one"),
+    Case(DISK, "the disk fills while `best/` is written", "one error line; the previous `best/` and its record "
+         "stay; a later validation writes it", R + "test_disk_and_resume.py::"
+         "test_a_best_checkpoint_that_cannot_be_written_keeps_the_record_of_the_one_on_disk"),
     Case(DISK, "the newest checkpoint's `state.pt` is empty (0 bytes)", "resume falls back to the previous one, "
          "warning why", R + "test_disk_and_resume.py::test_resume_falls_back_from_an_unreadable_newest_checkpoint[empty_state]"),
     Case(DISK, "the newest checkpoint's weights are truncated", "the same",

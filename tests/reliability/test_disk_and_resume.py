@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import lavis.common.checkpoint as ckpt_io
 from lavis.cli import main
@@ -173,3 +174,16 @@ def test_resume_on_a_changed_train_set_says_the_epoch_order_differs(toy_run, tmp
         f"the train set had 64 samples when {out / 'checkpoints' / 'step_3'} was saved and has 80 now: epoch 0's "
         "shuffled order is a different one"
     ) in caplog.text
+
+
+def test_a_best_checkpoint_that_cannot_be_written_keeps_the_record_of_the_one_on_disk(toy_run, tmp_path, full_disk_at):
+    """The first validation's best/ fails to write: the run goes on, and the next validation
+    writes best/ (it counts as better than nothing on disk, not compared with the lost one)."""
+    failed = full_disk_at({"best": 1})
+    cfg = toy_run({**RUN, "max_epoch": 2, "valid_splits": ["val"], "test_splits": ["val"]})
+    assert train(cfg) == 0
+    assert failed == ["best"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["best"]["step"] == 16  # the best on disk, written at the second validation
+    saved = torch.load(tmp_path / "out" / "checkpoints" / "best" / "state.pt", weights_only=True)
+    assert saved["best"] == summary["best"]
