@@ -33,6 +33,10 @@ class OutputLockedError(LavisError):
     """Another live writer owns the output folder."""
 
 
+class OutputFolderError(LavisError):
+    """The output folder cannot be created or written (read-only, no permission, a file in the way)."""
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to tell a recycled pid apart."""
     try:
@@ -77,13 +81,18 @@ class OutputLock:
         self.held = False
 
     def acquire(self) -> OutputLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputFolderError(f"cannot create the output folder {self.folder}: {err.strerror or err}") from None
         for _ in range(3):  # a takeover races with other takers at most a couple of times
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 self._handle_existing()
                 continue
+            except OSError as err:  # read-only file system, no permission, disk full
+                raise OutputFolderError(f"cannot write in the output folder {self.folder}: {err.strerror or err}") from None
             with os.fdopen(fd, "w") as handle:
                 json.dump(self.record, handle)
             self.held = True
@@ -158,11 +167,12 @@ def lock_output_for_job(folder: str | os.PathLike, what: str) -> Iterator[Output
         lock = OutputLock(folder, what)
         try:
             lock.acquire()
-        except OutputLockedError as err:
-            error = str(err)
+        except (OutputLockedError, OutputFolderError) as err:
+            error = (type(err).__name__, str(err))
     error = broadcast_object(error)
     if error is not None:
-        raise OutputLockedError(error)
+        kind = OutputFolderError if error[0] == OutputFolderError.__name__ else OutputLockedError
+        raise kind(error[1])
     try:
         yield lock
     finally:

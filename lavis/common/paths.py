@@ -31,3 +31,9 @@ def run_output_dir(cfg: Any) -> Path:
     """The run folder: ``run.output_dir``, else ``runs/<run.job_name or the run YAML's stem>``."""
     job = cfg.run.job_name or (Path(cfg.source).stem if cfg.source else "job")
     return Path(cfg.run.output_dir or Path("runs") / job)
+
+
+def feature_cache_root(run: Any, output_dir: str | os.PathLike) -> Path:
+    """The feature-cache folder a run reads and fills: ``run.feature_cache_dir``, else
+    ``<output_dir>/feature_cache``."""
+    return Path(run.feature_cache_dir or Path(output_dir) / "feature_cache")

@@ -65,6 +65,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"config key '{where}': expected {_type_name(tp)}, got {value!r}")
 
     if origin is Literal:
+        if isinstance(value, bool) and not any(isinstance(a, (bool, int)) for a in args):
+            value = _spelled_word(value, args, where)
         if value not in args:
             raise ConfigError(f"config key '{where}': {value!r} is not one of {list(args)}")
         return value
@@ -118,6 +120,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"config key '{where}': expected {tp.__name__}, got {value!r}")
     return value
+
+
+# YAML 1.1 (PyYAML, OmegaConf) reads on/off, yes/no and true/false unquoted as booleans: a choice
+# that offers one of these words takes the boolean back as that word (`feature_cache: off`).
+_BOOL_WORDS = (("on", "off"), ("yes", "no"), ("true", "false"))
+
+
+def _spelled_word(value: bool, choices: tuple, where: str) -> Any:
+    for yes, no in _BOOL_WORDS:
+        word = yes if value else no
+        if word in choices:
+            return word
+    raise ConfigError(
+        f"config key '{where}': {value!r} (YAML reads unquoted on/off/yes/no as true/false) is not one of {list(choices)}"
+    )
 
 
 def field_names(schema: type) -> list[str]:

@@ -17,6 +17,7 @@ on a barrier. ``cache_dir`` must be visible to every rank (a shared file system 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import uuid
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
 from lavis.common.errors import ConfigError
+from lavis.common.paths import feature_cache_root
 from lavis.common.tensor_digest import weights_digest
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.datasets.sample_table import SampleTable
@@ -137,7 +139,7 @@ class CachedFeatures(Dataset):
         if segment < 0:
             root = self.table.image_root
             path = str(root / item["image_path"]) if root else item["image_path"]
-            return skip_or_raise(path, NOT_CACHED, self.table.strict)
+            return dataclasses.replace(skip_or_raise(path, NOT_CACHED, self.table.strict), fields=item)
         item["image_embeds"] = self.store.read(segment, row)
         if self.table.text_processor is not None:
             item["text_input"] = self.table.text_processor(item["text_input"])
@@ -219,7 +221,7 @@ def apply_feature_cache(
     weights = _same_encoder_on_every_rank(model)
     train = set() if run.evaluate else set(run.train_splits)
     wanted = train | set(run.valid_splits) | set(run.test_splits)
-    root = Path(run.feature_cache_dir or Path(output_dir) / "feature_cache")
+    root = feature_cache_root(run, output_dir)
     identity = encoder_identity(model, weights)
     out = {name: dict(splits) for name, splits in datasets.items()}
     for name, splits in datasets.items():

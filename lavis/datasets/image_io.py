@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -74,10 +75,30 @@ def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
         return err.reason
 
 
+def _not_a_regular_file(path: str) -> str | None:
+    """Why ``path`` is no image file to open, or None: a FIFO named ``x.png`` would block the
+    loader forever, a device or socket is no file either."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as err:
+        return f"cannot stat the file: {err.strerror or err}"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image file"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"not a regular file ({kind}); refused, since reading it could block"
+    return None
+
+
 def load_image(
     path: str | os.PathLike, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image | SkippedSample:
     """An RGB image from a file, or a ``SkippedSample`` saying why not."""
+    problem = _not_a_regular_file(str(path))
+    if problem:
+        return skip_or_raise(str(path), problem, strict)
     result = _decode(str(path), max_pixels)
     if isinstance(result, str):
         return skip_or_raise(str(path), result, strict)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from lavis.common.checkpoint import STATE_NAME, latest_checkpoint
+from lavis.common.paths import run_output_dir
 from lavis.common.provenance import compare_provenance, read_provenance, safetensors_header
 from lavis.doctor.context import Context
 from lavis.doctor.report import FAIL, PASS, SKIP, WARN
 from lavis.doctor.weights import source_line
-from lavis.runners.run_config import run_output_dir
 
 CHECKPOINT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                     "pytorch_model.bin.index.json")

@@ -9,10 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
+from lavis.common.paths import run_output_dir
 from lavis.doctor.context import Context
 from lavis.doctor.report import FAIL, PASS, SKIP, WARN, human_bytes
 from lavis.models.memory import GIB, estimate
-from lavis.runners.run_config import run_output_dir
 
 CACHE_BYTES = {"fp16": 2, "bf16": 2}
 CHECKPOINT_BYTES_PER_PARAM = 4 + 8  # fp32 weights and the two AdamW moments of each trainable parameter

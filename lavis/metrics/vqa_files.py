@@ -83,11 +83,15 @@ def _parse_ground_truth(item: dict, where: str) -> VQARecord:
     yes_no_answer = item.get("yes_no_answer")
     if yes_no_answer is not None and not isinstance(yes_no_answer, str):
         raise DataError(f"{where}: field 'yes_no_answer' must be a string or null, got {yes_no_answer!r}")
+    answer_type = _answer_type(item.get("answer_type"), answer, where)
+    if answer_type == "CLOSED" and yes_no_answer is not None and yes_no_answer.lower() not in ("yes", "no"):
+        # it is the label closed questions are scored against: anything else would be scored as a miss
+        raise DataError(f"{where}: field 'yes_no_answer' must be yes or no for a closed question, got {yes_no_answer!r}")
     return VQARecord(
         question_id=question_id,
         question=question,
         answer=answer,
-        answer_type=_answer_type(item.get("answer_type"), answer, where),
+        answer_type=answer_type,
         yes_no_answer=yes_no_answer,
     )
 

@@ -63,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lavis.common.logger import setup_logging
 
     try:
+        from lavis.common.dist import resolve_device
         from lavis.models import load_pretrained
-        from lavis.models.pretrained import resolve_device
         from lavis.slides.job import SlideSettings, analyze_slide
         from lavis.slides.plan import parse_region, require_resolution, wanted_mpp
         from lavis.slides.questions import Generation, check_questions, required_capability

@@ -16,6 +16,7 @@ Closed (normalised predictions; llava_med = released run_eval.py, initial = its 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -127,12 +128,17 @@ def test_quilt_file_under_each_protocol(quilt_gt: Path, quilt_pred: Path) -> Non
 
 
 def test_quilt_protocol_needs_yes_no_labels(quilt_items: list, tmp_path: Path) -> None:
-    quilt_items[1]["yes_no_answer"] = "maybe"
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(quilt_items))
+    records = load_ground_truth(path)
+    records[1] = dataclasses.replace(records[1], yes_no_answer="maybe")  # built in code, not read from a file
     predictions = {0: "x", 1: "no", 2: "yes"}
     with pytest.raises(DataError, match=r"question 1: .*yes/no label.*'maybe'"):
-        score(load_ground_truth(path), predictions, "quilt")
+        score(records, predictions, "quilt")
+    quilt_items[1]["yes_no_answer"] = "maybe"  # a file with it is refused when read, for every protocol
+    path.write_text(json.dumps(quilt_items))
+    with pytest.raises(DataError, match=r"gt\.json: item 1: field 'yes_no_answer' must be yes or no .*'maybe'"):
+        load_ground_truth(path)
 
 
 def test_matching_is_by_id_and_reports_missing_and_extra(llava_med_gt: Path, llava_med_pred: Path) -> None:

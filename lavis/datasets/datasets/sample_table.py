@@ -9,6 +9,7 @@ through reference counting.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,11 @@ class SampleTable(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.row(index)
         image = self._image(index, item["image_path"])
-        if isinstance(image, SkippedSample):
-            return image
-        item["image"] = self.vis_processor(image) if self.vis_processor is not None else image
         if self.text_processor is not None:
             item["text_input"] = self.text_processor(item["text_input"])
+        if isinstance(image, SkippedSample):
+            return dataclasses.replace(image, fields=item)  # the question stays known (evaluation counts it)
+        item["image"] = self.vis_processor(image) if self.vis_processor is not None else image
         return item
 
 

@@ -46,8 +46,19 @@ class Blip2Config(BaseModelConfig):
     def validate(self) -> None:
         if not isinstance(self.vision.get("name"), str):
             raise ConfigError("'vision.name' must name a registered vision encoder (e.g. eva_clip_g)")
+        # the encoder's own keys, checked now (not when the model is built, nor never for --print-config)
+        VISION_ENCODERS.get(self.vision["name"]).parse_config(dict(self.vision), where="model.vision")
         if self.ln_vision_eps <= 0:
             raise ConfigError(f"'ln_vision_eps' must be > 0, got {self.ln_vision_eps}")
+
+
+# What a config user can do when model.checkpoint (evaluate.py --checkpoint) lacks trainable
+# tensors, e.g. a stage-1 checkpoint given to a stage-2 model: name the keys, not Python options.
+CHECKPOINT_HINT = (
+    "model.checkpoint (evaluate.py --checkpoint) must hold every trainable tensor of this model: use a "
+    "checkpoint trained with it; to start training from a partial one, such as a stage-1 checkpoint for a "
+    "stage-2 model, set model.init_checkpoint instead"
+)
 
 
 def encoder_builds_without_weights(cfg: Any) -> bool:
@@ -112,16 +123,17 @@ class Blip2Base(BaseModel):
             if cfg.init_checkpoint:
                 model.load_checkpoint(cfg.init_checkpoint, strict=False)
             if cfg.checkpoint:
-                model.load_checkpoint(cfg.checkpoint, strict=True)
+                model.load_checkpoint(cfg.checkpoint, strict=True, missing_hint=CHECKPOINT_HINT)
         return model
 
-    def load_checkpoint(self, path: str, strict: bool = True) -> CheckpointReport:
+    def load_checkpoint(self, path: str, strict: bool = True, missing_hint: str | None = None) -> CheckpointReport:
         """Load our safetensors weights, a LAVIS ``.pth`` (BLIP-2 / InstructBLIP / CLOVER) or a
         Hugging Face BLIP-2 state dict; see :mod:`lavis.models.blip2.checkpoint` and
         :mod:`lavis.models.interop.layouts` (how LAVIS and HF keys map to ours)."""
         from lavis.models.interop.layouts import to_our_layout  # interop imports this module
 
-        return load_state_into(self, to_our_layout(self, read_state_dict(path)), str(path), strict=strict)
+        hint = {"missing_hint": missing_hint} if missing_hint else {}
+        return load_state_into(self, to_our_layout(self, read_state_dict(path)), str(path), strict=strict, **hint)
 
     # ---- frozen parts stay in eval mode -----------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:
