@@ -158,7 +158,7 @@ def resolve_device(name: str | torch.device, key: str = "device") -> torch.devic
             raise ConfigError(
                 f"{key}={name}, but torch sees no CUDA GPU here (CUDA_VISIBLE_DEVICES="
                 f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}, CUDA build: {torch.version.cuda or 'no'}); "
-                "use cpu, or auto to take a GPU when there is one"
+                f"use {key}=cpu, or auto to take a GPU when there is one"
             )
         if device.index >= count:
             raise ConfigError(f"{key}={name}: GPU {device.index} asked for, but only {count} visible")

@@ -7,6 +7,7 @@ quickly; the real models are exercised by their own tests and the end-to-end one
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ class ToyModelConfig(BaseModelConfig):
     dim: int = 8
     hidden: int = 16
     dropout: float = 0.0
+    sleep_s: float = 0.0  # slows each step, so a test can signal the process while it trains
 
 
 @register_model("toy_regression")
@@ -51,6 +53,8 @@ class ToyRegression(BaseModel):
         self.load_trainable_state_dict(load_weights(path), source=path)
 
     def forward(self, samples: dict) -> dict[str, torch.Tensor]:
+        if self.cfg.sleep_s:
+            time.sleep(self.cfg.sleep_s)
         pred = self.head(self.frozen(samples["x"])).squeeze(-1)
         loss = nn.functional.mse_loss(pred, samples["y"])
         return {"loss": loss, "loss_mse": loss.detach()}
