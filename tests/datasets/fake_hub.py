@@ -11,7 +11,8 @@ dataset download, so the real client code runs against it (``HF_ENDPOINT=http://
 - ``stall_after`` bytes into a body the server stops sending until ``resume`` is set, so a test
   can kill a client mid-file at a known point.
 
-Every request is logged as (method, path, Range header, body bytes sent).
+Every request is logged as (method, path, Range header, body bytes sent), before its reply is
+sent, so a client that has its answer always finds the request in the log.
 """
 
 from __future__ import annotations
@@ -92,10 +93,8 @@ class FakeHub:
         self.server.server_close()
 
     # ---- request handling ------------------------------------------------------------------
-    def _record(self, handler: BaseHTTPRequestHandler, sent: int, path: str | None = None) -> None:
-        with self._lock:
-            self.log.append(Logged(handler.command, path or urlparse(handler.path).path,
-                                   handler.headers.get("Range"), sent))
+    def _record(self, handler: BaseHTTPRequestHandler, sent: int) -> None:
+        handler.logged.sent = sent  # the entry was logged before any reply byte left (no race with the client)
 
     def _error(self, handler: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": message}).encode()
@@ -120,6 +119,9 @@ class FakeHub:
         return repo
 
     def _serve(self, handler: BaseHTTPRequestHandler, head: bool) -> None:
+        handler.logged = Logged(handler.command, urlparse(handler.path).path, handler.headers.get("Range"), 0)
+        with self._lock:
+            self.log.append(handler.logged)
         parts = unquote(urlparse(handler.path).path).strip("/").split("/")
         if parts[:2] == ["api", "datasets"] and len(parts) >= 6 and parts[4] == "revision":
             self._info(handler, f"{parts[2]}/{parts[3]}", parts[5])
