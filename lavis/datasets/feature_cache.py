@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
 from lavis.common.errors import ConfigError
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
-from lavis.datasets.datasets.sample_table import SampleTable
+from lavis.datasets.datasets.sample_table import TEXT_COLUMNS, SampleTable
 from lavis.datasets.feature_store import (
     FeatureStore,
     encoder_identity,
@@ -132,6 +132,13 @@ class CachedFeatures(Dataset):
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def text_lengths(self, columns: Sequence[str] = TEXT_COLUMNS) -> np.ndarray:
+        """The table's text lengths (length-grouped batching needs no image either way)."""
+        return self.table.text_lengths(columns)
+
+    def column(self, name: str) -> list[Any]:
+        return self.table.column(name)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.table.row(index)

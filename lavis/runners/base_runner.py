@@ -38,6 +38,7 @@ from lavis.common.optim import LR_SCHEDULERS, build_adamw
 from lavis.common.paths import REPO_ROOT
 from lavis.common.registry import Registry
 from lavis.runners.data import build_loader, iterable_skips
+from lavis.runners.length_grouping import Arrange, eval_arrangement, train_arrangement
 from lavis.runners.run_config import run_output_dir
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,23 @@ class RunnerBase:
 
         return MixtureDataset(parts, ratios, seed=self.run.seed)
 
+    def _arrangement(self, dataset: Dataset, train: bool) -> Arrange | None:
+        """Length-grouped training batches (``run.group_by_length``, default from the task) or
+        evaluation sorted by prompt length (``run.eval_sort_by_length``), if the data allow it."""
+        if isinstance(dataset, IterableDataset):
+            return None
+        if train:
+            grouped = self.run.group_by_length
+            if grouped is None:
+                grouped = self.task.group_by_length
+            if not grouped:
+                return None
+            group = self.run.batch_size_train * self.world_size  # one global batch
+            return train_arrangement(dataset, group, self.run.length_group_megabatch, self.run.seed)
+        if not self.run.eval_sort_by_length:
+            return None
+        return eval_arrangement(dataset, self.task.eval_group_column())
+
     def _loader(self, dataset: Dataset, train: bool):
         from lavis.datasets.collate import collate
 
@@ -157,6 +175,7 @@ class RunnerBase:
             shuffle=train,
             pin_memory=self.device.type == "cuda",
             persistent_workers=train,  # eval loaders are built per validation: no idle workers kept
+            arrange=self._arrangement(dataset, train),
         )
 
     def _position_loader(self) -> None:

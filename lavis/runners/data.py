@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from lavis.runners.length_grouping import Arrange
+
 
 def seed_all(seed: int) -> None:
     """Seed the torch (CPU and CUDA), numpy and python RNGs."""
@@ -85,6 +87,8 @@ class ResumableDistributedSampler(Sampler):
 
     Yields ``(epoch, index)`` for :class:`SeededItems`. The permutation depends only on
     (seed, epoch), so 1 process with batch B*W sees the same global batches as W processes with B.
+    ``arrange`` (see :mod:`lavis.runners.length_grouping`) reorders the epoch's permutation
+    before padding and interleaving, e.g. into length-grouped global batches.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class ResumableDistributedSampler(Sampler):
         rank: int = 0,
         shuffle: bool = True,
         seed: int = 0,
+        arrange: Arrange | None = None,
     ) -> None:
         if size <= 0:
             raise ValueError("cannot sample from an empty dataset")
@@ -102,6 +107,7 @@ class ResumableDistributedSampler(Sampler):
         self.rank = rank
         self.shuffle = shuffle
         self.seed = seed
+        self.arrange = arrange
         self.epoch = 0
         self.start = 0
         self.num_samples = math.ceil(size / num_replicas)
@@ -117,6 +123,10 @@ class ResumableDistributedSampler(Sampler):
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
+        if self.arrange is not None:
+            order = self.arrange(order, self.epoch)
+            if len(order) != self.size:
+                raise ValueError(f"arrange returned {len(order)} indices for {self.size} samples")
         total = self.num_samples * self.num_replicas
         order += (order * math.ceil(total / len(order)))[: total - len(order)]
         return order[self.rank : total : self.num_replicas]
@@ -150,8 +160,10 @@ def build_loader(
     shuffle: bool,
     pin_memory: bool,
     persistent_workers: bool = False,
+    arrange: Arrange | None = None,
 ) -> tuple[DataLoader, ResumableDistributedSampler | None]:
-    """A loader (and its sampler) for a map-style or iterable dataset.
+    """A loader (and its sampler) for a map-style or iterable dataset; ``arrange`` orders a
+    map-style epoch (length grouping, sorted evaluation).
 
     ``persistent_workers`` keeps a map-style loader's workers alive between passes: worth it for
     the train loader, which is iterated every epoch, not for a loader used once.
@@ -167,7 +179,9 @@ def build_loader(
             generator=generator,
         )
         return loader, None
-    sampler = ResumableDistributedSampler(len(dataset), world_size, rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+    sampler = ResumableDistributedSampler(
+        len(dataset), world_size, rank, shuffle=shuffle, seed=seed, arrange=arrange  # type: ignore[arg-type]
+    )
     loader = DataLoader(
         SeededItems(dataset, seed),
         batch_size=batch_size,

@@ -30,6 +30,12 @@ class RunConfig:
     accum_grad_iters: int = 1
     max_grad_norm: float | None = None
     num_workers: int = 2
+    # Batches of similar text length (lavis/runners/length_grouping.py): less padding, same data.
+    # None: the task's default (on for instruction_tuning, off for stage 1, whose contrastive
+    # loss wants random in-batch negatives).
+    group_by_length: bool | None = None
+    length_group_megabatch: int = 50  # global batches per shuffled mega-batch sorted by length
+    eval_sort_by_length: bool = True  # evaluation batches by prompt length; outputs keep data order
     train_splits: list[str] = dataclasses.field(default_factory=lambda: ["train"])
     valid_splits: list[str] = dataclasses.field(default_factory=list)
     test_splits: list[str] = dataclasses.field(default_factory=list)
@@ -72,7 +78,8 @@ class RunConfig:
     def validate(self) -> None:
         if self.runner == "runner_iter" and not self.max_iters:
             raise ConfigError("runner_iter needs 'run.max_iters' (total optimizer steps)")
-        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch", "keep_last"):
+        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch", "keep_last",
+                    "length_group_megabatch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'run.{key}' must be >= 1, got {getattr(self, key)}")
         if self.num_workers < 0:
