@@ -1,5 +1,9 @@
 """Image reading in one place: from a file under the data root or from bytes (parquet, tar shards).
 
+JPEGs much larger than what the image processor keeps are decoded in DCT-scaled draft mode
+(``draft``: libjpeg scales by 1/2, 1/4 or 1/8 while decoding, and only when the result still
+covers the requested size), so a 1280x720 video frame for a 224-px model is never decoded in full.
+
 Every way an image can be bad ends here as a ``SkippedSample`` with the reason (or ``DataError`` in
 strict mode): missing file, non-image file, truncated file, decompression bomb. PIL's global
 settings (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) are left alone; the pixel limit is
@@ -27,8 +31,12 @@ from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
 
 
-def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
-    """Open, check the pixel count before decoding, decode fully; return an RGB image or a reason."""
+Size = tuple[int, int]
+
+
+def _decode(stream: io.IOBase | str, max_pixels: int, draft: Size | None = None) -> Image.Image | str:
+    """Open, check the pixel count before decoding, decode (a JPEG at least ``draft`` = (width,
+    height) large in draft mode when ``draft`` is given); return an RGB image or a reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -39,6 +47,8 @@ def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
                         f"decompression bomb refused: {width}x{height} = {width * height} pixels "
                         f"exceeds the limit of {max_pixels} (max_image_pixels)"
                     )
+                if draft is not None and img.format == "JPEG":
+                    img.draft(img.mode, draft)  # a no-op unless the source is >= 2x draft on both sides
                 img.load()  # decode now so that truncation is found here, not in a processor
                 return img.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -54,22 +64,23 @@ def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
 
 
 def load_image(
-    path: str | os.PathLike, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, draft: Size | None = None
 ) -> Image.Image | SkippedSample:
-    """An RGB image from a file, or a ``SkippedSample`` saying why not."""
-    result = _decode(str(path), max_pixels)
+    """An RGB image from a file, or a ``SkippedSample`` saying why not; ``draft``: see ``_decode``."""
+    result = _decode(str(path), max_pixels, draft)
     if isinstance(result, str):
         return skip_or_raise(str(path), result, strict)
     return result
 
 
 def load_image_bytes(
-    data: bytes | None, name: str, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes | None, name: str, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: Size | None = None,
 ) -> Image.Image | SkippedSample:
     """An RGB image from encoded bytes; ``name`` identifies it in reports (file#row, shard/key)."""
     if not data:
         return skip_or_raise(name, "no image bytes", strict)
-    result = _decode(io.BytesIO(data), max_pixels)
+    result = _decode(io.BytesIO(data), max_pixels, draft)
     if isinstance(result, str):
         return skip_or_raise(name, result, strict)
     return result
@@ -77,6 +88,13 @@ def load_image_bytes(
 
 _PARENT_PART = r"(^|[\\/])\.\.([\\/]|$)"
 _WINDOWS_ABSOLUTE = r"^([A-Za-z]:|[\\/]{2})"
+
+
+def decode_size(processor: object) -> Size | None:
+    """The smallest decoded size that loses nothing in ``processor``'s output (its
+    ``decode_size()``), or None: decode in full."""
+    method = getattr(processor, "decode_size", None)
+    return method() if callable(method) else None
 
 
 def check_under_root(

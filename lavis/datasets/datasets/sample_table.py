@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
 from lavis.datasets.bad_data import SkippedSample
-from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, load_image, load_image_bytes
+from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, decode_size, load_image, load_image_bytes
 
 IMAGE_BYTES = "image_bytes"
 TEXT_COLUMNS = ("text_input", "text_output")  # instruction and answer: what a stage-2 batch pads
@@ -85,10 +85,11 @@ class SampleTable(Dataset):
 
     def _image(self, index: int, path: str) -> Any:
         data = self._bytes[index].as_py() if self._bytes is not None else None
+        draft = decode_size(self.vis_processor)  # large JPEGs decode at reduced size
         if data is not None:
-            return load_image_bytes(data, path, self.strict, self.max_pixels)
+            return load_image_bytes(data, path, self.strict, self.max_pixels, draft)
         full = self.image_root / path if self.image_root is not None else Path(path)
-        return load_image(full, self.strict, self.max_pixels)
+        return load_image(full, self.strict, self.max_pixels, draft)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.row(index)
