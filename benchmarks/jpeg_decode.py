@@ -13,39 +13,16 @@ with openslide) at video sizes, 1280x720 to 2560x1440 (Quilt-1M images are video
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from benchmarks.data_files import write_frames
 from benchmarks.timing import alternate, command_line, emit
 from benchmarks.train_step import WORK
 
 FRAME_SIZES = [(1280, 720), (1920, 1080), (2560, 1440)]
-
-
-def write_frames(folder: Path, per_size: int, quality: int = 90) -> list[Path]:
-    """``per_size`` tissue regions per frame size (the slide turned for frames wider than it)."""
-    from lavis.datasets.demo.tiles import load_he
-
-    folder.mkdir(parents=True, exist_ok=True)
-    slide = None
-    paths = []
-    for width, height in FRAME_SIZES:
-        for k in range(per_size):
-            path = folder / f"frame_{width}x{height}_{k}.jpg"
-            paths.append(path)
-            if path.exists():
-                continue
-            slide = load_he() if slide is None else slide
-            source = slide if slide.shape[1] >= width else np.rot90(slide)
-            y = (source.shape[0] - height) * (k + 1) // (per_size + 1)
-            x = (source.shape[1] - width) * ((k * 2) % (per_size + 1) + 1) // (per_size + 2)
-            region = np.ascontiguousarray(source[y : y + height, x : x + width])
-            Image.fromarray(region).save(path, quality=quality)
-    return paths
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -59,7 +36,7 @@ def run(per_size: int = 4, rounds: int = 5, image_size: int = 224, quality: int 
     from lavis.processors.image_processors import PathologyImageEval
 
     torch.set_num_threads(1)
-    frames = write_frames(WORK / f"jpeg_frames_q{quality}", per_size, quality)
+    frames = write_frames(WORK / f"jpeg_frames_q{quality}", FRAME_SIZES, per_size, quality)
     spec = {"name": "pathology_image_eval", "image_size": image_size}
     processors = {"plain": PathologyImageEval.from_config({**spec, "jpeg_draft": False}),
                   "draft": PathologyImageEval.from_config({**spec, "jpeg_draft": True})}

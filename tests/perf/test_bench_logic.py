@@ -127,8 +127,7 @@ def test_report_marks_goals_and_says_when_gpu_figures_are_missing():
     results = {"train_step_ratio_vs_hf_tiny": 1.2, "train_step_ratio_vs_hf_base": 0.98, "details": {}, "commands": {}}
     text = render(results, None)
     assert NOT_MEASURED in text
-    assert "| `train_step_ratio_vs_hf_tiny` | 1.2 | >= 1.15 | yes |" in text
-    assert "| `train_step_ratio_vs_hf_base` | 0.98 | >= 1.15 | **no** |" in text
+    assert "| `train_step_ratio_vs_hf_tiny` | 1.2 |" in text  # a parity figure now, without a goal
     gpu_model = {"batch": 8, "feature_cache_speedup": 2.0, "generate": {"answers_per_s": 3.0, "peak_memory_gib": 9.0},
                  **{mode: {"samples_per_s": 10.0, "mfu": 0.4, "peak_memory_gib": 20.0} for mode in ("train", "train_cached")}}
     gpu = {"machine": {"gpu": "NVIDIA H100 80GB HBM3", "cuda": "12.4", "torch": "2.5", "date": "today"},
