@@ -125,12 +125,21 @@ def gpu_section(gpu: dict[str, Any] | None) -> list[str]:
     info = gpu["machine"]
     rows = []
     for name, m in gpu["models"].items():
-        rows.append([name, m["batch"], m["train"]["samples_per_s"], m["train"]["mfu"], m["train_cached"]["samples_per_s"],
-                     m["train_cached"]["mfu"], m["feature_cache_speedup"], m["generate"]["answers_per_s"]])
-    return lines + [f"Card: **{info.get('gpu')}** (CUDA {info.get('cuda')}, torch {info.get('torch')}), "
-                    f"{info.get('date')}; peak {gpu['peak_bf16_tflops']} TFLOP/s dense bf16; {gpu['precision']}.", "",
-                    *table(["model", "batch", "train samples/s", "MFU", "cached samples/s", "cached MFU",
-                             "cache speedup", "beam-5 answers/s"], rows), ""]
+        rows.append([name, m["batch"], m["train"]["samples_per_s"], m["train"]["mfu"], m["train"]["peak_memory_gib"],
+                     m["train_cached"]["samples_per_s"], m["train_cached"]["mfu"], m["feature_cache_speedup"],
+                     m["generate"]["answers_per_s"]])
+    lines += [f"Card: **{info.get('gpu')}** (CUDA {info.get('cuda')}, torch {info.get('torch')}), "
+              f"{info.get('date')}; peak {gpu['peak_bf16_tflops']} TFLOP/s dense bf16; {gpu['precision']}.", "",
+              *table(["model", "batch", "train samples/s", "MFU", "train peak GiB", "cached samples/s", "cached MFU",
+                      "cache speedup", "beam-5 answers/s"], rows), ""]
+    evals = [[name, m["eval"]["questions"], m["eval"]["file_order_generate_all"]["answers_per_s"],
+              m["eval"]["sorted_rank_closed"]["answers_per_s"], m["eval"]["speedup"]]
+             for name, m in gpu["models"].items() if m.get("eval")]
+    if evals:
+        lines += ["Evaluation, QUILT-VQA-shaped questions (35% closed, beam 5):", "",
+                  *table(["model", "questions", "file order, all generated (answers/s)",
+                          "sorted, closed ranked (answers/s)", "speedup"], evals), ""]
+    return lines
 
 
 def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str, Any] | None = None) -> str:
