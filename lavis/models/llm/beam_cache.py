@@ -11,6 +11,7 @@ transformers' own, so answers are the same (tests compare them token for token).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -22,6 +23,12 @@ class BeamSharedCrossCache(EncoderDecoderCache):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.self_attention_cache.reorder_cache(beam_idx)
+
+
+def cache_argument(model: Any) -> str:
+    """The keyword a model takes its cache by: ``cache`` (later transformers 5.x, where
+    ``past_key_values`` is deprecated) or ``past_key_values`` (earlier ones)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _cross_attention_modules(model: Any) -> list[Any] | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lavis.models.llm.beam_cache import beam_shared_cache
+from lavis.models.llm.beam_cache import beam_shared_cache, cache_argument
 from lavis.models.llm.bridge import IGNORE, GenerationOptions, LanguageBridge, sequence_log_likelihood
 
 
@@ -48,7 +48,7 @@ class Seq2SeqBridge(LanguageBridge):
                 if cache is not None:
                     return self.model.generate(
                         encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=mask,
-                        cache=cache, generation_config=config,
+                        generation_config=config, **{cache_argument(self.model): cache},
                     )
             return self.model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
 
