@@ -6,7 +6,9 @@ validation loss after every epoch.
     python -m benchmarks.grouping_loss --seeds 0 1 2 --epochs 10 --samples 256
 
 The curves agree "within noise" when, at every epoch, the grouped and random means over seeds
-differ by less than twice the standard error of that difference (seed-to-seed spread).
+differ by less than twice the standard error of that difference (seed-to-seed spread). A third
+run per seed groups without the loss weights (``run.length_group_loss_weights: false``, each
+batch's plain token mean), to show what the weights are for.
 """
 
 from __future__ import annotations
@@ -37,14 +39,16 @@ def write_data(root: Path, samples: int, held_out: int, images: int) -> None:
         (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def train_once(root: Path, out: Path, seed: int, grouped: bool, epochs: int, batch: int, lr: float) -> dict[str, Any]:
+def train_once(root: Path, out: Path, seed: int, grouped: bool, epochs: int, batch: int, lr: float,
+               **run_keys: Any) -> dict[str, Any]:
+    """One training run; ``run_keys`` override run-section keys (e.g. ``length_group_megabatch``)."""
     from lavis.cli import build_parser, load
     from lavis.runners import RUNNERS
     from lavis.tasks import TASKS
 
     size = SIZES["tiny"]
     processor = {"name": "pathology_image_eval", "image_size": size.vision.image_size}
-    name = f"{'grouped' if grouped else 'random'}_seed{seed}"
+    name = f"{'grouped' if grouped else 'random'}_seed{seed}" + "".join(f"_{k}_{v}" for k, v in run_keys.items())
     cfg = {
         "model": {"arch": size.arch, "model_type": "tiny", **our_overrides(size, make_assets(WORK / "assets"), "fp32", "fp32")},
         "datasets": {"clover_instructions": {"storage": str(root), "files": {"train": "train.jsonl", "val": "val.jsonl"},
@@ -52,7 +56,7 @@ def train_once(root: Path, out: Path, seed: int, grouped: bool, epochs: int, bat
         "run": {"task": "instruction_tuning", "output_dir": str(out / name), "device": "cpu", "seed": seed,
                 "batch_size_train": batch, "batch_size_eval": 32, "num_workers": 0, "progress_bar": False,
                 "log_freq": 4, "max_epoch": epochs, "valid_splits": ["val"], "init_lr": lr, "warmup_steps": 10,
-                "group_by_length": grouped, "keep_last": 1, "feature_cache_dir": str(out / "cache")},
+                "group_by_length": grouped, "keep_last": 1, "feature_cache_dir": str(out / "cache"), **run_keys},
     }
     path = out / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,12 +100,15 @@ def run(seeds: list[int], epochs: int = 10, samples: int = 256, held_out: int = 
     torch.set_num_threads(1)
     out = WORK / "grouping_loss"
     write_data(out / "data", samples, held_out, images)
-    runs = {f"{mode}_seed{seed}": train_once(out / "data", out, seed, mode == "grouped", epochs, batch, lr)
-            for seed in seeds for mode in ("grouped", "random")}
-    curves = {mode: [runs[f"{mode}_seed{seed}"]["val"] for seed in seeds] for mode in ("grouped", "random")}
+    modes = {"grouped": {"grouped": True}, "random": {"grouped": False},
+             "grouped_unweighted": {"grouped": True, "length_group_loss_weights": False}}
+    runs = {f"{mode}_seed{seed}": train_once(out / "data", out, seed, epochs=epochs, batch=batch, lr=lr, **keys)
+            for seed in seeds for mode, keys in modes.items()}
+    curves = {mode: [runs[f"{mode}_seed{seed}"]["val"] for seed in seeds] for mode in modes}
     return {"size": "tiny", "seeds": seeds, "epochs": epochs, "samples": samples, "held_out": held_out, "batch": batch,
             "steps_per_run": epochs * math.ceil(samples / batch), "init_lr": lr,
-            "words": word_counts(make_pairs(samples, seed=1)), "runs": runs, "val_loss": compare(curves)}
+            "words": word_counts(make_pairs(samples, seed=1)), "runs": runs, "val_loss": compare(curves),
+            "val_loss_unweighted": compare({"grouped": curves["grouped_unweighted"], "random": curves["random"]})}
 
 
 def main(argv: list[str] | None = None) -> None:

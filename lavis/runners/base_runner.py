@@ -38,7 +38,7 @@ from lavis.common.optim import LR_SCHEDULERS, build_adamw
 from lavis.common.paths import REPO_ROOT
 from lavis.common.registry import Registry
 from lavis.runners.data import build_loader, iterable_skips
-from lavis.runners.length_grouping import Arrange, eval_arrangement, train_arrangement
+from lavis.runners.length_grouping import Arrange, LengthGrouping, eval_arrangement, train_arrangement
 from lavis.runners.run_config import run_output_dir
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class RunnerBase:
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
         self._last_batch: dict[str, Any] | None = None
+        self._batch_weights: tuple[int, Any] | None = None  # (epoch, loss weight per batch) when grouped
         self.writer = JsonlWriter(
             self.output_dir / "metrics.jsonl",
             self.output_dir / "tensorboard" if self.run.tensorboard else None,
@@ -257,7 +258,7 @@ class RunnerBase:
         with sync:
             with self.model.autocast(self.amp_dtype):
                 losses = self.task.train_step(self.wrapped, inputs)
-            loss = losses["loss"] * (weight / accum)
+            loss = losses["loss"] * (weight * self._batch_loss_weight() / accum)
             self.scaler.scale(loss).backward()
         if weight:
             for key, value in losses.items():
@@ -265,6 +266,17 @@ class RunnerBase:
                     self._loss_sums[key] = self._loss_sums.get(key, 0) + value.detach().float()
             self._loss_count += 1
         return self._maybe_update(update, batches_in_epoch)
+
+    def _batch_loss_weight(self) -> float:
+        """Length-grouped batches: the current batch's share of answer text, so that its mean loss
+        weighs every answer token as random batches do (``run.length_group_loss_weights``)."""
+        grouping = getattr(getattr(self, "train_sampler", None), "arrange", None)
+        if not isinstance(grouping, LengthGrouping) or not self.run.length_group_loss_weights:
+            return 1.0
+        if self._batch_weights is None or self._batch_weights[0] != self.epoch:
+            order = self.train_sampler.global_order(self.epoch)
+            self._batch_weights = (self.epoch, grouping.batch_weights(order, self.epoch))
+        return float(self._batch_weights[1][self.batches_done - 1])
 
     def _is_update(self, batches_in_epoch: int | None) -> bool:
         at_end = batches_in_epoch is not None and self.batches_done >= batches_in_epoch

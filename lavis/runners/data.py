@@ -117,19 +117,23 @@ class ResumableDistributedSampler(Sampler):
         self.epoch = epoch
         self.start = start
 
-    def indices(self) -> list[int]:
+    def global_order(self, epoch: int | None = None) -> list[int]:
+        """The epoch's order over all ranks, arranged and padded (rank r takes every W-th from r)."""
+        epoch = self.epoch if epoch is None else epoch
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
         if self.arrange is not None:
-            order = self.arrange(order, self.epoch)
+            order = self.arrange(order, epoch)
             if len(order) != self.size:
                 raise ValueError(f"arrange returned {len(order)} indices for {self.size} samples")
         total = self.num_samples * self.num_replicas
-        order += (order * math.ceil(total / len(order)))[: total - len(order)]
-        return order[self.rank : total : self.num_replicas]
+        return order + (order * math.ceil(total / len(order)))[: total - len(order)]
+
+    def indices(self) -> list[int]:
+        return self.global_order()[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return ((self.epoch, i) for i in self.indices()[self.start :])

@@ -8,6 +8,13 @@ goes first, so a run that does not fit in memory fails at its first step, not ho
 Everything depends on (seed, epoch) only: resume, worker count and the distributed sampler's
 "global batch k = the k-th batch of every rank" layout are unchanged.
 
+The loss stays what random batches optimise. A batch's loss is the mean over its answer tokens:
+in a random batch every token weighs about 1 / (average tokens per batch); in a batch of short
+answers each token would weigh far more. So each grouped batch's loss is multiplied by its share
+of answer text (its answer characters over the epoch's mean per batch), which gives every answer
+token the weight it has with random batches (``run.length_group_loss_weights``; measured in
+benchmarks/grouping_loss.py: without the weights the held-out loss ends measurably higher).
+
 Evaluation (``run.eval_sort_by_length``): questions in descending prompt length, optionally
 grouped by a column (closed questions that are ranked apart from the generated ones). The
 runner orders results by dataset index afterwards, so answers files keep the data set's order.
@@ -16,6 +23,7 @@ runner orders results by dataset index afterwards, so answers files keep the dat
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,18 +78,36 @@ def padded_fraction(order: Sequence[int], lengths: np.ndarray, batch: int) -> fl
     return 1.0 - float(lengths.sum()) / padded if padded else 0.0
 
 
-def train_arrangement(dataset: Any, group: int, megabatch: int, seed: int) -> Arrange | None:
+class LengthGrouping:
+    """The training sampler's arrangement (called with the epoch's permutation) and the loss
+    weight of each of its global batches."""
+
+    def __init__(self, dataset: Any, group: int, megabatch: int, seed: int) -> None:
+        self.dataset, self.group, self.megabatch, self.seed = dataset, group, megabatch, seed
+
+    def __call__(self, order: list[int], epoch: int) -> list[int]:
+        lengths = text_lengths(self.dataset, epoch)
+        return group_by_length(order, lengths, self.group, self.megabatch, np.random.default_rng([self.seed, epoch, 1]))
+
+    def batch_weights(self, global_order: Sequence[int], epoch: int) -> np.ndarray:
+        """Per global batch of ``global_order`` (the sampler's padded order of ``epoch``): its answer
+        characters over the mean per batch (see the module doc); ones when no answer text exists."""
+        answers = text_lengths(self.dataset, epoch, columns=("text_output",))
+        batches = math.ceil(len(global_order) / self.group)
+        if answers is None or not answers.any():
+            return np.ones(batches)
+        per_item = answers[np.asarray(global_order, dtype=np.int64)].astype(np.float64)
+        totals = np.add.reduceat(per_item, np.arange(0, len(per_item), self.group))
+        return totals / totals.mean() if totals.mean() > 0 else np.ones(batches)
+
+
+def train_arrangement(dataset: Any, group: int, megabatch: int, seed: int) -> LengthGrouping | None:
     """The training sampler's length grouping for ``dataset``, or None (logged) when the data set
     cannot report text lengths without loading items (then batches stay random)."""
     if text_lengths(dataset, 0) is None:
         logger.info("run.group_by_length: %s reports no text lengths, batches stay random", type(dataset).__name__)
         return None
-
-    def arrange(order: list[int], epoch: int) -> list[int]:
-        lengths = text_lengths(dataset, epoch)
-        return group_by_length(order, lengths, group, megabatch, np.random.default_rng([seed, epoch, 1]))
-
-    return arrange
+    return LengthGrouping(dataset, group, megabatch, seed)
 
 
 def eval_arrangement(dataset: Any, group_column: str | None = None) -> Arrange | None:

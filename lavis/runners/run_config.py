@@ -35,6 +35,7 @@ class RunConfig:
     # loss wants random in-batch negatives).
     group_by_length: bool | None = None
     length_group_megabatch: int = 50  # global batches per shuffled mega-batch sorted by length
+    length_group_loss_weights: bool = True  # each answer token weighs what it does in random batches
     eval_sort_by_length: bool = True  # evaluation batches by prompt length; outputs keep data order
     train_splits: list[str] = dataclasses.field(default_factory=lambda: ["train"])
     valid_splits: list[str] = dataclasses.field(default_factory=list)

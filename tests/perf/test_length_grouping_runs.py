@@ -4,6 +4,7 @@ configured maximum."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.perf.conftest import ANSWERS, QUESTIONS
@@ -73,3 +74,44 @@ def test_every_tokenisation_pads_to_the_batch_longest_text(tiny_model):
     assert seen["qformer.input_ids"] == (2, qformer_text)
     assert seen["llm.inputs_embeds"] == (2, queries + prompt)
     assert seen["llm.labels"] == (2, answer)
+
+
+def test_grouped_batches_backpropagate_their_mean_loss_times_their_answer_share(run_yaml):
+    runner = build_runner(run_yaml, "weights", accum_grad_iters=100)  # no optimizer step: gradients stay
+    runner.setup_training(total_steps=10)
+    runner.model.eval()  # no dropout: the same batch gives the same gradient twice
+    runner.train_sampler.set_epoch(0)
+    batch = next(iter(runner.train_loader))
+    order = runner.train_sampler.global_order(0)
+    answers = [len(a) for a in runner.train_loader.dataset.dataset.table.column("text_output")]
+    batch_chars = [sum(answers[i] for i in order[k : k + 4]) for k in range(0, len(order), 4)]
+    expected = batch_chars[0] / (sum(batch_chars) / len(batch_chars))
+    assert expected != 1.0
+
+    def gradient(weighted: bool) -> torch.Tensor:
+        runner.run.length_group_loss_weights = weighted
+        runner.optimizer.zero_grad(set_to_none=True)
+        runner.batches_done = 0
+        runner.micro_step(dict(batch), batches_in_epoch=3)
+        return runner.model.query_tokens.grad.clone()
+
+    runner.batches_done = 1  # as inside micro_step, which counts the batch before weighing it
+    assert runner._batch_loss_weight() == pytest.approx(expected)
+    torch.testing.assert_close(gradient(True), expected * gradient(False), rtol=1e-4, atol=1e-7)
+
+
+def test_resuming_a_grouped_run_mid_epoch_gives_the_same_weights(tmp_path, run_yaml):
+    from safetensors.torch import load_file
+
+    from lavis.cli import main
+
+    keys = {"save_every_n_iters": 2, "keep_last": 10, "valid_splits": []}
+    assert main("train", argv=["--cfg-path", str(run_yaml("straight", **keys))]) == 0
+    checkpoints = tmp_path / "straight" / "checkpoints"
+    resumed = run_yaml("resumed", resume=str(checkpoints / "step_2"), **keys)  # mid-epoch: 3 steps per epoch
+    assert main("train", argv=["--cfg-path", str(resumed)]) == 0
+    final = max(checkpoints.glob("step_*"), key=lambda p: int(p.name.split("_")[1])).name
+    assert final == "step_6"
+    a = load_file(str(checkpoints / final / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoints" / final / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -20,15 +20,16 @@ from lavis.runners.length_grouping import (
 class Texts:
     """A data set that reports text lengths (as SampleTable does) without loading items."""
 
-    def __init__(self, lengths: list[int], groups: list[str] | None = None) -> None:
+    def __init__(self, lengths: list[int], groups: list[str] | None = None, answers: list[int] | None = None) -> None:
         self.lengths = np.asarray(lengths)
         self.groups = groups
+        self.answers = np.asarray(answers if answers is not None else lengths)
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def text_lengths(self, columns=("text_input", "text_output")):
-        return self.lengths
+        return self.answers if tuple(columns) == ("text_output",) else self.lengths
 
     def column(self, name: str) -> list[str]:
         return list(self.groups)
@@ -129,3 +130,28 @@ def test_evaluation_order_groups_a_column_then_longest_prompt_first():
     sampler = ResumableDistributedSampler(6, 2, 1, shuffle=False, arrange=eval_arrangement(data))
     sampler.set_epoch(0)
     assert [i for _, i in sampler] == [1, 2, 0]  # rank 1 of 2: every other position of the sorted order
+
+
+def test_batch_weights_give_every_answer_character_the_same_weight():
+    from lavis.runners.length_grouping import LengthGrouping
+
+    data = Texts([0] * 6, answers=[1, 1, 10, 10, 4, 4])
+    grouping = LengthGrouping(data, group=2, megabatch=1, seed=0)
+    weights = grouping.batch_weights([0, 1, 2, 3, 4, 5], epoch=0)
+    assert weights.tolist() == pytest.approx([2 / 10, 20 / 10, 8 / 10])  # answer chars per batch / mean (10)
+    # a batch's token-mean loss times its weight = its summed per-character loss / mean batch characters
+    assert weights.mean() == pytest.approx(1.0)
+    assert LengthGrouping(Texts([0] * 4, answers=[0] * 4), 2, 1, 0).batch_weights([0, 1, 2, 3], 0).tolist() == [1, 1]
+    padded = grouping.batch_weights([0, 1, 2, 3, 4, 5, 0], epoch=0)  # a last partial batch padded by the sampler
+    assert len(padded) == 4 and padded[-1] == pytest.approx(1 / np.mean([2, 20, 8, 1]))
+
+
+def test_sampler_global_order_is_what_the_ranks_interleave():
+    data = Texts(skewed_lengths(21))
+    samplers = [ResumableDistributedSampler(21, 2, r, seed=1, arrange=train_arrangement(data, 4, 5, seed=1))
+                for r in range(2)]
+    for sampler in samplers:
+        sampler.set_epoch(3)
+    order = samplers[0].global_order()
+    assert len(order) == 22 and order == samplers[1].global_order(3)
+    assert [i for _, i in samplers[1]] == order[1::2]
