@@ -46,18 +46,20 @@ def grouping_loss_section(d: dict[str, Any]) -> list[str]:
     rows = [[epoch + 1, g, r, diff, noise] for epoch, (g, r, diff, noise) in
             enumerate(zip(v["grouped_mean"], v["random_mean"], v["difference"], v["two_standard_errors"]))]
     finals = [[name, run["val"][-1], run["train"][-1][1] if run["train"] else None] for name, run in d["runs"].items()]
-    verdict = "within noise at every epoch" if v["within_noise"] else "**outside the noise at some epoch**"
+    verdict = ("within noise" if v["within_noise"] else "**outside the noise**") + " at the last epoch"
+    verdict += f" (epochs outside it: {v['epochs_outside'] or 'none'})"
     u = d.get("val_loss_unweighted")
     unweighted = [] if not u else [
         f"Without the loss weights (each grouped batch's plain token mean) the last held-out loss is "
-        f"{fmt(u['grouped_mean'][-1])} against {fmt(v['random_mean'][-1])} (difference {fmt(u['difference'][-1])}, "
-        f"2 x standard error {fmt(u['two_standard_errors'][-1])}): "
-        f"{'within noise' if u['within_noise'] else 'outside the noise'}.", ""]
+        f"{fmt(u['grouped_mean'][-1])} against {fmt(v['random_mean'][-1])} (paired difference "
+        f"{fmt(u['difference'][-1])}, 2 x standard error {fmt(u['two_standard_errors'][-1])}): "
+        f"{'within noise' if u['within_noise'] else '**outside the noise**'}; epochs outside: "
+        f"{u['epochs_outside'] or 'none'}.", ""]
     return [
         f"### Length grouping and the loss (tiny, {d['samples']} instructions, batch {d['batch']}, "
         f"{d['steps_per_run']} steps per run, seeds {d['seeds']})", "",
         "Held-out loss after each epoch (same seeds: same initial weights, data and schedule), mean over seeds:", "",
-        *table(["epoch", "grouped", "random", "difference", "2 x standard error"], rows), "",
+        *table(["epoch", "grouped", "random", "paired difference", "2 x standard error"], rows), "",
         f"Grouped vs random: {verdict}; the loss fell by {fmt(v['first_to_last_drop'])} from the first to the "
         "last epoch.", "", *unweighted, "Per run (last held-out loss, last logged training loss):", "",
         *table(["run", "held-out loss", "train loss"], finals), "",
