@@ -114,7 +114,7 @@ def smoke_section(smoke: dict[str, Any] | None) -> list[str]:
     m = smoke["machine"]
     return lines + [
         f"{smoke['model']}, {smoke['trainable_params']:,} trainable parameters, on {m.get('cpu')} "
-        f"({smoke['threads']} threads), {m.get('date')}, git {m.get('git')}; vision {build['vision_dtype']}, "
+        f"(torch threads: {smoke['threads']}), {m.get('date')}, git {m.get('git')}; vision {build['vision_dtype']}, "
         f"LLM {build['llm_dtype']}, steps under bf16 autocast.", "",
         *table(["phase", "seconds", "peak RSS GiB (process so far)"], rows), "",
         f"Total {fmt(smoke['total_s'])} s, peak resident memory **{fmt(smoke['peak_rss_gib'])} GiB**.", "",
