@@ -157,7 +157,8 @@ class RunnerBase:
             if not grouped:
                 return None
             group = self.run.batch_size_train * self.world_size  # one global batch
-            return train_arrangement(dataset, group, self.run.length_group_megabatch, self.run.seed)
+            return train_arrangement(dataset, group, self.run.length_group_megabatch, self.run.seed,
+                                     self.run.length_group_tolerance)
         if not self.run.eval_sort_by_length:
             return None
         return eval_arrangement(dataset, self.task.eval_group_column())

@@ -46,10 +46,22 @@ def text_lengths(dataset: Any, epoch: int, columns: Sequence[str] = ("text_input
     return None if values is None else np.asarray(values, dtype=np.int64)
 
 
+def length_buckets(lengths: np.ndarray, tolerance: float) -> np.ndarray:
+    """Lengths on a log scale in steps of (1 + ``tolerance``): items in one bucket count as equally
+    long, so their order stays random (0: exact lengths)."""
+    lengths = np.asarray(lengths)
+    if tolerance <= 0:
+        return lengths
+    return np.floor(np.log1p(lengths) / np.log1p(tolerance)).astype(np.int64)
+
+
 def group_by_length(
-    order: Sequence[int], lengths: np.ndarray, group: int, megabatch: int, rng: np.random.Generator
+    order: Sequence[int], lengths: np.ndarray, group: int, megabatch: int, rng: np.random.Generator,
+    tolerance: float = 0.0,
 ) -> list[int]:
-    """``order`` rearranged into consecutive groups of ``group`` similar lengths (see module doc).
+    """``order`` rearranged into consecutive groups of ``group`` similar lengths (see module doc);
+    lengths within ``tolerance`` of each other (one bucket of ``length_buckets``) keep their
+    random order.
 
     A last partial group (``len(order) % group`` items) stays at the end, so every full group
     lines up with one global batch.
@@ -57,10 +69,11 @@ def group_by_length(
     if group < 1 or megabatch < 1:
         raise ValueError(f"group ({group}) and megabatch ({megabatch}) must be >= 1")
     order = np.asarray(order, dtype=np.int64)
+    keys = length_buckets(lengths, tolerance)
     span = group * megabatch
     chunks = [order[start : start + span] for start in range(0, len(order), span)]
-    # stable: items of equal length keep their random order
-    flat = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks]) if chunks else order
+    # stable: items of equal length (bucket) keep their random order
+    flat = np.concatenate([c[np.argsort(-keys[c], kind="stable")] for c in chunks]) if chunks else order
     full = len(flat) // group
     groups, rest = flat[: full * group].reshape(full, group), flat[full * group :]
     if full:
@@ -82,12 +95,14 @@ class LengthGrouping:
     """The training sampler's arrangement (called with the epoch's permutation) and the loss
     weight of each of its global batches."""
 
-    def __init__(self, dataset: Any, group: int, megabatch: int, seed: int) -> None:
+    def __init__(self, dataset: Any, group: int, megabatch: int, seed: int, tolerance: float = 0.0) -> None:
         self.dataset, self.group, self.megabatch, self.seed = dataset, group, megabatch, seed
+        self.tolerance = tolerance
 
     def __call__(self, order: list[int], epoch: int) -> list[int]:
         lengths = text_lengths(self.dataset, epoch)
-        return group_by_length(order, lengths, self.group, self.megabatch, np.random.default_rng([self.seed, epoch, 1]))
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        return group_by_length(order, lengths, self.group, self.megabatch, rng, self.tolerance)
 
     def batch_weights(self, global_order: Sequence[int], epoch: int) -> np.ndarray:
         """Per global batch of ``global_order`` (the sampler's padded order of ``epoch``): its answer
@@ -101,13 +116,15 @@ class LengthGrouping:
         return totals / totals.mean() if totals.mean() > 0 else np.ones(batches)
 
 
-def train_arrangement(dataset: Any, group: int, megabatch: int, seed: int) -> LengthGrouping | None:
+def train_arrangement(
+    dataset: Any, group: int, megabatch: int, seed: int, tolerance: float = 0.0
+) -> LengthGrouping | None:
     """The training sampler's length grouping for ``dataset``, or None (logged) when the data set
     cannot report text lengths without loading items (then batches stay random)."""
     if text_lengths(dataset, 0) is None:
         logger.info("run.group_by_length: %s reports no text lengths, batches stay random", type(dataset).__name__)
         return None
-    return LengthGrouping(dataset, group, megabatch, seed)
+    return LengthGrouping(dataset, group, megabatch, seed, tolerance)
 
 
 def eval_arrangement(dataset: Any, group_column: str | None = None) -> Arrange | None:

@@ -36,6 +36,9 @@ class RunConfig:
     group_by_length: bool | None = None
     length_group_megabatch: int = 50  # global batches per shuffled mega-batch sorted by length
     length_group_loss_weights: bool = True  # each answer token weighs what it does in random batches
+    # Lengths within this fraction of each other count as equal (their order stays random), so
+    # answers that differ by a character or two - "...: yes." / "...: no." - still share batches.
+    length_group_tolerance: float = 0.25
     eval_sort_by_length: bool = True  # evaluation batches by prompt length; outputs keep data order
     train_splits: list[str] = dataclasses.field(default_factory=lambda: ["train"])
     valid_splits: list[str] = dataclasses.field(default_factory=list)
@@ -83,6 +86,8 @@ class RunConfig:
                     "length_group_megabatch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'run.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.length_group_tolerance < 0:
+            raise ConfigError(f"'run.length_group_tolerance' must be >= 0, got {self.length_group_tolerance}")
         if self.num_workers < 0:
             raise ConfigError(f"'run.num_workers' must be >= 0, got {self.num_workers}")
 

@@ -155,3 +155,19 @@ def test_sampler_global_order_is_what_the_ranks_interleave():
     order = samplers[0].global_order()
     assert len(order) == 22 and order == samplers[1].global_order(3)
     assert [i for _, i in samplers[1]] == order[1::2]
+
+
+def test_tolerance_keeps_nearly_equal_lengths_in_random_order():
+    """Answers that differ by a character ("...: yes." / "...: no.") must not be sorted apart."""
+    from lavis.runners.length_grouping import length_buckets
+
+    rng = np.random.default_rng(0)
+    yes = rng.permutation(np.r_[np.zeros(40, int), np.ones(40, int)])  # 1 = the longer "yes" answer
+    lengths = 24 + yes
+    order = rng.permutation(80).tolist()
+    exact = group_by_length(order, lengths, group=8, megabatch=10, rng=np.random.default_rng(1))
+    tolerant = group_by_length(order, lengths, group=8, megabatch=10, rng=np.random.default_rng(1), tolerance=0.25)
+    mixed = lambda arranged: sum(0 < yes[arranged[i : i + 8]].sum() < 8 for i in range(0, 80, 8))  # noqa: E731
+    assert mixed(exact) <= 1 and mixed(tolerant) >= 7  # exact sorting makes one-label batches
+    assert length_buckets(np.asarray([24, 25]), 0.25).tolist() == [14, 14]
+    assert length_buckets(np.asarray([10, 100]), 0.25)[1] > length_buckets(np.asarray([10, 100]), 0.25)[0]
