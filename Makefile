@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo serve browser bench lint clean
+.PHONY: venv test demo serve browser bench smoke-full lint clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,11 @@ demo: venv
 
 bench: venv
 	$(PY) -m benchmarks.run_all
+
+# The full-size FlanT5-XL model (random weights) through a step from images, a step from cached
+# features and a generation on CPU; ~12 GiB of memory; seconds and peak RSS go to RESULTS.md.
+smoke-full: venv
+	$(PY) -m benchmarks.smoke_full
 
 lint: venv
 	$(PY) -m ruff check lavis tests benchmarks *.py

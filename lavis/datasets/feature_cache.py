@@ -34,7 +34,7 @@ from lavis.common.errors import ConfigError
 from lavis.common.paths import feature_cache_root
 from lavis.common.tensor_digest import weights_digest
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
-from lavis.datasets.datasets.sample_table import SampleTable
+from lavis.datasets.datasets.sample_table import TEXT_COLUMNS, SampleTable
 from lavis.datasets.feature_store import FeatureStore, encoder_identity, transform_identity
 from lavis.datasets.image_hashes import ImageHashIndex, image_keys
 
@@ -132,6 +132,13 @@ class CachedFeatures(Dataset):
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def text_lengths(self, columns: Sequence[str] = TEXT_COLUMNS) -> np.ndarray:
+        """The table's text lengths (length-grouped batching needs no image either way)."""
+        return self.table.text_lengths(columns)
+
+    def column(self, name: str) -> list[Any]:
+        return self.table.column(name)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.table.row(index)

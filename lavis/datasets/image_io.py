@@ -1,5 +1,9 @@
 """Image reading in one place: from a file under the data root or from bytes (parquet, tar shards).
 
+JPEGs much larger than what the image processor keeps are decoded in DCT-scaled draft mode
+(``draft``: libjpeg scales by 1/2, 1/4 or 1/8 while decoding, and only when the result still
+covers the requested size), so a 1280x720 video frame for a 224-px model is never decoded in full.
+
 Every way an image can be bad ends here as a ``SkippedSample`` with the reason (or ``DataError`` in
 strict mode): missing file, non-image file, truncated file, decompression bomb. PIL's global
 settings (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) are left alone; the pixel limit is
@@ -38,8 +42,13 @@ class BadImageError(DataError):
         self.too_large = too_large
 
 
-def decode_rgb(stream: io.IOBase | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open, check the pixel count before decoding, decode fully, return RGB; ``BadImageError`` otherwise."""
+Size = tuple[int, int]
+
+
+def decode_rgb(stream: io.IOBase | str, max_pixels: int = DEFAULT_MAX_PIXELS, draft: Size | None = None) -> Image.Image:
+    """Open, check the pixel count before decoding, decode fully (a JPEG at least ``draft`` =
+    (width, height) large in draft mode when ``draft`` is given), return RGB; ``BadImageError``
+    otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -51,6 +60,8 @@ def decode_rgb(stream: io.IOBase | str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                         f"exceeds the limit of {max_pixels} (max_image_pixels)",
                         too_large=True,
                     )
+                if draft is not None and img.format == "JPEG":
+                    img.draft(img.mode, draft)  # a no-op unless the source is >= 2x draft on both sides
                 img.load()  # decode now so that truncation is found here, not in a processor
                 return img.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -67,10 +78,10 @@ def decode_rgb(stream: io.IOBase | str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise BadImageError(f"unreadable or truncated image: {err}") from None
 
 
-def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
+def _decode(stream: io.IOBase | str, max_pixels: int, draft: Size | None = None) -> Image.Image | str:
     """An RGB image, or the reason it cannot be one."""
     try:
-        return decode_rgb(stream, max_pixels)
+        return decode_rgb(stream, max_pixels, draft)
     except BadImageError as err:
         return err.reason
 
@@ -93,25 +104,26 @@ def _not_a_regular_file(path: str) -> str | None:
 
 
 def load_image(
-    path: str | os.PathLike, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, draft: Size | None = None
 ) -> Image.Image | SkippedSample:
-    """An RGB image from a file, or a ``SkippedSample`` saying why not."""
+    """An RGB image from a file, or a ``SkippedSample`` saying why not; ``draft``: see ``decode_rgb``."""
     problem = _not_a_regular_file(str(path))
     if problem:
         return skip_or_raise(str(path), problem, strict)
-    result = _decode(str(path), max_pixels)
+    result = _decode(str(path), max_pixels, draft)
     if isinstance(result, str):
         return skip_or_raise(str(path), result, strict)
     return result
 
 
 def load_image_bytes(
-    data: bytes | None, name: str, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes | None, name: str, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: Size | None = None,
 ) -> Image.Image | SkippedSample:
     """An RGB image from encoded bytes; ``name`` identifies it in reports (file#row, shard/key)."""
     if not data:
         return skip_or_raise(name, "no image bytes", strict)
-    result = _decode(io.BytesIO(data), max_pixels)
+    result = _decode(io.BytesIO(data), max_pixels, draft)
     if isinstance(result, str):
         return skip_or_raise(name, result, strict)
     return result
@@ -119,6 +131,13 @@ def load_image_bytes(
 
 _PARENT_PART = r"(^|[\\/])\.\.([\\/]|$)"
 _WINDOWS_ABSOLUTE = r"^([A-Za-z]:|[\\/]{2})"
+
+
+def decode_size(processor: object) -> Size | None:
+    """The smallest decoded size that loses nothing in ``processor``'s output (its
+    ``decode_size()``), or None: decode in full."""
+    method = getattr(processor, "decode_size", None)
+    return method() if callable(method) else None
 
 
 def check_under_root(

@@ -68,6 +68,19 @@ class MixtureDataset(Dataset):
             if callable(getattr(dataset, "set_epoch", None)):
                 dataset.set_epoch(epoch)
 
+    def text_lengths(self, columns: Sequence[str] = ("text_input", "text_output")) -> np.ndarray | None:
+        """Per index of the current epoch, its item's text length in its part (see
+        ``SampleTable.text_lengths``); None when a part cannot tell without loading items."""
+        out = np.zeros(self.length, dtype=np.int64)
+        for part, dataset in enumerate(self.datasets):
+            lengths = getattr(dataset, "text_lengths", None)
+            lengths = lengths(columns) if callable(lengths) else None
+            if lengths is None:
+                return None
+            rows = self._part == part
+            out[rows] = np.asarray(lengths)[self._item[rows]]
+        return out
+
     def locate(self, index: int) -> tuple[int, int]:
         """(part, item index in that part) for ``index`` in the current epoch."""
         return int(self._part[index]), int(self._item[index])

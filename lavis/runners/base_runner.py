@@ -49,6 +49,7 @@ from lavis.runners.checkpointing import (
 )
 from lavis.runners.data import build_loader, iterable_skips
 from lavis.runners.eval_coverage import account_for_every_item, merge_ranks
+from lavis.runners.length_grouping import Arrange, LengthGrouping, eval_arrangement, train_arrangement
 from lavis.runners.stop_signals import EXIT_STOPPED, StopSignals, TrainingStopped
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class RunnerBase:
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
         self._last_batch: dict[str, Any] | None = None
+        self._batch_weights: tuple[int, Any] | None = None  # (epoch, loss weight per batch) when grouped
         self.writer = JsonlWriter(
             self.output_dir / "metrics.jsonl",
             self.output_dir / "tensorboard" if self.run.tensorboard else None,
@@ -182,6 +184,24 @@ class RunnerBase:
 
         return MixtureDataset(parts, ratios, seed=self.run.seed)
 
+    def _arrangement(self, dataset: Dataset, train: bool) -> Arrange | None:
+        """Length-grouped training batches (``run.group_by_length``, default from the task) or
+        evaluation sorted by prompt length (``run.eval_sort_by_length``), if the data allow it."""
+        if isinstance(dataset, IterableDataset):
+            return None
+        if train:
+            grouped = self.run.group_by_length
+            if grouped is None:
+                grouped = self.task.group_by_length
+            if not grouped:
+                return None
+            group = self.run.batch_size_train * self.world_size  # one global batch
+            return train_arrangement(dataset, group, self.run.length_group_megabatch, self.run.seed,
+                                     self.run.length_group_tolerance)
+        if not self.run.eval_sort_by_length:
+            return None
+        return eval_arrangement(dataset, self.task.eval_group_column())
+
     def _loader(self, dataset: Dataset, train: bool):
         from lavis.datasets.collate import collate
 
@@ -196,6 +216,7 @@ class RunnerBase:
             shuffle=train,
             pin_memory=self.device.type == "cuda",
             persistent_workers=train,  # eval loaders are built per validation: no idle workers kept
+            arrange=self._arrangement(dataset, train),
         )
 
     def _position_loader(self) -> None:
@@ -277,7 +298,7 @@ class RunnerBase:
         with sync:
             with self.model.autocast(self.amp_dtype):
                 losses = self.task.train_step(self.wrapped, inputs)
-            loss = losses["loss"] * (weight / accum)
+            loss = losses["loss"] * (weight * self._batch_loss_weight() / accum)
             self.scaler.scale(loss).backward()
         if weight:
             for key, value in losses.items():
@@ -285,6 +306,17 @@ class RunnerBase:
                     self._loss_sums[key] = self._loss_sums.get(key, 0) + value.detach().float()
             self._loss_count += 1
         return self._maybe_update(update, batches_in_epoch)
+
+    def _batch_loss_weight(self) -> float:
+        """Length-grouped batches: the current batch's share of answer text, so that its mean loss
+        weighs every answer token as random batches do (``run.length_group_loss_weights``)."""
+        grouping = getattr(getattr(self, "train_sampler", None), "arrange", None)
+        if not isinstance(grouping, LengthGrouping) or not self.run.length_group_loss_weights:
+            return 1.0
+        if self._batch_weights is None or self._batch_weights[0] != self.epoch:
+            order = self.train_sampler.global_order(self.epoch)
+            self._batch_weights = (self.epoch, grouping.batch_weights(order, self.epoch))
+        return float(self._batch_weights[1][self.batches_done - 1])
 
     def _is_update(self, batches_in_epoch: int | None) -> bool:
         at_end = batches_in_epoch is not None and self.batches_done >= batches_in_epoch

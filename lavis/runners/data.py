@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from lavis.datasets.bad_data import SkippedSample
+from lavis.runners.length_grouping import Arrange
 from lavis.runners.stop_signals import ignore_stop_signals
 
 
@@ -91,6 +92,8 @@ class ResumableDistributedSampler(Sampler):
 
     Yields ``(epoch, index)`` for :class:`SeededItems`. The permutation depends only on
     (seed, epoch), so 1 process with batch B*W sees the same global batches as W processes with B.
+    ``arrange`` (see :mod:`lavis.runners.length_grouping`) reorders the epoch's permutation
+    before padding and interleaving, e.g. into length-grouped global batches.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class ResumableDistributedSampler(Sampler):
         rank: int = 0,
         shuffle: bool = True,
         seed: int = 0,
+        arrange: Arrange | None = None,
     ) -> None:
         if size <= 0:
             raise ValueError("cannot sample from an empty dataset")
@@ -108,6 +112,7 @@ class ResumableDistributedSampler(Sampler):
         self.rank = rank
         self.shuffle = shuffle
         self.seed = seed
+        self.arrange = arrange
         self.epoch = 0
         self.start = 0
         self.num_samples = math.ceil(size / num_replicas)
@@ -117,15 +122,23 @@ class ResumableDistributedSampler(Sampler):
         self.epoch = epoch
         self.start = start
 
-    def indices(self) -> list[int]:
+    def global_order(self, epoch: int | None = None) -> list[int]:
+        """The epoch's order over all ranks, arranged and padded (rank r takes every W-th from r)."""
+        epoch = self.epoch if epoch is None else epoch
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))
+        if self.arrange is not None:
+            order = self.arrange(order, epoch)
+            if len(order) != self.size:
+                raise ValueError(f"arrange returned {len(order)} indices for {self.size} samples")
         total = self.num_samples * self.num_replicas
-        order += (order * math.ceil(total / len(order)))[: total - len(order)]
-        return order[self.rank : total : self.num_replicas]
+        return order + (order * math.ceil(total / len(order)))[: total - len(order)]
+
+    def indices(self) -> list[int]:
+        return self.global_order()[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return ((self.epoch, i) for i in self.indices()[self.start :])
@@ -156,8 +169,10 @@ def build_loader(
     shuffle: bool,
     pin_memory: bool,
     persistent_workers: bool = False,
+    arrange: Arrange | None = None,
 ) -> tuple[DataLoader, ResumableDistributedSampler | None]:
-    """A loader (and its sampler) for a map-style or iterable dataset.
+    """A loader (and its sampler) for a map-style or iterable dataset; ``arrange`` orders a
+    map-style epoch (length grouping, sorted evaluation).
 
     ``persistent_workers`` keeps a map-style loader's workers alive between passes: worth it for
     the train loader, which is iterated every epoch, not for a loader used once.
@@ -174,7 +189,9 @@ def build_loader(
             worker_init_fn=ignore_stop_signals,
         )
         return loader, None
-    sampler = ResumableDistributedSampler(len(dataset), world_size, rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
+    sampler = ResumableDistributedSampler(
+        len(dataset), world_size, rank, shuffle=shuffle, seed=seed, arrange=arrange  # type: ignore[arg-type]
+    )
     loader = DataLoader(
         SeededItems(dataset, seed),
         batch_size=batch_size,

@@ -30,6 +30,16 @@ class RunConfig:
     accum_grad_iters: int = 1
     max_grad_norm: float | None = None
     num_workers: int = 2
+    # Batches of similar text length (lavis/runners/length_grouping.py): less padding, same data.
+    # None: the task's default (on for instruction_tuning, off for stage 1, whose contrastive
+    # loss wants random in-batch negatives).
+    group_by_length: bool | None = None
+    length_group_megabatch: int = 50  # global batches per shuffled mega-batch sorted by length
+    length_group_loss_weights: bool = True  # each answer token weighs what it does in random batches
+    # Lengths within this fraction of each other count as equal (their order stays random), so
+    # answers that differ by a character or two - "...: yes." / "...: no." - still share batches.
+    length_group_tolerance: float = 0.25
+    eval_sort_by_length: bool = True  # evaluation batches by prompt length; outputs keep data order
     train_splits: list[str] = dataclasses.field(default_factory=lambda: ["train"])
     valid_splits: list[str] = dataclasses.field(default_factory=list)
     test_splits: list[str] = dataclasses.field(default_factory=list)
@@ -80,8 +90,10 @@ class RunConfig:
         if self.runner == "runner_iter" and not self.max_iters:
             raise ConfigError("runner_iter needs 'run.max_iters' (total optimizer steps)")
         for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch", "keep_last",
-                    "final_save_attempts"):
+                    "final_save_attempts", "length_group_megabatch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'run.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.length_group_tolerance < 0:
+            raise ConfigError(f"'run.length_group_tolerance' must be >= 0, got {self.length_group_tolerance}")
         if self.num_workers < 0:
             raise ConfigError(f"'run.num_workers' must be >= 0, got {self.num_workers}")

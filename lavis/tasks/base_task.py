@@ -26,6 +26,8 @@ class TaskConfig:
 
 class BaseTask:
     Config: ClassVar[type] = TaskConfig
+    # Default of run.group_by_length: batches of similar text length (less padding).
+    group_by_length: ClassVar[bool] = False
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -50,6 +52,10 @@ class BaseTask:
     # Runners call valid_step on each batch (rank-local), gather the records from all ranks,
     # drop the distributed sampler's padding duplicates by ``_index``, then after_evaluation.
     best_mode: ClassVar[str] = "min"  # validation loss: lower is better
+
+    def eval_group_column(self) -> str | None:
+        """A data column whose values should not share an evaluation batch (None: any mix)."""
+        return None
 
     @torch.no_grad()
     def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,3 +17,5 @@ class ImageTextPretrainTask(BaseTask):
 @register_task("instruction_tuning")
 class InstructionTuningTask(BaseTask):
     """Stage 2: language-model loss on the answer tokens of (image, instruction, answer)."""
+
+    group_by_length = True  # instructions vary from 1 to 150 words: grouping removes most padding

@@ -48,6 +48,10 @@ class VQATask(BaseTask):
     Config = VQATaskConfig
     best_mode = "max"
 
+    def eval_group_column(self) -> str | None:
+        """Ranked closed questions get batches of their own, apart from the generated ones."""
+        return "answer_type" if self.cfg.closed_method == "rank" else None
+
     @torch.no_grad()
     def valid_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> list[dict[str, Any]]:
         n = len(samples["question_id"])

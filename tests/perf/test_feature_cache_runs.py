@@ -83,7 +83,9 @@ def test_training_with_the_cache_follows_the_same_losses(tmp_path, run_yaml):
     assert len(plain) == len(cached) == 6  # 2 epochs x 3 steps, logged every step
     losses = torch.tensor([r["loss"] for r in plain])
     torch.testing.assert_close(torch.tensor([r["loss"] for r in cached]), losses, rtol=2e-3, atol=2e-3)
-    assert losses[-1] < losses[0]  # the trajectory moves, so the comparison means something
+    # the trajectory moves, so the comparison means something (epoch means: batches are length-grouped,
+    # so single steps differ by what they hold, but each epoch holds the same pairs)
+    assert losses[3:].mean() < losses[:3].mean()
     val = [records(tmp_path / name / "metrics.jsonl", "eval")[-1]["loss"] for name in ("plain", "cached")]
     assert val[0] == pytest.approx(val[1], rel=2e-3)
 

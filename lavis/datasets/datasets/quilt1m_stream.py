@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lavis.common import dist
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
-from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, load_image_bytes
+from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, decode_size, load_image_bytes
 from lavis.datasets.shards import IMAGE_EXTENSIONS, ShardReadError, iter_shard
 
 Raw = dict[str, Any]
@@ -143,7 +143,7 @@ class Quilt1MStream(IterableDataset):
         if not isinstance(row.get("image_id"), int):
             return skip_or_raise(name, "no integer 'image_id' in the shard row (write shards with make_shards)", self.strict)
         data = next((raw[ext] for ext in IMAGE_EXTENSIONS if ext in raw), None)
-        image = load_image_bytes(data, name, self.strict, self.max_pixels)
+        image = load_image_bytes(data, name, self.strict, self.max_pixels, decode_size(self.vis_processor))
         if isinstance(image, SkippedSample):
             return image
         return {

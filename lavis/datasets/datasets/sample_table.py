@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from torch.utils.data import Dataset
 
 from lavis.datasets.bad_data import SkippedSample
-from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, load_image, load_image_bytes
+from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, decode_size, load_image, load_image_bytes
 
 IMAGE_BYTES = "image_bytes"
+TEXT_COLUMNS = ("text_input", "text_output")  # instruction and answer: what a stage-2 batch pads
 
 
 class SampleTable(Dataset):
@@ -59,6 +63,16 @@ class SampleTable(Dataset):
         """A whole column as Python values (for inspection and tests, not the hot path)."""
         return self._columns[name].to_pylist()
 
+    def text_lengths(self, columns: Sequence[str] = TEXT_COLUMNS) -> np.ndarray:
+        """Per row, the characters of ``columns`` summed (missing columns and nulls count 0):
+        what length-grouped batching sorts by, read from the table without loading any image."""
+        total = np.zeros(self._length, dtype=np.int64)
+        for name in columns:
+            kind = self._columns[name].type if name in self._columns else None
+            if kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                total += pc.fill_null(pc.utf8_length(self._columns[name]), 0).to_numpy(zero_copy_only=False)
+        return total
+
     def images_in_table(self) -> list[bool] | None:
         """Per row, whether its image comes from the ``image_bytes`` column rather than a file;
         None when the table holds no image bytes at all."""
@@ -78,10 +92,11 @@ class SampleTable(Dataset):
 
     def _image(self, index: int, path: str) -> Any:
         data = self._bytes[index].as_py() if self._bytes is not None else None
+        draft = decode_size(self.vis_processor)  # large JPEGs decode at reduced size
         if data is not None:
-            return load_image_bytes(data, path, self.strict, self.max_pixels)
+            return load_image_bytes(data, path, self.strict, self.max_pixels, draft)
         full = self.image_root / path if self.image_root is not None else Path(path)
-        return load_image(full, self.strict, self.max_pixels)
+        return load_image(full, self.strict, self.max_pixels, draft)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.row(index)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from lavis.models.llm.beam_cache import beam_shared_cache, cache_argument
 from lavis.models.llm.bridge import (
     IGNORE,
     GenerationOptions,
@@ -40,12 +41,22 @@ class Seq2SeqBridge(LanguageBridge):
 
     @torch.no_grad()
     def generate_ids(self, prefix: torch.Tensor, prompts: Sequence[str], options: GenerationOptions) -> torch.Tensor:
+        """Beam search runs the encoder once per sample and projects its cross-attention keys and
+        values once per sample, not per beam (:mod:`lavis.models.llm.beam_cache`)."""
         embeds, mask = self._encoder_inputs(prefix, prompts)
+        config = self.generation_config(options)
         with self.precision():
-            ids = self.model.generate(
-                inputs_embeds=embeds, attention_mask=mask, generation_config=self.generation_config(options)
-            )
-        return ids
+            if config.num_beams > 1 and not config.do_sample:
+                from transformers.modeling_outputs import BaseModelOutput
+
+                encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+                cache = beam_shared_cache(self.model, encoded, config.num_beams)
+                if cache is not None:
+                    return self.model.generate(
+                        encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=mask,
+                        generation_config=config, **{cache_argument(self.model): cache},
+                    )
+            return self.model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
 
     @torch.no_grad()
     def score_targets(

@@ -98,3 +98,29 @@ def test_dtype_and_trainable_properties(tiny_config):
     assert frozen.dtype == torch.float16 and not frozen.trainable
     trainable = _build(tiny_config("eva_clip_g_tiny", freeze=False))
     assert trainable.dtype == torch.float32 and trainable.trainable
+
+
+def test_cpu_runs_a_frozen_fp16_encoder_in_bf16_or_fp32():
+    from lavis.models.vision.common import cpu_dtype
+
+    assert cpu_dtype(torch.float16, bf16_instructions=True) == torch.bfloat16
+    assert cpu_dtype(torch.float16, bf16_instructions=False) == torch.float32  # lossless fallback
+    assert cpu_dtype(torch.bfloat16) == torch.bfloat16 and cpu_dtype(torch.float32) == torch.float32
+
+
+@pytest.mark.parametrize("kind", ENCODERS)
+def test_placing_a_frozen_fp16_encoder_on_cpu_switches_to_the_cpu_dtype(kind, tiny_config, images):
+    from lavis.models.vision.common import cpu_dtype
+
+    encoder = _build(tiny_config(kind, precision="fp16"))
+    assert encoder.dtype == torch.float16  # as configured after construction: it may go to a GPU next
+    parent = nn.ModuleDict({"visual_encoder": encoder, "head": nn.Linear(2, 2)}).to("cpu")
+    assert parent["visual_encoder"].dtype == cpu_dtype(torch.float16) != torch.float16
+    assert parent["head"].weight.dtype == torch.float32
+    assert encoder(images(encoder.image_size)).dtype == cpu_dtype(torch.float16)
+    assert encoder.float().dtype == torch.float32  # an explicit cast to another dtype is respected
+    for precision in ("fp32", "bf16"):  # other precisions are left as configured
+        other = _build(tiny_config(kind, precision=precision)).to("cpu")
+        assert other.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    trainable = _build(tiny_config(kind, precision="fp32", freeze=False)).to("cpu")
+    assert trainable.dtype == torch.float32 and trainable.trainable
