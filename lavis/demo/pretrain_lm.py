@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
@@ -36,6 +37,7 @@ def pretrain_lm(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    per_answer_loss: bool = True,
 ) -> dict[str, float]:
     """``instructions``: records with ``caption, question, answer``. Saves model + tokenizer."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
@@ -60,7 +62,8 @@ def pretrain_lm(
         pick = rng.sample(range(len(prompts)), min(batch_size, len(prompts)))
         input_ids = pad_sequence([torch.tensor(prompts[i]) for i in pick], batch_first=True, padding_value=pad)
         labels = pad_sequence([torch.tensor(answers[i]) for i in pick], batch_first=True, padding_value=-100)
-        loss = model(input_ids=input_ids, attention_mask=input_ids.ne(pad), labels=labels).loss
+        logits = model(input_ids=input_ids, attention_mask=input_ids.ne(pad), labels=labels).logits
+        loss = answer_loss(logits, labels, per_answer_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -71,3 +74,15 @@ def pretrain_lm(
     logger.info("language model pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)
     return {"loss_first": first, "loss_last": last, "seconds": time.time() - start,
             "params": sum(p.numel() for p in model.parameters())}
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, per_answer: bool) -> torch.Tensor:
+    """Cross-entropy over answer tokens. ``per_answer``: each answer's mean, then the batch mean, so a
+    one-word answer ("loose") weighs as much as a 15-token description; otherwise the plain mean
+    over tokens, where long descriptions (copied captions, easy) drown the short answers."""
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
+    losses = losses.view(labels.shape)
+    mask = labels.ne(-100)
+    if not per_answer:
+        return losses.sum() / mask.sum().clamp(min=1)
+    return ((losses * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()

@@ -9,6 +9,7 @@ CLIP); both projections are thrown away.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from lavis.common.checkpoint import atomic_write_text
 from lavis.common.errors import ConfigError
 from lavis.models.blip2.losses import contrastive_loss
 from lavis.models.vision.base import VISION_ENCODERS
@@ -98,4 +100,9 @@ def pretrain_vision(
     out_file.with_suffix(".tmp").replace(out_file)
     first, last = sum(losses[:10]) / min(10, len(losses)), sum(losses[-10:]) / min(10, len(losses))
     logger.info("image encoder pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)
-    return {"loss_first": first, "loss_last": last, "seconds": time.time() - start, "captions": len(captions)}
+    summary = {"loss_first": first, "loss_last": last, "seconds": time.time() - start, "captions": len(captions)}
+    # what was trained, beside the weights (lavis.demo.diagnose rebuilds the encoder from it)
+    atomic_write_text(out_file.with_suffix(".json"), json.dumps(
+        {"encoder": dict(vision_cfg), "processor": dict(processor_cfg), "steps": steps, "batch_size": batch_size,
+         "lr": lr, "seed": seed, **summary}, indent=1))
+    return summary
