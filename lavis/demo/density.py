@@ -34,8 +34,9 @@ from lavis.datasets.demo.tiles import (
 from lavis.demo.scoring import spearman
 from lavis.instructions.templates import load_template_bank
 
-# (field size, grid stride) per magnification; offset so no field coincides with a test tile.
-CHECK_FIELDS = ((128, 128), (512, 256))
+# (field size, grid stride) per magnification, as the demo's tiles; offset so no field coincides
+# with a test tile.
+CHECK_FIELDS = ((64, 64), (256, 128))
 GRID_OFFSET = 32
 
 
@@ -88,14 +89,18 @@ def density_answers() -> tuple[str, str, str, str]:
 
 
 @torch.no_grad()
-def density_agreement(checkpoint: str | Path, out_dir: Path, batch_size: int = 64) -> dict[str, Any]:
-    """Score every held-out field, write ``density_check.json`` + a scatter plot, return the summary."""
+def density_agreement(checkpoint: str | Path, out_dir: Path, max_fields: int | None = None,
+                      batch_size: int = 64) -> dict[str, Any]:
+    """Score the held-out fields (every one, or ``max_fields`` spread over them), write
+    ``density_check.json`` + a scatter plot, return the summary."""
     from lavis.models import load_pretrained
 
     loaded = load_pretrained(checkpoint, device="cpu")
     model = loaded.model
     question, yes, no, open_question = density_answers()
     fields = heldout_fields()
+    if max_fields is not None and len(fields) > max_fields:
+        fields = fields[:: -(-len(fields) // max_fields)]
     p_yes, p_verdict, open_answers = [], [], []
     for start in range(0, len(fields), batch_size):
         chunk = fields[start : start + batch_size]
@@ -159,7 +164,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, axis = plt.subplots(figsize=(5, 3.4))
-    for size, marker in ((128, "o"), (512, "s")):
+    for (size, _), marker in zip(CHECK_FIELDS, ("o", "s")):
         chosen = [r for r in rows if r["field_px"] == size]
         axis.scatter([r["hematoxylin"] for r in chosen], [r["p_yes"] for r in chosen], s=14, marker=marker,
                      alpha=0.7, label=f"{size}-px fields")

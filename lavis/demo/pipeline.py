@@ -40,8 +40,8 @@ logger = logging.getLogger("lavis.demo")
 @dataclasses.dataclass
 class DataSettings:
     questions: QuestionBudget = dataclasses.field(default_factory=QuestionBudget)
-    max_train_tiles: int | None = None
-    balance_open: bool = True  # repeat rarer open answers in training (see build.balance_open_answers)
+    max_tiles: int | None = None  # per split (quick runs); None: every tile
+    train_per_attribute: int = 800  # stage-2 questions per attribute (see build.training_questions)
 
 
 @dataclasses.dataclass
@@ -88,14 +88,15 @@ class DemoSettings:
     stage_options: list[str] = dataclasses.field(default_factory=list)
     stage2_options: list[str] = dataclasses.field(default_factory=list)
     parallel: int = 2  # independent stages run side by side (see lavis/demo/jobs.py)
+    density_fields: int | None = None  # density check: at most this many held-out fields (None: all)
     goals: Goals = dataclasses.field(default_factory=Goals)
     check_goals: bool = True  # exit non-zero naming every missed goal
 
 
 QUICK = [
-    "data.max_train_tiles=48", "data.questions.closed_pairs=2", "data.questions.open_tuples=1",
+    "data.max_tiles=48", "data.questions.closed_pairs=2", "data.questions.open_tuples=1",
     "data.questions.detailed=2", "vision.steps=3", "lm.steps=3", "stage_options=[run.max_epoch=1]",
-    "check_goals=false",
+    "density_fields=8", "check_goals=false",
 ]
 
 
@@ -117,7 +118,7 @@ class Pipeline:
         from lavis.datasets.demo.build import build_demo_data
 
         d = self.s.data
-        return build_demo_data(self.data, self.s.seed, d.questions, d.max_train_tiles, d.balance_open)
+        return build_demo_data(self.data, self.s.seed, d.questions, d.max_tiles, d.train_per_attribute)
 
     def pretrain_vision(self) -> dict:
         import csv
@@ -138,9 +139,9 @@ class Pipeline:
     def pretrain_lm(self) -> dict:
         from lavis.demo.pretrain_lm import pretrain_lm
 
-        instructions = [record.value for record in iter_json_lines(self.data / "instructions.jsonl")]
+        corpus = [record.value for record in iter_json_lines(self.data / "language_corpus.jsonl")]
         m = self.s.lm
-        return pretrain_lm(instructions, self.pretrained / "t5", m.d_model, m.d_ff, m.num_layers, m.num_heads,
+        return pretrain_lm(corpus, self.pretrained / "t5", m.d_model, m.d_ff, m.num_layers, m.num_heads,
                            m.vocab_size, m.steps, m.batch_size, m.lr, self.s.seed)
 
     def paths(self, stage: str) -> list[str]:
@@ -199,7 +200,7 @@ class Pipeline:
         ], self.out / "logs", self.s.parallel))
         from lavis.demo.density import density_agreement
 
-        density = self.timed("density_check", lambda: density_agreement(seeing, self.out))
+        density = self.timed("density_check", lambda: density_agreement(seeing, self.out, self.s.density_fields))
         from lavis.demo.report import write_report
 
         return write_report(self.out, self.s, data, pretraining, density, self.timings, time.time() - start)
@@ -233,6 +234,16 @@ def checkpoint_of(run_dir: Path) -> Path:
     return found
 
 
+def print_summary(report: dict, settings: DemoSettings) -> None:
+    """What a user reads at the end of `make demo`: the headline figures and where things are."""
+    from lavis.demo.report import HEADLINE_KEYS
+
+    out = Path(settings.out_dir)
+    print(json.dumps({k: report.get(k) for k in HEADLINE_KEYS}, indent=2))
+    print(f"report: {out / 'report.md'}")
+    print(f"model:  {checkpoint_of(out / 'stage2')}  (lavis.models.load_pretrained reads it)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train and evaluate CLOVER end to end on the embedded demo data.")
     parser.add_argument("--config", default="demo/pipeline.yaml", help="pipeline settings (under configs/)")
@@ -250,10 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LavisError, JobFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from lavis.demo.report import HEADLINE_KEYS
-
-    print(json.dumps({k: report.get(k) for k in HEADLINE_KEYS}, indent=2))
-    print(f"report: {Path(settings.out_dir) / 'report.md'}")
+    print_summary(report, settings)
     missed = report["goals"]["missed"]
     if settings.check_goals and missed:
         for goal in missed:

@@ -54,7 +54,7 @@ def plot_samples(out: Path, seeing: dict, question_only: dict, blind: dict, trut
     plt = _pyplot()
 
     def shows_tissue(qid: str) -> bool:
-        return labels.get(seeing[qid]["metadata"]["image"], {}).get("tissue_fraction") != "low"
+        return labels.get(seeing[qid]["metadata"]["image"], {}).get("tissue_fraction") != "small"
 
     ids = [i for i in sorted(seeing) if shows_tissue(i)] or sorted(seeing)
     closed = [i for i in ids if truth[i]["answer_type"] == "CLOSED"]

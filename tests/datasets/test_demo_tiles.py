@@ -45,11 +45,11 @@ def test_window_measure_equals_measuring_the_crop():
 
 def test_labels_follow_the_bands():
     he = {"fraction": 0.9, "hematoxylin": 0.08, "dab": 0.0}
-    assert labels_for(he, "H&E", "low") == {"stain": "H&E", "magnification": "low", "tissue_fraction": "high",
+    assert labels_for(he, "H&E", "low") == {"stain": "H&E", "magnification": "low", "tissue_fraction": "large",
                                             "tissue_density": "dense"}
     assert "tissue_density" not in labels_for({**he, "hematoxylin": 0.055}, "H&E", "low")  # inside the band
     glass = labels_for({"fraction": 0.02, "hematoxylin": 0.0, "dab": 0.0}, "H&E", "high")
-    assert glass == {"stain": "H&E", "tissue_fraction": "low"}  # no power can be read from empty glass
+    assert glass == {"stain": "H&E", "tissue_fraction": "small"}  # no power can be read from empty glass
     ihc = {"fraction": 0.95, "hematoxylin": 0.02}
     assert labels_for({**ihc, "dab": 0.1}, "IHC", "high")["dab_staining"] == "negative"
     assert labels_for({**ihc, "dab": 0.6}, "IHC", "high")["dab_staining"] == "positive"

@@ -4,6 +4,7 @@
     <out>/quilt_1M_lookup.csv          Quilt-1M lookup layout (stage 1, builder ``quilt1m``)
     <out>/instructions.jsonl           generate_instructions.py layout (stage 2, ``clover_instructions``)
     <out>/instructions_val.jsonl       the same for the validation tiles (stage-2 checkpoint choice)
+    <out>/language_corpus.jsonl        caption + question -> answer text the frozen LM is pretrained on
     <out>/quiltvqa_<split>_wo_ans.jsonl  QUILT-VQA evaluation layout (``quilt_vqa``), val and test
     <out>/quiltvqa_<split>_w_ans.json
     <out>/question_attributes.json     question id -> the attribute it asks about (val and test)
@@ -20,6 +21,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import random
 from collections import Counter
@@ -31,9 +33,9 @@ from lavis.common.jsonio import read_json
 from lavis.common.paths import config_path
 from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
 from lavis.datasets.demo.tiles import SPLITS, TILE_PX, Tile, extract_tiles
-from lavis.instructions.templates import build_template_instructions, load_template_bank
+from lavis.instructions.templates import TemplateBank, build_template_instructions, load_template_bank
 
-FORMAT_VERSION = "clover-demo-v4"
+FORMAT_VERSION = "clover-demo-v5"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
 ATTRIBUTES = ("tissue_fraction", "tissue_density", "stain", "magnification", "dab_staining")
@@ -50,8 +52,11 @@ class QuestionBudget:
 
 def caption_for(tile: Tile) -> str:
     """A short caption stating every label the tile has, in plain words."""
-    labels = tile.labels
-    parts = [f"{labels['stain']} stained {TISSUE[tile.source]}"]
+    return caption_from_labels(tile.labels, tile.source)
+
+
+def caption_from_labels(labels: dict[str, str], source: str) -> str:
+    parts = [f"{labels['stain']} stained {TISSUE[source]}"]
     if "magnification" in labels:
         parts[0] += f" at {labels['magnification']} magnification"
     if "tissue_fraction" in labels:
@@ -61,6 +66,54 @@ def caption_for(tile: Tile) -> str:
     if "dab_staining" in labels:
         parts.append(f"{labels['dab_staining']} DAB staining")
     return ", ".join(parts) + "."
+
+
+def language_corpus(tiles: list[Tile], bank: TemplateBank) -> list[dict[str, str]]:
+    """The text the demo's language model is pretrained on: every caption the training tiles' label
+    values can form (each attribute present or not) with every question the template bank asks
+    about it, and its answer. Text only, no pixels: the model learns to read a caption and answer
+    (an open value, a verdict that compares the asked value with the stated one), for every
+    combination, not only those the training tiles happen to show.
+    """
+    values: dict[str, dict[str, set[str]]] = {}
+    for tile in tiles:
+        for attribute, value in tile.labels.items():
+            values.setdefault(tile.source, {}).setdefault(attribute, set()).add(value)
+    corpus = []
+    for source in sorted(values):
+        seen = values[source]
+        stain = sorted(seen.pop("stain"))
+        names = sorted(seen)
+        for stain_value in stain:
+            for combo in itertools.product(*[[*sorted(seen[name]), None] for name in names]):
+                labels = {"stain": stain_value, **{n: v for n, v in zip(names, combo) if v is not None}}
+                caption = caption_from_labels(labels, source)
+                corpus += [{"caption": caption, "question": q, "answer": caption, "attribute": "detailed"}
+                           for q in bank.detailed_prompts]
+                corpus += _questions_about(labels, caption, bank)
+    return corpus
+
+
+def _questions_about(labels: dict[str, str], caption: str, bank: TemplateBank) -> list[dict[str, str]]:
+    def fill(template: str, value: str, true_value: str) -> str:
+        return template.format(value=value, Value=value[:1].upper() + value[1:], true_value=true_value)
+
+    out = []
+    for attribute, spec in bank.attributes.items():
+        true_value = labels.get(attribute)
+        if true_value is None:
+            continue
+        for question, answer in itertools.product(spec.open.questions if spec.open else [],
+                                                  spec.open.answers if spec.open else []):
+            out.append({"caption": caption, "question": fill(question, true_value, true_value),
+                        "answer": fill(answer, true_value, true_value), "attribute": attribute})
+        if spec.closed is None:
+            continue
+        for question, asked in itertools.product(spec.closed.questions, spec.values):
+            answers = spec.closed.yes_answers if asked == true_value else spec.closed.no_answers
+            out += [{"caption": caption, "question": fill(question, asked, true_value),
+                     "answer": fill(answer, asked, true_value), "attribute": attribute} for answer in answers]
+    return out
 
 
 def _records(tiles: list[Tile], split: str) -> list[dict[str, Any]]:
@@ -95,14 +148,14 @@ def build_demo_data(
     out: str | Path,
     seed: int = 0,
     budget: QuestionBudget | None = None,
-    max_train_tiles: int | None = None,
-    balance_open: bool = True,
+    max_tiles: int | None = None,
+    train_per_attribute: int = 800,
 ) -> dict:
     """Build (or reuse, when already built with the same settings) the demo data in ``out``."""
     out = Path(out)
     budget = budget or QuestionBudget()
     settings = {"version": FORMAT_VERSION, "seed": seed, "budget": dataclasses.asdict(budget),
-                "max_train_tiles": max_train_tiles, "balance_open": balance_open}
+                "max_tiles": max_tiles, "train_per_attribute": train_per_attribute}
     stamp = _stamp(settings)
     info_file = out / "demo_data.json"
     if info_file.exists():
@@ -111,11 +164,34 @@ def build_demo_data(
             return info
 
     tiles = _split_tiles(extract_tiles(seed=seed))
-    if max_train_tiles is not None and len(tiles["train"]) > max_train_tiles:
-        tiles["train"] = random.Random(seed).sample(tiles["train"], max_train_tiles)
+    for split in SPLITS:
+        if max_tiles is not None and len(tiles[split]) > max_tiles:
+            tiles[split] = random.Random(seed).sample(tiles[split], max_tiles)
     bank = load_template_bank(config_path("demo/templates.yaml"))
-    rows, info_tiles = [], []
     records = {split: _records(tiles[split], split) for split in SPLITS}
+    info: dict[str, Any] = {"stamp": stamp, **settings}
+    attributes: dict[str, str] = {}
+    for offset, split in enumerate(SPLITS):
+        questions = build_template_instructions(records[split], seed=seed + offset, bank=bank)
+        if split == "train":
+            train = training_questions(questions, train_per_attribute, seed)
+            _write_jsonl(out / "instructions.jsonl", train)
+            _write_jsonl(out / "language_corpus.jsonl", language_corpus(tiles["train"], bank))
+            info["train_instructions"] = Counter(q["attribute"] for q in train)
+            continue
+        if split == "val":  # the validation loss of stage 2 weighs the attributes as training does
+            _write_jsonl(out / "instructions_val.jsonl",
+                         training_questions(questions, train_per_attribute // 4, seed, reuse=False))
+        chosen = sample_questions(questions, budget, seed)
+        _write_quilt_vqa(out, split, chosen)
+        attributes.update({q["id"]: q["attribute"] for q in chosen})
+        info[f"{split}_questions"] = Counter(q["answer_type"] for q in chosen)
+        info[f"{split}_questions_by_attribute"] = Counter(q["attribute"] for q in chosen)
+        info[f"{split}_question_tiles"] = len({q["image"] for q in chosen})
+        if split == "test":  # only the tiles questions are asked about are written
+            asked = {q["image"] for q in chosen}
+            records[split] = [r for r in records[split] if r["image"] in asked]
+    rows, info_tiles = [], []
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         for record in records[split]:
@@ -126,25 +202,7 @@ def build_demo_data(
                                "stats": {k: round(v, 5) for k, v in tile.stats.items()},
                                "x": tile.x, "y": tile.y, "field_px": tile.field_px})
     _write_csv(out / "quilt_1M_lookup.csv", rows)
-
-    info: dict[str, Any] = {"stamp": stamp, **settings, "tiles": {s: len(r) for s, r in records.items()}}
-    attributes: dict[str, str] = {}
-    for offset, split in enumerate(SPLITS):
-        questions = build_template_instructions(records[split], seed=seed + offset, bank=bank)
-        if split == "train":
-            train = balance_closed(questions, seed)
-            train = balance_open_answers(train, seed) if balance_open else train
-            _write_jsonl(out / "instructions.jsonl", train)
-            info["train_instructions"] = len(train)
-            continue
-        if split == "val":  # the validation loss of stage 2 sees the same kind of data as training
-            _write_jsonl(out / "instructions_val.jsonl", balance_closed(questions, seed))
-        chosen = sample_questions(questions, budget, seed)
-        _write_quilt_vqa(out, split, chosen)
-        attributes.update({q["id"]: q["attribute"] for q in chosen})
-        info[f"{split}_questions"] = Counter(q["answer_type"] for q in chosen)
-        info[f"{split}_questions_by_attribute"] = Counter(q["attribute"] for q in chosen)
-        info[f"{split}_question_tiles"] = len({q["image"] for q in chosen})
+    info["tiles"] = {split: len(records[split]) for split in SPLITS}
     atomic_write_text(out / "question_attributes.json", json.dumps(attributes, indent=0, sort_keys=True))
     info["labels"] = info_tiles
     atomic_write_text(info_file, json.dumps(info, indent=1))
@@ -184,11 +242,14 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, seed: int) -> list[tuple]:
+def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, seed: int,
+                     reuse: bool = False) -> list[tuple]:
     """Questions of each ``group`` value dealt into tuples holding one of every ``answer`` value.
 
     Sampling whole tuples keeps every answer equally likely within a group, so the question
-    alone (or the commonest label) never predicts the answer: a blind model scores chance.
+    alone (or the commonest label) never predicts the answer: a blind model scores chance. The
+    tuples stop when the rarest answer runs out, or with ``reuse`` when the commonest does (the
+    rarer answers' questions come round again, in a fresh order).
     """
     rng = random.Random(seed)
     groups: dict[str, dict[str, list[dict]]] = {}
@@ -199,36 +260,47 @@ def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, s
         by_answer = [groups[key][value] for value in sorted(groups[key])]
         if len(by_answer) < 2:
             continue  # a group with one possible answer cannot be balanced
-        for members in by_answer:
-            rng.shuffle(members)
-        tuples.extend(zip(*by_answer))
+        length = max(map(len, by_answer)) if reuse else min(map(len, by_answer))
+        columns = [_cycle(members, length, rng) for members in by_answer]
+        tuples.extend(zip(*columns))
     return tuples
 
 
-def balance_closed(questions: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """All open questions, and the closed ones that pair up yes/no within their wording."""
-    closed = [q for q in questions if q["answer_type"] == "CLOSED"]
-    kept = {id(q) for pair in _balanced_tuples(closed, "question", "yes_no_answer", seed) for q in pair}
-    return [q for q in questions if q["answer_type"] == "OPEN" or id(q) in kept]
+def _cycle(items: list[Any], length: int, rng: random.Random) -> list[Any]:
+    """``length`` items: ``items`` in a shuffled order, again in a new order while more are needed."""
+    out: list[Any] = []
+    while len(out) < length:
+        order = list(items)
+        rng.shuffle(order)
+        out += order
+    return out[:length]
 
 
-def balance_open_answers(questions: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Repeat open questions of an attribute's rarer answers until every answer is as common as
-    its commonest, so stage 2 cannot lean on a prior (e.g. "high" magnification 4 times in 5)."""
+def training_questions(questions: list[dict[str, Any]], per_attribute: int, seed: int,
+                       reuse: bool = True) -> list[dict[str, Any]]:
+    """Every detailed description and, per attribute, ``per_attribute`` questions: half closed in
+    yes/no pairs sharing a wording, half open in tuples with one question per answer value.
+
+    Tiles are unevenly labelled (a sixth of the H&E training tiles have a density label, a third
+    of the IHC tiles are DAB-negative), so an attribute's questions come round again (``reuse``)
+    until it is asked as often as any other and each answer as often as the other: stage 2 can
+    then neither skip an attribute nor lean on a prior.
+    """
     rng = random.Random(seed)
-    by_value: dict[str, dict[str, list[dict]]] = {}
-    for q in questions:
-        if q["answer_type"] == "OPEN" and q["attribute"] != "detailed":
-            by_value.setdefault(q["attribute"], {}).setdefault(q["answer"], []).append(q)
-    extra = []
-    for attribute in sorted(by_value):
-        groups = by_value[attribute]
-        most = max(len(members) for members in groups.values())
-        for value in sorted(groups):
-            pool = list(groups[value])
-            rng.shuffle(pool)
-            extra += [pool[i % len(pool)] for i in range(most - len(pool))]
-    return questions + extra
+    chosen = [q for q in questions if q["attribute"] == "detailed"]
+    for attribute in ATTRIBUTES:
+        asked = [q for q in questions if q["attribute"] == attribute]
+        closed_pairs = _balanced_tuples([q for q in asked if q["answer_type"] == "CLOSED"], "question",
+                                        "yes_no_answer", seed, reuse)
+        open_tuples = _balanced_tuples([q for q in asked if q["answer_type"] == "OPEN"], "attribute", "answer",
+                                       seed, reuse)
+        for tuples in (closed_pairs, open_tuples):
+            if not tuples:
+                continue
+            wanted = per_attribute // 2 // len(tuples[0])
+            drawn = _cycle(tuples, wanted, rng) if reuse else rng.sample(tuples, min(wanted, len(tuples)))
+            chosen += [q for unit in drawn for q in unit]
+    return chosen
 
 
 def sample_questions(questions: list[dict[str, Any]], budget: QuestionBudget, seed: int) -> list[dict[str, Any]]:

