@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo serve browser bench lint clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,24 @@ $(STAMP): requirements.txt requirements-nodeps.txt setup.py pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -q
+
+# The web page is tested in a real headless browser: Debian's chromium (installed here when
+# missing and running as root; otherwise the exact command to run is printed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the page test (apt-get install -y chromium)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "error: the page test needs Debian's chromium: run 'sudo apt-get install -y chromium'" >&2; exit 2; \
+	  fi; }
+
+# Serve the demo model (after `make demo`): the page at http://127.0.0.1:8000, the API at /v1.
+SERVE_MODEL ?= runs/demo/stage2  # a run folder: its best checkpoint, else its last
+serve: venv
+	$(PY) -m lavis.serve --model $(SERVE_MODEL)
 
 demo: venv
 	$(PY) run_demo.py

@@ -37,11 +37,15 @@ setup(
         "pillow>=10",
         "pyarrow>=14",
         "pandas>=2.0",
+        "starlette>=0.40",
+        "uvicorn>=0.30",
     ],
+    package_data={"lavis.serve": ["static/*"]},
     extras_require={
         "instructions": ["openai>=1.30", "matplotlib>=3.7"],
         "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7"],
+        "slides": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "scipy>=1.10", "matplotlib>=3.7"],
         "tensorboard": ["tensorboard>=2.14"],
-        "dev": ["pytest>=8", "ruff>=0.5"],
+        "dev": ["pytest>=8", "ruff>=0.5", "playwright>=1.45"],
     },
 )

@@ -1,6 +1,6 @@
 """Train any run config (stage 2 instruction tuning by default usage).
 
-    python train.py --cfg-path configs/train/clover_flant5xl_instruct.yaml
+    python train.py --cfg-path configs/train/stage2_clover_flant5xl.yaml
     torchrun --nproc_per_node=8 train.py --cfg-path ... --options run.batch_size_train=16
 """
 

@@ -3,8 +3,9 @@
 Per sample, forward matmul FLOPs (2 per multiply-add) of each part, then what training adds:
 
 - frozen vision encoder: forward only (x1);
-- Q-Former and projection: forward, input and weight gradients (x3); the cross-attention key and
-  value projections of the (frozen) image features need no input gradient (x2);
+- Q-Former and projection: forward, input and weight gradients (x3), the cross-attention key and
+  value projections of the image features included (their input gradient reaches ``ln_vision``,
+  which trains; LayerNorms are not matmuls and not counted);
 - frozen LLM: forward and input gradients, which reach the prefix (x2);
 - attention scores and weighted sums have no weights; their backward is two matmuls each (x3);
 - T5's first decoder layer reads gradient-free answer embeddings: its self-attention needs no
@@ -25,7 +26,7 @@ import torch
 from benchmarks.sizes import LMSize, ModelSize, QFormerSize, VisionSize
 
 TRAIN_FACTOR = {
-    "vision": 1, "qformer_linear": 3, "qformer_image_kv": 2, "qformer_attention": 3, "projection": 3,
+    "vision": 1, "qformer_linear": 3, "qformer_image_kv": 3, "qformer_attention": 3, "projection": 3,
     "llm_linear": 2, "llm_attention": 3, "llm_no_backward": 1, "llm_first_cross_attention": 2.5,
 }
 

@@ -17,12 +17,12 @@ import torch
 from benchmarks.sizes import SIZES, build_ours, lm_config, make_assets, our_overrides
 from benchmarks.timing import command_line, emit
 from benchmarks.train_step import WORK
+from lavis.models.memory import GIB, ParamCounts, count_parameters, training_state_bytes, weight_bytes
 
-GIB = 2**30
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+# The byte counts and the formula live in lavis.models.memory (python -m lavis.doctor uses them too).
+
 # (label, vision weights, LLM weights); the Q-Former, queries, ln_vision and projection stay fp32.
 PRECISIONS = [("vision fp16 + LLM bf16 (default)", "fp16", "bf16"), ("all fp32", "fp32", "fp32")]
-ADAMW_BYTES = 4 + 8  # fp32 gradient + two fp32 moments per trainable parameter
 
 
 def component_params(size_name: str) -> dict[str, int]:
@@ -35,30 +35,23 @@ def component_params(size_name: str) -> dict[str, int]:
     cfg = model_config(size.arch, "tiny", our_overrides(size, assets, "bf16", "fp16"))
     with torch.device("meta"):
         model = MODELS.get(size.arch).from_config(cfg, load_weights=False, llm_config=lm_config(size.lm))
-
-    def count(module: torch.nn.Module) -> int:
-        return sum(p.numel() for p in module.parameters())
-
-    return {
-        "vision": count(model.visual_encoder),
-        "ln_vision": count(model.ln_vision),
-        "llm": count(model.llm),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-    }
+    counts = count_parameters(model)
+    return {"vision": counts.vision, "ln_vision": counts.ln_vision, "llm": counts.llm, "trainable": counts.trainable,
+            "total": counts.total}
 
 
 def computed(size_name: str) -> list[dict[str, Any]]:
     """Rows (precision, inference GiB, training GiB) of weights and optimizer state, no activations."""
     parts = component_params(size_name)
+    counts = ParamCounts(**parts)
     rows = []
     for label, vision, llm in PRECISIONS:
-        weights = (parts["vision"] * BYTES[vision] + parts["llm"] * BYTES[llm]
-                   + (parts["ln_vision"] + parts["trainable"]) * 4)
+        weights = weight_bytes(counts, vision, llm)
         rows.append({
             "model": size_name, "precision": label,
             "inference_weights_gib": weights / GIB,
-            "train_weights_grads_adamw_gib": (weights + parts["trainable"] * ADAMW_BYTES) / GIB,
-            "params": parts,
+            "train_weights_grads_adamw_gib": (weights + training_state_bytes(counts)) / GIB,
+            "params": {k: v for k, v in parts.items() if k != "total"},
         })
     return rows
 

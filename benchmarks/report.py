@@ -15,6 +15,7 @@ GOALS = {
     "train_step_ratio_vs_hf_base": 1.15,
     "feature_cache_speedup": 3.0,
     "gpu_mfu_stage2_step": 0.35,
+    "serve_batching_speedup_16": 3.0,
 }
 NOT_MEASURED = (
     "**Not measured yet**: no GPU was available to the session that wrote this file. On a CUDA machine run "
@@ -39,7 +40,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def headline_rows(results: dict[str, Any], gpu: dict[str, Any] | None) -> list[list[Any]]:
     rows = []
     for key in ("train_step_ratio_vs_hf_tiny", "train_step_ratio_vs_hf_base", "generate_ratio_vs_hf_base",
-                "feature_cache_speedup", "data_images_per_s"):
+                "feature_cache_speedup", "data_images_per_s", "serve_batching_speedup_16",
+                "slide_tiles_per_s", "slide_second_question_speedup"):
         value, goal = results.get(key), GOALS.get(key)
         met = "-" if goal is None or value is None else ("yes" if value >= goal else "**no**")
         rows.append([f"`{key}`", value, f">= {goal}" if goal else "-", met])
@@ -86,6 +88,23 @@ def cache_section(name: str, d: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def image_keys_section(k: dict[str, Any]) -> list[str]:
+    per = k["ms_per_1000_images"]
+    rows = [["previous key: stat + (path, size, mtime)", per["stat_only"]],
+            ["content key, first build (read + sha256 every file)", per["first_build"]],
+            ["content key, unchanged files (stat + index lookup)", per["unchanged"]]]
+    lines = [f"### Feature-cache keys: {k['images']} JPEG tiles ({k['mean_file_kb']:.0f} KB each, page cache warm)", "",
+             *_table(["keying", "ms per 1,000 images (median)"], rows), "",
+             f"First build hashes {_f(k['first_build_mb_per_s'])} MB/s. Weights digest (every tensor in full): "
+             f"{_f(k['weights']['gb_per_s'])} GB/s, so EVA ViT-g in fp16 takes about "
+             f"{_f(k['weights']['eva_vit_g_fp16_projected_s'])} s per run start."]
+    if k.get("index"):
+        i = k["index"]
+        lines.append(f"Hash index at {i['entries']:,} entries ({_f(i['file_mb'])} MB): load {_f(i['load_s'])} s, "
+                     f"every entry looked up {_f(i['lookup_all_s'])} s, one entry added {_f(i['add_one_s'])} s.")
+    return lines + [""]
+
+
 def memory_section(details: dict[str, Any], gpu: dict[str, Any] | None) -> list[str]:
     rows = [[r["model"], r["precision"], r["inference_weights_gib"], r["train_weights_grads_adamw_gib"]]
             for r in details.get("memory_computed", [])]
@@ -103,7 +122,26 @@ def memory_section(details: dict[str, Any], gpu: dict[str, Any] | None) -> list[
               *_table(["model", "mode", "precision", "batch", "peak GiB", "peak minus start-up GiB"], rows), ""]
     if not gpu:
         lines += ["Full-size measured peaks: not measured yet (they come from the GPU script).", ""]
-    return lines
+    return lines + doctor_estimate_section(details)
+
+
+def doctor_estimate_section(details: dict[str, Any]) -> list[str]:
+    """``python -m lavis.doctor``'s per-GPU estimate against the measured H200 peaks."""
+    rows = [[r["model"], r["mode"], r["batch"], _tokens(r.get("tokens")), r["measured_gib"], r["estimated_gib"],
+             f"{r['error_percent']:+.1f}%"] for r in details.get("memory_gpu_estimate", [])]
+    if not rows:
+        return []
+    return ["The doctor's per-GPU estimate (`lavis.models.memory`) against GPU peaks measured on an H200 "
+            "(`benchmarks/memory_gpu.json`, `python -m benchmarks.memory_gpu --measure` on a CUDA machine; "
+            "train: one AdamW step, bf16 autocast; generate: 5 beams, 40 new tokens, 25-token prompts). "
+            "The activation coefficients were fitted to these same runs (two text lengths per model), so this "
+            "shows the fit and its linearity in batch size, not an independent validation:", "",
+            *_table(["model", "mode", "batch", "tokens (Q-Former / LLM prompt / answer)", "measured GiB",
+                     "estimated GiB", "error"], rows), ""]
+
+
+def _tokens(tokens: dict[str, int] | None) -> str:
+    return "-" if not tokens else f"{tokens['qformer_text']} / {tokens['lm_prompt']} / {tokens['answer']}"
 
 
 def gpu_section(gpu: dict[str, Any] | None) -> list[str]:
@@ -119,6 +157,19 @@ def gpu_section(gpu: dict[str, Any] | None) -> list[str]:
                     f"{info.get('date')}; peak {gpu['peak_bf16_tflops']} TFLOP/s dense bf16; {gpu['precision']}.", "",
                     *_table(["model", "batch", "train samples/s", "MFU", "cached samples/s", "cached MFU",
                              "cache speedup", "beam-5 answers/s"], rows), ""]
+
+
+def serve_section(d: dict[str, Any]) -> list[str]:
+    rows = [[clients, d["batching"][clients]["answers_per_s"], d["max_batch_1"][clients]["answers_per_s"],
+             d["speedup"][clients], d["batching"][clients]["p50_ms"], d["batching"][clients]["p95_ms"],
+             d["max_batch_1"][clients]["p50_ms"], d["max_batch_1"][clients]["p95_ms"], d["batching"][clients]["mean_batch"],
+             d["cpu_per_answer_ratio"][clients]] for clients in d["speedup"]]
+    return [f"### Serving: dynamic batching vs `--max-batch 1` ({d['model']}; beam {d['num_beams']}, exactly "
+            f"{d['new_tokens']} new tokens, server on 1 intra-op thread, {d['rounds']} alternated rounds, medians; "
+            "`python -m benchmarks.serve`)", "",
+            *_table(["clients", "answers/s batching", "answers/s max-batch 1", "speedup (paired)", "p50 ms", "p95 ms",
+                     "p50 ms (max-batch 1)", "p95 ms (max-batch 1)", "mean batch", "server CPU per answer, ratio"], rows),
+            "", f"Answers identical with and without batching: {d['identical_answers']}.", ""]
 
 
 def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
@@ -161,12 +212,24 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
         lines += [f"Computed, not measured - training TFLOPs per sample (benchmarks/flops.py, tokens {p['tokens']}): "
                   "what the cache removes is the vision forward, so at equal FLOP/s the epoch speeds up by:", "",
                   *_table(["size", "from images", "from cached features", "speedup at equal FLOP/s"], rows), ""]
+    if "slides_base" in d:
+        s = d["slides_base"]
+        lines += [f"### Whole-slide analysis, {s['size']} (benchmarks/slides.py: demo slide, {s['tiles']} tissue tiles, "
+                  f"batch {s['batch']}, {s['workers']} reader worker, {s['answer_tokens']}-token answers)", "",
+                  *_table(["question", "tiles/s"], [["first (reads + encoder + Q-Former + LLM)", s["first_tiles_per_s"]],
+                                                    ["second (cached features)", s["second_tiles_per_s"]]]),
+                  "", f"Second-question speedup {_f(s['second_question_speedup'])} (end to end, tissue detection and "
+                  f"output files included: {_f(s['end_to_end_speedup'])}).", ""]
     if "data_pipeline" in d:
         p = d["data_pipeline"]
         lines += [f"### Data pipeline: {p['images']} JPEG tiles ({p['source_side_px']} px) in {p['shards']} webdataset "
                   f"shards -> train transform ({p['image_size']} px) -> {p['workers']} workers -> batches of {p['batch']}",
                   "", f"Images/s per pass: {', '.join(f'{x:.0f}' for x in p['images_per_s'])}; median "
                   f"**{_f(p['median'])}**.", ""]
+    if "image_keys" in d:
+        lines += image_keys_section(d["image_keys"])
+    if "serve_batching" in d:
+        lines += serve_section(d["serve_batching"])
     lines += memory_section(d, gpu) + gpu_section(gpu)
     lines += ["## Commands", "", *_table(["benchmark", "command", "seconds"],
                                          [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]

@@ -31,9 +31,13 @@ COMMANDS: dict[str, list[str]] = {
     "cache_epoch_tiny": ["benchmarks.cache_epoch", "--size", "tiny", "--images", "64", "--batch", "8", "--rounds", "3",
                          "--before-after"],
     "data_pipeline": ["benchmarks.data_pipeline", "--images", "256", "--workers", "2", "--batch", "32"],
+    "image_keys": ["benchmarks.image_keys", "--images", "1000", "--rounds", "3"],
     "memory_computed": ["benchmarks.memory"],
     "memory_base_train": ["benchmarks.memory", "--measure", "base", "train"],
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
+    "memory_gpu_estimate": ["benchmarks.memory_gpu"],
+    "serve_batching": ["benchmarks.serve", "--rounds", "3"],
+    "slides_base": ["benchmarks.slides", "--size", "base", "--rounds", "2"],
 }
 
 
@@ -60,6 +64,9 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         "generate_ratio_vs_hf_base": ("generate_base", lambda d: d["ratio_vs_hf"]["ratio_of_medians"]),
         "feature_cache_speedup": ("cache_epoch_base", lambda d: d["speedup"]),
         "data_images_per_s": ("data_pipeline", lambda d: d["median"]),
+        "serve_batching_speedup_16": ("serve_batching", lambda d: d["serve_batching_speedup_16"]),
+        "slide_tiles_per_s": ("slides_base", lambda d: d["first_tiles_per_s"]),
+        "slide_second_question_speedup": ("slides_base", lambda d: d["second_question_speedup"]),
     }
     return {key: pick(details[name]) for key, (name, pick) in picks.items() if name in details}
 

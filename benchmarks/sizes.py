@@ -218,8 +218,15 @@ def build_hf(size: ModelSize, llm_dtype: torch.dtype = torch.float32) -> Any:
 
     model = InstructBlipForConditionalGeneration._from_config(hf_config(size), attn_implementation="sdpa")
     model.language_model.to(llm_dtype)
+    return freeze_like_ours(model)
+
+
+def freeze_like_ours(model: Any) -> Any:
+    """Freeze HF's vision tower and LLM as ours are, except ``post_layernorm``: it is our
+    ``ln_vision``, which trains (as in LAVIS)."""
     for frozen in (model.vision_model, model.language_model):
         frozen.requires_grad_(False)
+    model.vision_model.post_layernorm.requires_grad_(True)
     return model
 
 

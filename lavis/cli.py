@@ -12,12 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from lavis.common.config import Config, ConfigRegistries, load_config
-from lavis.common.dist import destroy_distributed, get_rank, init_distributed
-from lavis.common.errors import LavisError
+from lavis.common.dist import destroy_distributed, get_rank, init_distributed, read_env
+from lavis.common.errors import LavisError, error_text
 from lavis.common.logger import setup_logging
+from lavis.runners.stop_signals import EXIT_INTERRUPTED, EXIT_STOPPED, TrainingStopped
 
 logger = logging.getLogger("lavis")
 
@@ -66,20 +65,33 @@ def seed_everything(seed: int) -> None:
     seed_all(seed + get_rank())
 
 
-def run(cfg: Config, evaluate_only: bool = False) -> dict[str, Any]:
-    from lavis.runners import RUNNERS
+def build_parts(cfg: Config) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
+    """(task, model, {dataset: {split: Dataset}}) as the config describes them."""
     from lavis.tasks import TASKS
 
-    device_type = "cuda" if (cfg.run.device != "cpu" and torch.cuda.is_available()) else "cpu"
-    init_distributed(device_type)
-    setup_logging()
-    seed_everything(cfg.run.seed)
     task = TASKS.get(cfg.run.task)(cfg.task)
-    model = task.build_model(cfg)
-    datasets = task.build_datasets(cfg)
-    runner = RUNNERS.get(cfg.run.runner)(cfg, task, model, datasets)
+    return task, task.build_model(cfg), task.build_datasets(cfg)
+
+
+def run(cfg: Config, evaluate_only: bool = False) -> dict[str, Any]:
+    from lavis.common.dist import resolve_device
+    from lavis.common.output_lock import lock_output_for_job
+    from lavis.common.paths import run_output_dir
+    from lavis.runners import RUNNERS
+
+    init_distributed(resolve_device(cfg.run.device, "run.device").type)  # run.device=cuda without a GPU fails here
     try:
-        return runner.evaluate_only() if evaluate_only or cfg.run.evaluate else runner.train()
+        setup_logging()
+        evaluating = evaluate_only or cfg.run.evaluate
+        # The run folder has one writer: a second run pointed at it is refused before any work.
+        with lock_output_for_job(run_output_dir(cfg), "evaluation" if evaluating else "training run"):
+            seed_everything(cfg.run.seed)
+            task, model, datasets = build_parts(cfg)
+            runner = RUNNERS.get(cfg.run.runner)(cfg, task, model, datasets)
+            if evaluating:
+                return runner.evaluate_only()
+            with runner.stop_signals:  # SIGTERM / SIGUSR1 / Ctrl-C: finish the step, checkpoint, exit 75
+                return runner.train()
     finally:
         destroy_distributed()
 
@@ -95,6 +107,7 @@ def main(description: str, default_cfg: str | None = None, evaluate_only: bool =
         extra.append("run.evaluate=true")
         if args.checkpoint:
             extra.append(f"model.checkpoint={args.checkpoint}")
+    main_rank = read_env().rank == 0
     try:
         cfg = load(args, extra)
         if args.print_config:
@@ -102,6 +115,15 @@ def main(description: str, default_cfg: str | None = None, evaluate_only: bool =
             return 0
         run(cfg, evaluate_only)
     except LavisError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_text(err)}", file=sys.stderr)
         return 2
+    except TrainingStopped as stop:
+        if main_rank:
+            print(f"stopped: {stop}", file=sys.stderr)
+        return EXIT_STOPPED
+    except KeyboardInterrupt:
+        if main_rank:
+            print("interrupted: stopped at once, without a checkpoint (in training, a single Ctrl-C finishes "
+                  "the step and writes one)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

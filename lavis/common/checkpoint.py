@@ -29,12 +29,32 @@ STATE_NAME = "state.pt"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (another thread may be creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): the classic read, briefly racy
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a temp file / folder the mode ``open`` / ``mkdir`` would have: mkstemp and mkdtemp
+    make them owner-only (0600 / 0700), which would hide results from a team sharing a folder."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~process_umask())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a file so that readers see either the old content or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        _as_if_created(tmp)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -98,8 +118,10 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
+        _as_if_created(tmp, directory=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=dict(metadata or {}))
+        _as_if_created(tmp / WEIGHTS_NAME)
         with open(tmp / STATE_NAME, "wb") as handle:
             torch.save(dict(state), handle)
             handle.flush()
@@ -127,7 +149,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except Exception as err:  # safetensors raises its own types for corrupt files
-        raise CheckpointError(f"cannot read weights '{file}': {err}") from err
+        raise CheckpointError(f"cannot read weights '{file}': {_unreadable(file, err)}") from err
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -137,7 +159,19 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"cannot read training state '{file}': {err}") from err
+        raise CheckpointError(f"cannot read training state '{file}': {_unreadable(file, err)}") from err
+
+
+def _unreadable(file: Path, err: Exception) -> str:
+    """Why a checkpoint file does not read back, in words (some readers raise with no message)."""
+    try:
+        size = file.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return "the file is empty (0 bytes): its write never finished"
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    return f"{type(err).__name__}: {first}" if first else f"{type(err).__name__} ({size} bytes: truncated or not this format)"
 
 
 def step_checkpoints(root: str | os.PathLike) -> list[Path]:

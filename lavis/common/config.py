@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lavis.common.errors import ConfigError
 from lavis.common.paths import config_path
-from lavis.common.schema import _plain, from_mapping, split_mapping, suggest
+from lavis.common.schema import from_mapping, plain, split_mapping, suggest
 
 SECTIONS = ("model", "datasets", "run")
 
@@ -180,7 +180,7 @@ def load_config(
                 f"Valid sections: {', '.join(SECTIONS)}"
             )
     merged_run = overlay(_section(user, "run"), _section(override, "run"))
-    run_imports = list(_plain(merged_run.get("imports", [])) or []) + list(imports)
+    run_imports = list(plain(merged_run.get("imports", [])) or []) + list(imports)
     import_modules(run_imports)
 
     # ---- model: arch defaults <- run YAML <- options ----

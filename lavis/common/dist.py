@@ -133,3 +133,33 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     holder = [obj]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
+
+
+def resolve_device(name: str | torch.device, key: str = "device") -> torch.device:
+    """``run.device`` / ``--device`` (auto | cpu | cuda | cuda:N) -> the device; ``cuda`` means this
+    process's local rank. A GPU asked for and not there is a config error (naming ``key``) here,
+    not a crash later."""
+    from lavis.common.errors import ConfigError
+
+    name = str(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", read_env().local_rank)
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"{key}: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", read_env().local_rank)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"{key}={name}, but torch sees no CUDA GPU here (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}, CUDA build: {torch.version.cuda or 'no'}); "
+                f"use {key}=cpu, or auto to take a GPU when there is one"
+            )
+        if device.index >= count:
+            raise ConfigError(f"{key}={name}: GPU {device.index} asked for, but only {count} visible")
+    return device

@@ -30,3 +30,18 @@ class WeightsNotFoundError(LavisError, FileNotFoundError):
 
 class JavaNotFoundError(LavisError, FileNotFoundError):
     """A Java program is needed but no ``java`` is on PATH (pycocoevalcap's tokenizer, METEOR, SPICE)."""
+
+
+class DownloadError(LavisError, OSError):
+    """A data set or weight file could not be fetched or verified; the message says what to do."""
+
+
+def error_text(err: BaseException) -> str:
+    """The one-line message of one of our errors. A DataLoader worker re-raises an error in the
+    main process with the worker's whole traceback as its message; its last line is ours."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    prefix = f"{type(err).__module__}.{type(err).__qualname__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last

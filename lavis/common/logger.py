@@ -35,6 +35,7 @@ class JsonlWriter:
         self.path = Path(path)
         self.enabled = is_main_process()
         self.tb = None
+        self._failing = False
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if tensorboard_dir is not None:
@@ -49,8 +50,15 @@ class JsonlWriter:
         if not self.enabled:
             return
         record = {"type": kind, "step": step, "time": round(time.time(), 3), **values}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=str) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, default=str) + "\n")
+        except OSError as err:  # a full disk must not end the training: say so once, go on
+            if not self._failing:
+                logger.error("%s: cannot append (%s); training goes on, metrics are not recorded", self.path, err.strerror or err)
+            self._failing = True
+            return
+        self._failing = False
         if self.tb is not None:
             for name, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -33,6 +33,10 @@ class OutputLockedError(LavisError):
     """Another live writer owns the output folder."""
 
 
+class OutputFolderError(LavisError):
+    """The output folder cannot be created or written (read-only, no permission, a file in the way)."""
+
+
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to tell a recycled pid apart."""
     try:
@@ -56,11 +60,15 @@ def _alive(pid: int, started: str | None) -> bool:
 
 
 class OutputLock:
-    """``with OutputLock(folder, "training run"):`` owns ``folder`` for the block (or acquire/release)."""
+    """``with OutputLock(folder, "training run"):`` owns ``folder`` for the block (or acquire/release).
 
-    def __init__(self, folder: str | os.PathLike, what: str) -> None:
+    ``name`` picks another lock file in the folder, so that writers of different files there (e.g.
+    two ``lavis.predict`` answer files) do not exclude each other.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str, name: str = LOCK_NAME) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_NAME
+        self.path = self.folder / name
         self.what = what
         self.record = {
             "host": socket.gethostname(),
@@ -73,13 +81,18 @@ class OutputLock:
         self.held = False
 
     def acquire(self) -> OutputLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputFolderError(f"cannot create the output folder {self.folder}: {err.strerror or err}") from None
         for _ in range(3):  # a takeover races with other takers at most a couple of times
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 self._handle_existing()
                 continue
+            except OSError as err:  # read-only file system, no permission, disk full
+                raise OutputFolderError(f"cannot write in the output folder {self.folder}: {err.strerror or err}") from None
             with os.fdopen(fd, "w") as handle:
                 json.dump(self.record, handle)
             self.held = True
@@ -98,7 +111,7 @@ class OutputLock:
                     "%s: taking over the lock of a %s (pid %s, since %s) that is no longer running",
                     self.folder, holder.get("what", "writer"), holder["pid"], holder.get("since", "?"),
                 )
-                stale = self.path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
+                stale = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
                 with contextlib.suppress(FileNotFoundError):  # another taker won: retry
                     os.rename(self.path, stale)
                     stale.unlink(missing_ok=True)
@@ -154,11 +167,12 @@ def lock_output_for_job(folder: str | os.PathLike, what: str) -> Iterator[Output
         lock = OutputLock(folder, what)
         try:
             lock.acquire()
-        except OutputLockedError as err:
-            error = str(err)
+        except (OutputLockedError, OutputFolderError) as err:
+            error = (type(err).__name__, str(err))
     error = broadcast_object(error)
     if error is not None:
-        raise OutputLockedError(error)
+        kind = OutputFolderError if error[0] == OutputFolderError.__name__ else OutputLockedError
+        raise kind(error[1])
     try:
         yield lock
     finally:

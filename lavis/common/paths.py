@@ -1,9 +1,10 @@
-"""Where the framework finds its YAML configs; outputs never go inside the package."""
+"""Where the framework finds its YAML configs and where a run writes; outputs never go inside the package."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -24,3 +25,15 @@ def config_path(relative: str | os.PathLike) -> Path:
     if not full.exists():
         raise FileNotFoundError(f"config file '{relative}' not found under {config_root()}")
     return full
+
+
+def run_output_dir(cfg: Any) -> Path:
+    """The run folder: ``run.output_dir``, else ``runs/<run.job_name or the run YAML's stem>``."""
+    job = cfg.run.job_name or (Path(cfg.source).stem if cfg.source else "job")
+    return Path(cfg.run.output_dir or Path("runs") / job)
+
+
+def feature_cache_root(run: Any, output_dir: str | os.PathLike) -> Path:
+    """The feature-cache folder a run reads and fills: ``run.feature_cache_dir``, else
+    ``<output_dir>/feature_cache``."""
+    return Path(run.feature_cache_dir or Path(output_dir) / "feature_cache")

@@ -21,7 +21,7 @@ T = TypeVar("T")
 _NONE = type(None)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """OmegaConf containers -> plain Python containers (no import cycle on omegaconf)."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -65,6 +65,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"config key '{where}': expected {_type_name(tp)}, got {value!r}")
 
     if origin is Literal:
+        if isinstance(value, bool) and not any(isinstance(a, (bool, int)) for a in args):
+            value = _spelled_word(value, args, where)
         if value not in args:
             raise ConfigError(f"config key '{where}': {value!r} is not one of {list(args)}")
         return value
@@ -120,13 +122,28 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+# YAML 1.1 (PyYAML, OmegaConf) reads on/off, yes/no and true/false unquoted as booleans: a choice
+# that offers one of these words takes the boolean back as that word (`feature_cache: off`).
+_BOOL_WORDS = (("on", "off"), ("yes", "no"), ("true", "false"))
+
+
+def _spelled_word(value: bool, choices: tuple, where: str) -> Any:
+    for yes, no in _BOOL_WORDS:
+        word = yes if value else no
+        if word in choices:
+            return word
+    raise ConfigError(
+        f"config key '{where}': {value!r} (YAML reads unquoted on/off/yes/no as true/false) is not one of {list(choices)}"
+    )
+
+
 def field_names(schema: type) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
 
 
 def from_mapping(schema: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     """Build ``schema`` from ``data``; ``where`` is the dotted path used in error messages."""
-    data = _plain(data) if data is not None else {}
+    data = plain(data) if data is not None else {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"config key '{where}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(schema)
@@ -168,7 +185,7 @@ def split_mapping(
 
     A key must belong to at least one schema; each schema receives the keys it declares.
     """
-    data = _plain(data) if data is not None else {}
+    data = plain(data) if data is not None else {}
     valid = sorted({name for schema, _ in schemas for name in field_names(schema)})
     for key in data:
         if key not in valid:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from lavis.common.errors import DataError
 from lavis.common.jsonio import iter_json_lines, iter_json_list, read_json  # noqa: F401  (read_json: re-exported)
+from lavis.common.textio import open_utf8
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def read_pickle(path: Path) -> Any:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_utf8(path) as f:
         try:
             return next(csv.reader(f))
         except StopIteration:
@@ -112,7 +113,7 @@ def _csv_header(path: Path) -> list[str]:
 
 def _locate_csv_problem(path: Path, width: int) -> str:
     """Slow exact scan, only after pyarrow refused the file: which line is wrong and how."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_utf8(path) as f:
         reader = csv.reader(f)
         try:
             next(reader)
@@ -121,8 +122,6 @@ def _locate_csv_problem(path: Path, width: int) -> str:
                     return f"row {row_number} (line {reader.line_num}): expected {width} fields, got {len(row)}"
         except csv.Error as err:
             return f"line {reader.line_num}: {err}"
-        except UnicodeDecodeError as err:
-            return f"not UTF-8 text ({err})"
     return "unparseable CSV"
 
 

@@ -8,17 +8,25 @@ truncated or non-image file, decompression bomb). The collate drops it and repor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from lavis.common.errors import DataError
 
 
 @dataclass(frozen=True)
 class SkippedSample:
-    """Stands in for one item that could not be read; ``path`` says which file, ``reason`` why."""
+    """Stands in for one item that could not be read; ``path`` says which file, ``reason`` why.
+
+    ``fields`` holds the item's other values (question id, question, reference answer) where the
+    data set knows them, and ``index`` its position (set by the runner's loader): evaluation uses
+    both to account for every question, scoring an unreadable one as an empty answer on request.
+    """
 
     path: str
     reason: str
+    fields: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    index: int | None = None
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"

@@ -11,9 +11,10 @@ Rules, key by key (the union of the items' keys, first-seen order):
 - everything else (str, int, None, lists...) stays a Python list; an item that lacks the key
   contributes ``None``.
 
-Bookkeeping: ``_skipped`` (always present) lists the dropped items as ``"path: reason"``;
+Bookkeeping: ``_skipped`` (always present) lists the dropped items as ``"path: reason"`` and
+``_skipped_samples`` the ``SkippedSample``s themselves (evaluation accounts for their questions);
 ``_size`` is the number of items kept. A batch with every item skipped is just
-``{"_skipped": [...], "_size": 0}``.
+``{"_skipped": [...], "_skipped_samples": [...], "_size": 0}``.
 """
 
 from __future__ import annotations
@@ -59,16 +60,17 @@ def _collate_tensors(key: str, values: list[torch.Tensor]) -> dict[str, torch.Te
 def collate(items: Sequence[dict[str, Any] | SkippedSample]) -> dict[str, Any]:
     """Drop skipped items (reported in ``_skipped``), stack/pad tensors, keep the rest as lists."""
     kept: list[dict[str, Any]] = []
-    skipped: list[str] = []
+    skipped: list[SkippedSample] = []
     for item in items:
         if isinstance(item, SkippedSample):
-            skipped.append(str(item))
+            skipped.append(item)
         elif isinstance(item, dict):
             kept.append(item)
         else:
             raise TypeError(f"collate: expected dict or SkippedSample items, got {type(item).__name__}")
+    bookkeeping = {"_skipped": [str(item) for item in skipped], "_skipped_samples": skipped}
     if not kept:
-        return {"_skipped": skipped, "_size": 0}
+        return {**bookkeeping, "_size": 0}
 
     keys = list(dict.fromkeys(key for item in kept for key in item))
     batch: dict[str, Any] = {}
@@ -82,6 +84,6 @@ def collate(items: Sequence[dict[str, Any] | SkippedSample]) -> dict[str, Any]:
             raise DataError(f"collate: key '{key}' is a tensor in some items but not in others ({kinds})")
         else:
             batch[key] = values
-    batch["_skipped"] = skipped
+    batch.update(bookkeeping)
     batch["_size"] = len(kept)
     return batch

@@ -1,10 +1,12 @@
-"""Frozen-encoder feature cache: encode each image once (vision encoder + ``ln_vision``), reuse it.
+"""Frozen-encoder feature cache: encode each image once, reuse it.
 
 The image encoder is frozen, so with a deterministic image transform its output per image never
-changes: stage 2 and evaluation can read ``image_embeds`` from disk instead of decoding, resizing
-and encoding the image every epoch. The features live in a :class:`FeatureStore`
-(:mod:`lavis.datasets.feature_store`: layout, keys, index); this module decides which splits can
-use one (``run.feature_cache``), fills it and serves a table's items from it.
+changes: training and evaluation can read ``image_embeds`` (the encoder output before
+``ln_vision``, which the model applies and may train) from disk instead of decoding, resizing and
+encoding the image every epoch. The features live in a :class:`FeatureStore`
+(:mod:`lavis.datasets.feature_store`: layout, identity, index), keyed by the sha256 of each image's
+bytes (:mod:`lavis.datasets.image_hashes`); this module decides which splits can use one
+(``run.feature_cache``), fills it and serves a table's items from it.
 
 Distributed build: each rank encodes its share of the missing images into its own segment and
 lists it in a part file; rank 0 merges the parts into ``index.json`` (no data is copied) under a
@@ -15,6 +17,7 @@ on a barrier. ``cache_dir`` must be visible to every rank (a shared file system 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import uuid
@@ -28,15 +31,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
 from lavis.common.errors import ConfigError
+from lavis.common.paths import feature_cache_root
+from lavis.common.tensor_digest import weights_digest
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.datasets.sample_table import SampleTable
-from lavis.datasets.feature_store import (
-    FeatureStore,
-    encoder_identity,
-    image_keys,
-    transform_identity,
-    weights_digest,
-)
+from lavis.datasets.feature_store import FeatureStore, encoder_identity, transform_identity
+from lavis.datasets.image_hashes import ImageHashIndex, image_keys
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def fill(
     """Encode the images of ``table`` missing from ``store`` (every rank its share), merge, and
     return the (segment, row) of every table row (-1 where the image could not be read)."""
     paths = table.column("image_path")
-    keys = image_keys(table, paths)
+    keys = image_keys(table, paths, ImageHashIndex(store.root), progress=progress)
     first_row: dict[str, int] = {}
     for row, key in enumerate(keys):
         first_row.setdefault(key, row)
@@ -139,7 +139,7 @@ class CachedFeatures(Dataset):
         if segment < 0:
             root = self.table.image_root
             path = str(root / item["image_path"]) if root else item["image_path"]
-            return skip_or_raise(path, NOT_CACHED, self.table.strict)
+            return dataclasses.replace(skip_or_raise(path, NOT_CACHED, self.table.strict), fields=item)
         item["image_embeds"] = self.store.read(segment, row)
         if self.table.text_processor is not None:
             item["text_input"] = self.table.text_processor(item["text_input"])
@@ -184,18 +184,20 @@ def split_processor(dataset: Dataset, train: bool, mode: str, eval_spec: Any, wh
     return None, f"its image processor {type(processor).__name__} augments at random"
 
 
-def _same_encoder_on_every_rank(model: Any) -> None:
+def _same_encoder_on_every_rank(model: Any) -> str:
     """Give every rank rank 0's frozen encoder (as DDP would) when they differ, e.g. randomly
-    initialised with per-rank seeds; otherwise each rank would key its own cache."""
+    initialised with per-rank seeds; otherwise each rank would key its own cache. Returns the
+    encoder's :func:`weights_digest`."""
+    weights = weights_digest([model.visual_encoder])
     if get_world_size() == 1:
-        return
+        return weights
     import torch.distributed as dist
 
-    modules = [model.visual_encoder, model.ln_vision]
-    if len(set(all_gather_object(weights_digest(modules)))) > 1:
-        for module in modules:
-            for tensor in module.state_dict().values():  # share storage with the parameters
-                dist.broadcast(tensor, src=0)
+    if len(set(all_gather_object(weights))) > 1:
+        for tensor in model.visual_encoder.state_dict().values():  # shares storage with the parameters
+            dist.broadcast(tensor, src=0)
+        weights = weights_digest([model.visual_encoder])
+    return weights
 
 
 def apply_feature_cache(
@@ -216,11 +218,11 @@ def apply_feature_cache(
             raise ConfigError(f"run.feature_cache=on, but {problem}")
         logger.info("feature cache not used: %s", problem)
         return datasets
-    _same_encoder_on_every_rank(model)
+    weights = _same_encoder_on_every_rank(model)
     train = set() if run.evaluate else set(run.train_splits)
     wanted = train | set(run.valid_splits) | set(run.test_splits)
-    root = Path(run.feature_cache_dir or Path(output_dir) / "feature_cache")
-    identity = encoder_identity(model)
+    root = feature_cache_root(run, output_dir)
+    identity = encoder_identity(model, weights)
     out = {name: dict(splits) for name, splits in datasets.items()}
     for name, splits in datasets.items():
         for split in sorted(wanted & set(splits)):

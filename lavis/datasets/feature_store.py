@@ -1,32 +1,30 @@
-"""The on-disk store of frozen-encoder features: identities, image keys, segments and the index.
+"""The on-disk store of frozen-encoder features: identities, segments and the index.
 
-A store holds the output of one frozen image encoder (vision encoder + ``ln_vision``) under one
-image transform, for every image it has seen; :mod:`lavis.datasets.feature_cache` fills it and
-reads it in the data pipeline.
+A store holds the output of one frozen image encoder (before ``ln_vision``, which may train) under
+one image transform, for every image it has seen; :mod:`lavis.datasets.feature_cache` fills it
+and reads it in the data pipeline.
 
-Layout: ``<cache_dir>/<store id>/`` where the store id is a sha256 of (encoder config + a digest of
-its weights, transform config, storage dtype), so a different encoder or transform never sees
-another's features. Inside, ``seg-*.bin`` are raw ``(rows, tokens, width)`` fp16/bf16 arrays
-(bf16 stored as 16-bit integers) read with ``np.memmap``, and ``index.json`` maps each image key
--- sha256 of (image path, file size, mtime; or the path alone for images stored in a table, whose
-path carries a content hash) -- to ``[segment, row]``. Files are written under temporary names
-and renamed; ``index.json`` is replaced last, so readers see the old or the new cache, never half.
-Each writer adds its own segment and part file; :meth:`FeatureStore.merge` adds the parts to
+Layout: ``<cache_dir>/<store id>/`` where the store id is a sha256 of the store's identity: the
+encoder's settings that change its output, a sha256 of every encoder tensor in full, the transform
+config, a version derived from the encoder's, the transform's and the image decoder's source code
+(:func:`lavis.common.source_digest.source_digest`), and the storage dtype. So a different encoder,
+transform or code never sees another's features. Inside, ``seg-*.bin`` are raw
+``(rows, tokens, width)`` fp16/bf16 arrays (bf16 stored as 16-bit integers) read with
+``np.memmap``, and ``index.json`` maps each image key - the sha256 of the image's bytes
+(:mod:`lavis.datasets.image_hashes`) - to ``[segment, row]``. Files are written under temporary
+names and renamed; ``index.json`` is replaced last, so readers see the old or the new cache, never
+half. Each writer adds its own segment and part file; :meth:`FeatureStore.merge` adds the parts to
 ``index.json`` under a file lock, so concurrent writers sharing the cache cannot lose each other's
 entries.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
-import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +33,18 @@ import torch
 
 from lavis.common.checkpoint import atomic_write_text
 from lavis.common.errors import DataError
-from lavis.common.schema import _plain
-from lavis.datasets.datasets.sample_table import SampleTable
+from lavis.common.locks import locked
+from lavis.common.schema import plain
+from lavis.common.source_digest import source_digest
+from lavis.common.tensor_digest import weights_digest
+from lavis.datasets import image_io
 
-VERSION = 1
+VERSION = 2  # the store's file format (2: keys are content hashes, features before ln_vision)
 INDEX = "index.json"
 STORAGE = {"fp16": (np.float16, torch.float16), "bf16": (np.int16, torch.bfloat16)}  # bf16 bits in int16
+# Encoder settings that cannot change its output: the weights are hashed in full whatever file
+# they came from, checkpointing only saves memory, and a cached encoder is always frozen.
+_NOT_OUTPUT = ("pretrained", "use_grad_checkpoint", "freeze")
 
 
 def digest(value: Any) -> str:
@@ -48,70 +52,30 @@ def digest(value: Any) -> str:
 
 
 # ---- identities ------------------------------------------------------------------------------
-@torch.no_grad()
-def weights_digest(modules: Sequence[torch.nn.Module], samples_per_tensor: int = 1024) -> str:
-    """sha256 over every tensor's name, shape, dtype and an evenly strided sample of its values.
-
-    Cheap even for ViT-g (a few MB read), yet any re-initialisation or fine-tuning changes it.
-    """
-    sha = hashlib.sha256()
-    for index, module in enumerate(modules):
-        for name, tensor in sorted(module.state_dict().items()):
-            flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // samples_per_tensor)
-            sample = flat[::step].float().cpu().numpy()
-            sha.update(f"{index}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            sha.update(sample.tobytes())
-    return sha.hexdigest()
-
-
-def encoder_identity(model: Any) -> dict[str, Any]:
-    """What the cached features depend on in the model: encoder config, weights, output shape."""
+def encoder_identity(model: Any, weights: str | None = None) -> dict[str, Any]:
+    """What the cached features depend on in the model: the encoder's output-changing settings,
+    its weights (``weights``: a :func:`weights_digest` already computed), output shape and code."""
     encoder = model.visual_encoder
+    vision = {key: value for key, value in plain(model.cfg.vision).items() if key not in _NOT_OUTPUT}
+    code = source_digest(
+        [*{type(module) for module in encoder.modules()}, type(model).encode_image_frozen],
+        follow=["lavis.models.vision"],
+    )
     return {
-        "vision": _plain(model.cfg.vision),
-        "weights": weights_digest([encoder, model.ln_vision]),
+        "vision": vision,
+        "weights": weights or weights_digest([encoder]),
         "tokens": int(encoder.num_tokens),
         "width": int(encoder.num_features),
+        "code": code,
     }
 
 
 def transform_identity(processor: Any) -> dict[str, Any]:
+    """The image transform: class, config, and the code from image bytes to tensor."""
     cfg = processor.cfg
     config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else repr(cfg)
-    return {"class": f"{type(processor).__module__}.{type(processor).__qualname__}", "config": config}
-
-
-# ---- image keys -------------------------------------------------------------------------------
-def image_keys(dataset: SampleTable, paths: Sequence[str], threads: int = 16) -> list[str]:
-    """sha256 of (path, size, mtime_ns) for files; of the path alone for table-held image bytes.
-
-    ``paths`` is ``dataset``'s ``image_path`` column, row by row. Each distinct file is stat'ed
-    once (rows share images); rows whose image is held in the table are not stat'ed at all.
-    """
-    root = dataset.image_root
-    held = dataset.images_in_table()
-    if held is not None and len(held) != len(paths):
-        raise ValueError(f"{len(paths)} image paths for a table of {len(held)} rows")
-
-    def rows() -> Iterator[tuple[str, bool]]:
-        return zip(paths, itertools.repeat(False) if held is None else held)
-
-    def key(item: tuple[str, bool]) -> str:
-        path, in_table = item
-        ident = path
-        if not in_table:
-            try:
-                stat = os.stat(root / path if root is not None else path)
-                ident = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
-            except OSError:  # a missing file: keyed on its path, skipped when encoded
-                pass
-        return hashlib.sha256(ident.encode()).hexdigest()
-
-    distinct = list(dict.fromkeys(rows()))
-    with ThreadPoolExecutor(max_workers=threads) as pool:  # stat calls wait on (network) disks
-        keyed = dict(zip(distinct, pool.map(key, distinct, chunksize=256)))
-    return [keyed[item] for item in rows()]
+    code = source_digest([type(processor), image_io], follow=["lavis.processors", "lavis.datasets.image_io"])
+    return {"class": f"{type(processor).__module__}.{type(processor).__qualname__}", "config": config, "code": code}
 
 
 # ---- the on-disk store -------------------------------------------------------------------------
@@ -123,7 +87,8 @@ class FeatureStore:
             raise DataError(f"feature cache dtype must be one of {sorted(STORAGE)}, got {dtype!r}")
         # Round-tripped through JSON so that it compares equal to what index.json holds.
         self.identity = json.loads(json.dumps({**identity, "dtype": dtype, "version": VERSION}, default=str))
-        self.dir = Path(root) / digest(self.identity)[:24]
+        self.root = Path(root)
+        self.dir = self.root / digest(self.identity)[:24]
         self.dtype = dtype
         self.tokens, self.width = int(identity["tokens"]), int(identity["width"])
         self.segments: list[dict[str, Any]] = []
@@ -190,6 +155,11 @@ class FeatureStore:
             array = np.memmap(tmp, dtype=STORAGE[self.dtype][0], mode="w+", shape=(count, self.tokens, self.width))
             for keys, embeds in features:
                 half = embeds.to(STORAGE[self.dtype][1])
+                if self.dtype == "fp16" and torch.isinf(half).any() and torch.isfinite(embeds).all():
+                    raise DataError(
+                        f"feature cache {self.dir}: encoder outputs exceed the fp16 range (max "
+                        f"{embeds.abs().max().item():.3g}); set run.feature_cache_dtype=bf16"
+                    )
                 half = half.view(torch.int16) if self.dtype == "bf16" else half
                 array[len(rows) : len(rows) + len(keys)] = half.cpu().numpy()
                 rows.extend(keys)
@@ -207,7 +177,7 @@ class FeatureStore:
 
     def merge(self, parts: Sequence[Path]) -> None:
         """Add written segments to ``index.json`` (read-modify-write under a file lock)."""
-        with _locked(self.dir / ".lock"):
+        with locked(self.dir / ".lock"):
             self.reload()
             for part in parts:
                 entry = json.loads(part.read_text())
@@ -220,14 +190,3 @@ class FeatureStore:
             for part in parts:
                 part.unlink(missing_ok=True)
         self._maps = {}
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

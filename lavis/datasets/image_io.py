@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -27,36 +28,77 @@ from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
 
 
-def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
-    """Open, check the pixel count before decoding, decode fully; return an RGB image or a reason."""
+class BadImageError(DataError):
+    """An image that cannot be used, with the reason; ``too_large`` marks the pixel limit (a
+    decompression bomb), which a server answers differently from corrupt data."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+
+
+def decode_rgb(stream: io.IOBase | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open, check the pixel count before decoding, decode fully, return RGB; ``BadImageError`` otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
                 width, height = img.size
                 if width * height > max_pixels:
-                    return (
+                    raise BadImageError(
                         f"decompression bomb refused: {width}x{height} = {width * height} pixels "
-                        f"exceeds the limit of {max_pixels} (max_image_pixels)"
+                        f"exceeds the limit of {max_pixels} (max_image_pixels)",
+                        too_large=True,
                     )
                 img.load()  # decode now so that truncation is found here, not in a processor
                 return img.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        return f"decompression bomb refused: {err}"
+        raise BadImageError(f"decompression bomb refused: {err}", too_large=True) from None
     except UnidentifiedImageError:
-        return "not an image file (PIL cannot identify it)"
+        raise BadImageError("not an image file (PIL cannot identify it)") from None
+    except FileNotFoundError:
+        raise BadImageError("file not found") from None
+    except IsADirectoryError:
+        raise BadImageError("is a directory, not an image file") from None
+    except BadImageError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        raise BadImageError(f"unreadable or truncated image: {err}") from None
+
+
+def _decode(stream: io.IOBase | str, max_pixels: int) -> Image.Image | str:
+    """An RGB image, or the reason it cannot be one."""
+    try:
+        return decode_rgb(stream, max_pixels)
+    except BadImageError as err:
+        return err.reason
+
+
+def _not_a_regular_file(path: str) -> str | None:
+    """Why ``path`` is no image file to open, or None: a FIFO named ``x.png`` would block the
+    loader forever, a device or socket is no file either."""
+    try:
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         return "file not found"
-    except IsADirectoryError:
+    except OSError as err:
+        return f"cannot stat the file: {err.strerror or err}"
+    if stat.S_ISDIR(mode):
         return "is a directory, not an image file"
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
-        return f"unreadable or truncated image: {err}"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"not a regular file ({kind}); refused, since reading it could block"
+    return None
 
 
 def load_image(
     path: str | os.PathLike, strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image | SkippedSample:
     """An RGB image from a file, or a ``SkippedSample`` saying why not."""
+    problem = _not_a_regular_file(str(path))
+    if problem:
+        return skip_or_raise(str(path), problem, strict)
     result = _decode(str(path), max_pixels)
     if isinstance(result, str):
         return skip_or_raise(str(path), result, strict)

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ class DemoSettings:
 
 QUICK = [
     "data.max_tiles=48", "data.questions.closed_pairs=2", "data.questions.open_tuples=1",
-    "data.questions.detailed=2", "vision.steps=3", "lm.steps=3", "stage_options=[run.max_epoch=1]",
+    "data.questions.detailed=2", "vision.steps=3", "lm.steps=3", "stage_options=[run.max_epoch=1,run.log_freq=1]",
     "density_fields=8", "check_goals=false",
 ]
 
@@ -201,9 +202,19 @@ class Pipeline:
         from lavis.demo.density import density_agreement
 
         density = self.timed("density_check", lambda: density_agreement(seeing, self.out, self.s.density_fields))
+        density["slide_heatmap"] = self.timed("slide_heatmap", lambda: self.slide_heatmap(seeing))
         from lavis.demo.report import write_report
 
         return write_report(self.out, self.s, data, pretraining, density, self.timings, time.time() - start)
+
+    def slide_heatmap(self, model: Path) -> dict:
+        """The density question over the held-out slide region by the whole-slide job (its heatmap
+        goes into the report; paths relative to the demo folder)."""
+        from lavis.slides.demo import demo_slide_heatmap
+
+        result = demo_slide_heatmap(model, self.out / "slide", progress=False)
+        keep = ("tiles", "tiles_measured", "auc_dense_vs_loose", "spearman_vs_hematoxylin")
+        return {"heatmap": str(Path(result["heatmap"]).relative_to(self.out)), **{k: result[k] for k in keep}}
 
     def run_jobs_with(self, job: Job, label: str, step) -> None:
         """Run ``job`` as a subprocess while ``step`` runs here (one core each when ``parallel`` > 1)."""
@@ -242,6 +253,7 @@ def print_summary(report: dict, settings: DemoSettings) -> None:
     print(json.dumps({k: report.get(k) for k in HEADLINE_KEYS}, indent=2))
     print(f"report: {out / 'report.md'}")
     print(f"model:  {checkpoint_of(out / 'stage2')}  (lavis.models.load_pretrained reads it)")
+    print(talk_commands(out))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,3 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"goal missed: {goal}", file=sys.stderr)
         return 1
     return 0
+
+
+def talk_commands(out: Path) -> str:
+    """How to talk to the model the demo trained (printed at its end)."""
+    model = checkpoint_of(out / "stage2")
+    tile = min((out / "data" / "images" / "test").glob("*.png"), default="TILE.png")
+    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else sys.executable
+    return (f"\nTalk to the demo model:\n  {python} -m lavis.chat --model {model} --image {tile}\n"
+            f"  make serve   # or: {python} -m lavis.serve --model {model}; then open http://127.0.0.1:8000\n")

@@ -202,7 +202,14 @@ def markdown(r: dict[str, Any], curves: str, samples_png: str) -> str:
     for band, b in d["by_band"].items():
         lines.append(f"| {band} | {b['fields']} | {b['mean_p_yes']:.2f} | {b['open_says_dense']:.2f} | "
                      f"{b['open_says_loose']:.2f} |")
-    lines += ["", f"![density check]({d['plot']})", "", "## Validation split (development and checkpoint choice)", "",
+    lines += ["", f"![density check]({d['plot']})"]
+    if d.get("slide_heatmap"):
+        h = d["slide_heatmap"]
+        lines += ["", f"The same question asked of every tissue tile of the region by the whole-slide job "
+                  f"(`python -m lavis.slides.demo`): {h['tiles']} tiles, AUC dense vs loose "
+                  f"{_cell(h['auc_dense_vs_loose'])}, Spearman {_cell(h['spearman_vs_hematoxylin'])}.", "",
+                  f"![slide heatmap]({h['heatmap']})"]
+    lines += ["", "## Validation split (development and checkpoint choice)", "",
               f"Closed {_cell(r['validation']['closed_accuracy'])}, open recall {_cell(r['validation']['open_recall'])} "
               f"on {r['validation']['num_tiles']} tiles. Per attribute (closed / open recall): "
               + "; ".join(f"{n} {_cell(a['closed_accuracy'])} / {_cell(a['open_recall'])}"

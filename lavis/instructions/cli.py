@@ -17,10 +17,10 @@ import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from lavis.common.errors import ConfigError, LavisError
-from lavis.instructions.client import ChatClient, RetryPolicy
+from lavis.common.output_lock import OutputLock
+from lavis.instructions.client import ChatClient, RetryPolicy, public_url
 from lavis.instructions.filters import PairFilter
 from lavis.instructions.generate import CostBudget, JobSettings, RunOutcome, caption_job, run_generation
 from lavis.instructions.io import read_captions
@@ -108,15 +108,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
-
-
-def _public_url(url: str | None) -> str | None:
-    """The base URL without user:password or query (either may carry credentials)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _setup_logging(out_dir: Path | None, verbose: bool, secret: str | None) -> None:
@@ -237,7 +228,7 @@ class _Generation:
         args, price = self.args, self.price
         return {
             "model": args.model,
-            "base_url": _public_url(args.base_url),
+            "base_url": public_url(args.base_url),
             "prompt_version": self.protocol.version,
             "prompt_sha256": self.protocol.sha256,
             "price_usd_per_1m": _price_info(price),
@@ -324,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    lock = None
+    if not args.dry_run:  # --out has one writer at a time (a dry run writes nothing)
+        try:
+            lock = OutputLock(args.out, "instruction run").acquire()
+        except LavisError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     _setup_logging(None if args.dry_run else args.out, args.verbose, os.environ.get(args.api_key_env))
     try:
         with _GracefulStop() as stop:
@@ -335,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("interrupted twice: requests in flight abandoned, outputs not exported")
         return 130
     finally:
+        if lock is not None:
+            lock.release()
         for handler in list(logger.handlers):
             handler.close()
             logger.removeHandler(handler)

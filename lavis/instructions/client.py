@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
@@ -24,6 +25,15 @@ logger = logging.getLogger("lavis.instructions")
 
 FATAL_STATUS = {401, 403, 404}
 RETRY_STATUS = {408, 409, 429}
+
+
+def public_url(url: str | None) -> str | None:
+    """The URL without user:password or query (either may carry credentials), for messages."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class APICallError(Exception):
@@ -100,6 +110,7 @@ class ChatClient:
         """One reply, retrying transient failures; raises ``APICallError`` when none comes."""
         reserved = estimate_prompt_tokens(messages) + max_tokens
         reason = ""
+        unreachable = True  # every attempt failed to connect: nothing listens there
         for attempt in range(self.retry.max_retries + 1):
             self.limiter.acquire(reserved)
             headers: Any = None
@@ -112,23 +123,33 @@ class ChatClient:
                 if not completion.choices:
                     raise ValueError("the response has no choices")
             except openai.APIStatusError as err:
+                unreachable = False
                 headers = err.response.headers
                 reason, retryable, fatal = _status_error_reason(err)
                 if not retryable:
                     self.limiter.settle(reserved, 0)
                     raise APICallError(reason, attempt + 1, fatal) from None
             except openai.APITimeoutError:
+                unreachable = False
                 reason = f"timeout after {self.retry.timeout:g}s"
             except openai.APIConnectionError as err:
-                reason = f"connection_error: {err}"
+                cause = err.__cause__ or err.__context__
+                reason = f"connection_error: {err}" + (f" ({cause})" if cause else "")
             except (ValueError, TypeError, AttributeError, openai.APIResponseValidationError) as err:
+                unreachable = False
                 reason = f"bad_response: {type(err).__name__}: {str(err)[:200]}"
             else:
                 return self._reply(completion, messages, headers, reserved, attempt + 1)
             self.limiter.settle(reserved, 0)
             if attempt < self.retry.max_retries:
                 self._wait(attempt, headers, reason)
-        raise APICallError(reason, self.retry.max_retries + 1)
+        attempts = self.retry.max_retries + 1
+        if unreachable:  # no later caption can get through either: stop the run
+            raise APICallError(
+                f"cannot connect to {public_url(str(self._api.base_url))} after {attempts} attempt(s): {reason} "
+                "(is the server running, and is --base-url right?)", attempts, fatal=True,
+            )
+        raise APICallError(reason, attempts)
 
     def _reply(self, completion: Any, messages: list, headers: Any, reserved: int, attempts: int) -> ChatReply:
         choice = completion.choices[0]

@@ -17,6 +17,8 @@ from typing import Any
 
 from lavis.common.errors import DataError
 from lavis.common.jsonio import iter_json_lines, iter_json_list
+from lavis.common.textio import open_utf8
+from lavis.datasets.image_io import check_under_root
 
 IMAGE_FIELDS = ("image_path", "image")  # Quilt-1M spells it image_path, LLaVA-style files image
 LIST_FIELDS = ("pathology", "roi_text", "med_umls_ids")  # Quilt stores these as Python list literals
@@ -111,7 +113,7 @@ def _build_record(
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_utf8(path) as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
             raise DataError(f"{path}: empty file; expected a CSV header row")
@@ -159,11 +161,15 @@ def read_captions(
     subsets, splits, pathologies = _as_set(subset), _as_set(split), _as_set(pathology)
     records: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
+    found: dict[str, set[str]] = {"subset": set(), "split": set()}  # values met, for "matches nothing"
     for index, (raw, where) in enumerate(rows):
         record = _build_record(raw, where, index, caption_field, image_field)
         if record["caption_id"] in seen:
             raise DataError(f"{where}: field 'id' repeats {record['caption_id']!r} (first at {seen[record['caption_id']]})")
         seen[record["caption_id"]] = where
+        for key, values in found.items():
+            if len(values) < 50:
+                values.add(str(record[key]))
         if subsets is not None and str(record["subset"] or "").lower() not in subsets:
             continue
         if splits is not None and str(record["split"] or "").lower() not in splits:
@@ -175,4 +181,18 @@ def read_captions(
         records.append(record)
         if limit is not None and len(records) >= limit:
             break
+    if not records:
+        chosen = {"--subset": subsets, "--split": splits, "--pathology": pathologies}
+        asked = ", ".join(f"{flag} {','.join(sorted(v))}" for flag, v in chosen.items() if v is not None)
+        if histology_only:
+            asked += (", " if asked else "") + "--histology-only"
+        met = "; ".join(f"{key} values in the file: {sorted(v)}" for key, v in found.items() if v - {"None"})
+        raise DataError(
+            f"{path}: no caption matches {asked}" + (f" ({met})" if met else "")
+            if asked else f"{path}: the file holds no captions"
+        )
+    # image paths are relative to the data's image folder: one that leaves it is refused here, not
+    # after paying for its instructions (the stage-2 builder would refuse it the same way)
+    check_under_root([r["image"] for r in records], path.resolve().parent, image_field or " or ".join(IMAGE_FIELDS),
+                     lambda i: _where(path, records[i]["row"], None))
     return records

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.errors import ConfigError, DataError
+from lavis.common.textio import open_utf8
 from lavis.instructions.yaml_files import load_typed_yaml
 
 DEFAULT_BANK = "instructions/templates/default.yaml"
@@ -89,7 +90,7 @@ def load_value_names(path: str | os.PathLike) -> dict[str, str]:
     names: dict[str, str] = {}
     if path.suffix.upper() == ".RRF":
         preferred: set[str] = set()
-        with open(path, encoding="utf-8") as handle:
+        with open_utf8(path, newline=None) as handle:
             for line_no, line in enumerate(handle, start=1):
                 cells = line.rstrip("\n").split("|")
                 if len(cells) < 15:
@@ -104,7 +105,7 @@ def load_value_names(path: str | os.PathLike) -> dict[str, str]:
                     names.setdefault(cui, text)
         return names
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_utf8(path) as handle:
         for row_no, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
             if not row or (row_no == 1 and row[0].strip().lower() in ("cui", "id", "value")):
                 continue

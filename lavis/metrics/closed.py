@@ -1,7 +1,8 @@
 """Closed-question (yes/no) decision rules, applied to normalised text.
 
-Each rule returns 1 (hit), 0 (miss) or ``None``: LLaVA-Med's ``run_eval.py`` records nothing at all
-for some answers, which takes them out of the accuracy's denominator.
+Each rule returns 1 (hit), 0 (miss) or ``None``: the first published version of LLaVA-Med's
+``run_eval.py`` recorded nothing for some answers, which took them out of the accuracy's
+denominator (its released version fixed that; see docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 YES_NO = ("yes", "no")
 
 
-def llava_med_hit(prediction: str, answer: str) -> int | None:
-    """LLaVA-Med ``run_eval.py``: substring tests on normalised strings.
+def llava_med_hit(prediction: str, answer: str) -> int:
+    """LLaVA-Med ``run_eval.py`` as released (tag v1.0.0, commit b9a98a7): substring tests on
+    normalised strings. A hit needs the prediction to contain "yes" or "no" *as a substring*
+    ("normal", "nodule", "not" and "know" all contain "no") and the normalised answer as a
+    substring; every other prediction is a miss, so every closed question is in the denominator."""
+    has_verdict = "yes" in prediction or "no" in prediction
+    return int(has_verdict and answer in prediction)
 
-    * the prediction must contain "yes" or "no" *as a substring* ("normal", "nodule", "not" and
-      "know" all contain "no"); if it does not, the question counts as a miss;
-    * then it is a hit if the normalised answer is a substring of the prediction; otherwise the
-      script appends nothing, so the question is left out of the accuracy (``None``).
-    """
+
+def llava_med_initial_hit(prediction: str, answer: str) -> int | None:
+    """The first published ``run_eval.py`` (commit e9972cf, before "fix closed accuracy
+    calculation"): as :func:`llava_med_hit`, except that a prediction containing yes/no but not the
+    answer appends nothing, so the question leaves the accuracy (``None``)."""
     if "yes" not in prediction and "no" not in prediction:
         return 0
     return 1 if answer in prediction else None

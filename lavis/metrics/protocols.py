@@ -1,6 +1,10 @@
 """Scoring protocols: which normalisation feeds which open-question score and which closed rule.
 
-* ``llava_med`` - LLaVA-Med ``llava/eval/run_eval.py`` exactly.
+* ``llava_med`` - LLaVA-Med ``llava/eval/run_eval.py`` as released (tag v1.0.0 = commit b9a98a7,
+  "fix closed accuracy calculation") exactly.
+* ``llava_med_initial`` - the same script as first published (commit e9972cf), whose closed accuracy
+  leaves a prediction with a wrong yes/no out of the denominator; only to compare with numbers
+  computed before the fix.
 * ``quilt`` - Quilt-LLaVA ``llava/eval/quilt_eval.py --quilt True`` (no ``--anchor``) exactly.
 * ``strict`` - ours: the same measurements with the quirks fixed (docs/metrics.md lists each).
 """
@@ -11,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lavis.common.errors import ConfigError, DataError
-from lavis.metrics.closed import YES_NO, llava_med_hit, quilt_prediction_label, strict_hit
+from lavis.metrics.closed import (
+    YES_NO,
+    llava_med_hit,
+    llava_med_initial_hit,
+    quilt_prediction_label,
+    strict_hit,
+)
 from lavis.metrics.normalize import normalize_reference, normalize_strict
 from lavis.metrics.open_ended import (
     OPEN_METRICS,
@@ -56,8 +66,12 @@ def _published_open(prediction: str, reference: str) -> dict[str, float]:
     )
 
 
-def _llava_med_closed(record: VQARecord, prediction: str) -> int | None:
+def _llava_med_closed(record: VQARecord, prediction: str) -> int:
     return llava_med_hit(normalize_reference(prediction), normalize_reference(record.answer))
+
+
+def _llava_med_initial_closed(record: VQARecord, prediction: str) -> int | None:
+    return llava_med_initial_hit(normalize_reference(prediction), normalize_reference(record.answer))
 
 
 def _quilt_closed(record: VQARecord, prediction: str) -> int:
@@ -93,6 +107,7 @@ def _strict_closed(record: VQARecord, prediction: str) -> int:
 
 PROTOCOLS: dict[str, Protocol] = {
     "llava_med": Protocol("llava_med", _published_open, _llava_med_closed),
+    "llava_med_initial": Protocol("llava_med_initial", _published_open, _llava_med_initial_closed),
     "quilt": Protocol("quilt", _published_open, _quilt_closed),
     "strict": Protocol("strict", _strict_open, _strict_closed),
 }

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from lavis.common.errors import DataError
+from lavis.common.llava_format import conversation_key as find_conversation_key
 from lavis.metrics.closed import YES_NO
 from lavis.metrics.normalize import normalize_strict
 from lavis.metrics.records_io import (
@@ -29,7 +30,6 @@ from lavis.metrics.records_io import (
 
 # Quilt-LLaVA's script scores answer_type "other" as open; "OPEN"/"CLOSED" are the usual values.
 _ANSWER_TYPES = {"OPEN": "OPEN", "CLOSED": "CLOSED", "other": "OPEN"}
-_CONVERSATION_KEYS = ("conversations", "conversatons")
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,16 @@ def load_predictions(path: str | os.PathLike) -> dict[int | str, str]:
     return read_texts_by_id(path, "question_id", "text")
 
 
+def answer_record(question_id: int | str, prompt: str, text: str, model_id: str,
+                  metadata: dict | None = None) -> dict:
+    """One line of a LLaVA-Med answer file (what ``evaluate.py`` and ``lavis.predict`` write)."""
+    return {"question_id": question_id, "prompt": prompt, "text": text, "answer_id": f"{question_id}",
+            "model_id": model_id, "metadata": metadata or {}}
+
+
 def _parse_ground_truth(item: dict, where: str) -> VQARecord:
     question_id = require_id(item, "id", where)
-    conversation_key = next((key for key in _CONVERSATION_KEYS if key in item), None)
+    conversation_key = find_conversation_key(item)
     if conversation_key is not None:
         question, answer = _conversation_turns(item[conversation_key], f"{where}: field '{conversation_key}'")
     elif "answer" in item:
@@ -76,11 +83,15 @@ def _parse_ground_truth(item: dict, where: str) -> VQARecord:
     yes_no_answer = item.get("yes_no_answer")
     if yes_no_answer is not None and not isinstance(yes_no_answer, str):
         raise DataError(f"{where}: field 'yes_no_answer' must be a string or null, got {yes_no_answer!r}")
+    answer_type = _answer_type(item.get("answer_type"), answer, where)
+    if answer_type == "CLOSED" and yes_no_answer is not None and yes_no_answer.lower() not in ("yes", "no"):
+        # it is the label closed questions are scored against: anything else would be scored as a miss
+        raise DataError(f"{where}: field 'yes_no_answer' must be yes or no for a closed question, got {yes_no_answer!r}")
     return VQARecord(
         question_id=question_id,
         question=question,
         answer=answer,
-        answer_type=_answer_type(item.get("answer_type"), answer, where),
+        answer_type=answer_type,
         yes_no_answer=yes_no_answer,
     )
 

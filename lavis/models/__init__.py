@@ -6,5 +6,5 @@ from lavis.models import blip2, interop, vision  # noqa: F401
 from lavis.models.api import load_model, load_model_and_preprocess, model_config  # noqa: F401
 from lavis.models.base_model import MODELS, BaseModel, register_model  # noqa: F401
 from lavis.models.interop import from_hf, load_model_folder, save_model_folder, to_hf  # noqa: F401
-from lavis.models.vision.base import VISION_ENCODERS, VisionEncoder, register_vision_encoder  # noqa: F401
 from lavis.models.pretrained import PretrainedModel, load_pretrained  # noqa: F401
+from lavis.models.vision.base import VISION_ENCODERS, VisionEncoder, register_vision_encoder  # noqa: F401

@@ -86,6 +86,8 @@ def load_source(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     from lavis.models import from_hf, load_model
     from lavis.models.interop.folder import CONFIG_NAME, load_model_folder
 
+    if args.source == "ours" and not Path(args.src).exists():
+        raise ConfigError(f"--src {args.src}: no such file or folder")
     if args.source == "hf":
         if overrides:
             raise ConfigError("--from hf takes no --set overrides (only --dtype): the checkpoint defines the model")

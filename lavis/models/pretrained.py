@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import torch
 
+from lavis.common.dist import resolve_device
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.models.api import load_preprocess, model_config
 from lavis.models.base_model import MODELS, BaseModel
@@ -69,12 +70,15 @@ def load_pretrained(
     *,
     config: str | os.PathLike | None = None,
     require: Capability | None = "answer",
+    check_provenance: bool = True,
 ) -> PretrainedModel:
     """Load a trained model for inference (see the module docstring for what ``path`` may be).
 
     ``precision`` (bf16 / fp16 / fp32) sets the frozen image encoder's and LLM's dtype; None keeps
     the model's own. ``require="answer"`` refuses a stage-1 model with a message saying what can use
     it; ``"retrieval"`` needs image-text similarity (stage 1); None accepts any model.
+    ``check_provenance``: refuse a checkpoint whose recorded frozen parts (LLM, its tokenizer, the
+    image encoder's weights) differ from the ones configured now (see :mod:`lavis.common.provenance`).
     """
     if precision is not None and precision not in ("bf16", "fp16", "fp32"):
         raise ConfigError(f"precision must be bf16, fp16 or fp32, got {precision!r}")
@@ -92,18 +96,10 @@ def load_pretrained(
             "a folder from `python -m lavis.models.convert --to ours`, a Hugging Face BLIP-2/InstructBLIP "
             "folder or hub id, or a .pth/.safetensors file with --config"
         )
+    if check_provenance and loaded.kind in ("run", "file"):
+        _check_provenance(loaded)
     loaded.model.to(device).eval()
     return loaded
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` = the first GPU when there is one; a CUDA device without a GPU is an error, not a crash later."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was asked for, but torch sees no CUDA GPU here (use --device cpu)")
-    return device
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -121,7 +117,7 @@ def _from_folder(folder: Path, precision: str | None, require: Capability | None
         _check_capability(MODELS.get(section.get("arch")), str(folder), require)
         overrides = _precision_overrides(precision, section)
         model = load_model_folder(folder, is_eval=True, **overrides)
-        vis, txt = _processors(_to_dict(model.cfg), {})
+        vis, txt = eval_processors(_to_dict(model.cfg), {})
         return PretrainedModel(model, vis, txt, str(folder), "folder", folder.name)
     raise CheckpointError(
         f"'{folder}' is not a model folder: expected a run checkpoint (model.safetensors + state.pt under "
@@ -158,7 +154,7 @@ def _from_run(run_dir: Path, checkpoint: Path, precision: str | None, require: C
 
     raw = OmegaConf.load(run_dir / "config.yaml")
     section = OmegaConf.to_container(raw.model, resolve=True)
-    bases = _path_bases(run_dir)
+    bases = run_path_bases(run_dir)
     section = _resolve_paths(dict(section), bases)
     section["checkpoint"] = str(checkpoint)
     _check_capability(MODELS.get(section.get("arch")), str(checkpoint), require)
@@ -171,7 +167,7 @@ def _from_run(run_dir: Path, checkpoint: Path, precision: str | None, require: C
     _merge(section, _precision_overrides(precision, section))
     model = _build(section)
     run, datasets = _section(raw, "run"), _section(raw, "datasets")
-    vis, txt = _processors(section, datasets)
+    vis, txt = eval_processors(section, datasets)
     name = f"{run_dir.name}/{checkpoint.resolve().name}"
     return PretrainedModel(model, vis, txt, str(checkpoint), "run", name, dict(run.get("generation") or {}))
 
@@ -201,7 +197,7 @@ def _from_file(
     _check_capability(MODELS.get(section.get("arch")), str(file), require)
     _merge(section, _precision_overrides(precision, section))
     model = _build(section)
-    vis, txt = _processors(section, datasets)
+    vis, txt = eval_processors(section, datasets)
     return PretrainedModel(model, vis, txt, str(file), "file", file.stem)
 
 
@@ -244,7 +240,7 @@ def _build(section: Mapping[str, Any]) -> BaseModel:
 
 
 # ---- processors -----------------------------------------------------------------------------
-def _processors(section: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[Any, Any]:
+def eval_processors(section: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[Any, Any]:
     """Eval processors: the model's ``preprocess`` section, else the first data set's, else the
     pathology defaults at the encoder's image size."""
     preprocess = dict(section.get("preprocess") or {})
@@ -279,6 +275,28 @@ def _check_capability(model_cls: type, source: str, require: Capability | None) 
         )
 
 
+def _check_provenance(loaded: PretrainedModel) -> None:
+    """Errors for frozen parts that differ from those the checkpoint was trained with; warnings logged."""
+    from lavis.common.provenance import compare_provenance, read_provenance
+    from lavis.models.provenance import describe_model
+
+    recorded = read_provenance(loaded.source)
+    if recorded is None:
+        return
+    differences = compare_provenance(recorded, describe_model(loaded.model))
+    for difference in differences:
+        if not difference.error:
+            logger.warning("%s: %s", loaded.source, difference)
+    errors = [str(d) for d in differences if d.error]
+    if errors:
+        raise CheckpointError(
+            f"'{loaded.source}' was trained with other frozen parts than the ones configured now: "
+            + "; ".join(errors)
+            + ". Point the config at the parts it was trained with (or pass check_provenance=False / "
+            "--no-provenance-check if you really mean to)"
+        )
+
+
 def _precision_overrides(precision: str | None, section: Mapping[str, Any]) -> dict[str, Any]:
     """Config overrides that put the frozen encoder (and the LLM, when there is one) in ``precision``."""
     if precision is None:
@@ -298,7 +316,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def _path_bases(run_dir: Path) -> list[Path]:
+def run_path_bases(run_dir: Path) -> list[Path]:
     """Where a run's relative paths may start: the directory it was launched from (recorded in
     run_info.json), the current one, then the run folder and its parents."""
     bases = []

@@ -42,10 +42,28 @@ def build_processor(cfg: Mapping[str, Any] | None, where: str) -> BaseProcessor 
     """``{name: ..., **options}`` -> processor instance; None stays None."""
     if cfg is None:
         return None
-    from lavis.common.errors import ConfigError
-    from lavis.common.schema import _plain
+    from lavis.common.schema import plain
 
-    cfg = _plain(cfg)
+    cfg = plain(cfg)
+    _check_name(cfg, where)
+    return PROCESSORS.get(cfg["name"]).from_config(cfg, where)
+
+
+def processor_config(cfg: Mapping[str, Any] | None, where: str) -> Any:
+    """The typed config of a processor spec, validated without building the processor."""
+    if cfg is None:
+        return None
+    from lavis.common.schema import plain
+
+    cfg = plain(cfg)
+    _check_name(cfg, where)
+    return as_config(PROCESSORS.get(cfg["name"]).Config, cfg, where)
+
+
+def _check_name(cfg: Any, where: str) -> None:
+    from lavis.common.errors import ConfigError
+
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"config key '{where}': expected a mapping with a 'name', got {cfg!r}")
     if "name" not in cfg:
         raise ConfigError(f"missing required config key '{where}.name' (the processor's registered name)")
-    return PROCESSORS.get(cfg["name"]).from_config(cfg, where)

@@ -16,11 +16,9 @@ from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import functional as TF
 
 from lavis.common.errors import ConfigError
+from lavis.common.image_norm import CLIP_MEAN, CLIP_STD
 from lavis.processors.base_processor import BaseProcessor, ProcessorConfig, register_processor
 from lavis.processors.stain import hed_jitter
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclasses.dataclass

@@ -2,4 +2,4 @@
 
 from lavis.runners import runner_epoch, runner_iter  # noqa: F401, E402
 from lavis.runners.base_runner import RUNNERS, RunnerBase, register_runner  # noqa: F401
-from lavis.runners.run_config import RunConfig, run_output_dir  # noqa: F401
+from lavis.runners.run_config import RunConfig  # noqa: F401

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,35 +26,34 @@ from lavis.common import checkpoint as ckpt
 from lavis.common.batch import batch_size_of, move_to_device, pop_bookkeeping
 from lavis.common.dist import (
     all_gather_object,
-    barrier,
+    broadcast_object,
     get_rank,
     get_world_size,
     is_dist,
     is_main_process,
-    read_env,
+    resolve_device,
 )
-from lavis.common.errors import ConfigError, DataError
+from lavis.common.errors import CheckpointError, ConfigError, DataError
 from lavis.common.logger import JsonlWriter, git_revision
 from lavis.common.optim import LR_SCHEDULERS, build_adamw
-from lavis.common.paths import REPO_ROOT
+from lavis.common.output_lock import OutputFolderError, lock_output_for_job
+from lavis.common.paths import REPO_ROOT, feature_cache_root, run_output_dir
 from lavis.common.registry import Registry
+from lavis.common.schema import suggest
+from lavis.runners.checkpointing import (
+    checkpoint_bytes,
+    data_position,
+    read_for_resume,
+    room_problem,
+    write_step_checkpoint,
+)
 from lavis.runners.data import build_loader, iterable_skips
-from lavis.runners.run_config import run_output_dir
+from lavis.runners.eval_coverage import account_for_every_item, merge_ranks
+from lavis.runners.stop_signals import EXIT_STOPPED, StopSignals, TrainingStopped
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", read_env().local_rank)
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", read_env().local_rank)
-    return device
 
 
 class RunnerBase:
@@ -68,7 +67,7 @@ class RunnerBase:
         self.task = task
         self.rank = get_rank()
         self.world_size = get_world_size()
-        self.device = resolve_device(self.run.device)
+        self.device = resolve_device(self.run.device, "run.device")
         self.amp_dtype = _DTYPES[self.run.precision]
         self.output_dir = run_output_dir(cfg)
         self.ckpt_dir = self.output_dir / "checkpoints"
@@ -78,10 +77,9 @@ class RunnerBase:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.model = model.to(self.device)
-        from lavis.datasets.feature_cache import apply_feature_cache
-
         # Splits with a fixed image transform read frozen-encoder features from disk (run.feature_cache).
-        self.datasets = apply_feature_cache(datasets, self.model, cfg, self.output_dir, self.device)
+        self.datasets = self._with_feature_cache(datasets)
+        self._check_eval_splits()
         self.wrapped: torch.nn.Module = self.model
         if is_dist() and not self.run.evaluate:
             self.wrapped = DistributedDataParallel(
@@ -104,7 +102,44 @@ class RunnerBase:
             self.output_dir / "metrics.jsonl",
             self.output_dir / "tensorboard" if self.run.tensorboard else None,
         )
+        self.stop_signals = StopSignals()  # installed around train() by the command line (lavis/cli.py)
+        if not self.run.evaluate:
+            self._check_room_for_a_checkpoint()
         self._write_run_info()
+
+    def _with_feature_cache(self, datasets: dict[str, dict[str, Dataset]]) -> dict[str, dict[str, Dataset]]:
+        from lavis.datasets.feature_cache import apply_feature_cache, model_problem
+
+        if self.run.feature_cache == "off" or model_problem(self.model):
+            return apply_feature_cache(datasets, self.model, self.cfg, self.output_dir, self.device)
+        # The cache folder may be shared by several runs: one of them fills it at a time.
+        with lock_output_for_job(feature_cache_root(self.run, self.output_dir), "feature-cache build"):
+            return apply_feature_cache(datasets, self.model, self.cfg, self.output_dir, self.device)
+
+    def _check_eval_splits(self) -> None:
+        """Every split in run.valid_splits / run.test_splits exists and holds items: an evaluation
+        of nothing is an error at start, not an exit 0 with empty results."""
+        available = {name: sorted(splits) for name, splits in self.datasets.items()}
+        known = sorted({split for splits in available.values() for split in splits})
+        for key in ("valid_splits", "test_splits"):
+            for split in getattr(self.run, key):
+                found = [(name, splits[split]) for name, splits in self.datasets.items() if split in splits]
+                if not found:
+                    raise ConfigError(
+                        f"run.{key}: no data set has a split '{split}'; available: {available}.{suggest(split, known)}"
+                    )
+                for name, dataset in found:
+                    if not isinstance(dataset, IterableDataset) and len(dataset) == 0:
+                        raise DataError(f"datasets.{name}: split '{split}' (run.{key}) has no items: nothing to evaluate")
+
+    def _check_room_for_a_checkpoint(self) -> None:
+        problem = None
+        if is_main_process():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            problem = room_problem(self.output_dir, checkpoint_bytes(self.model))
+        problem = broadcast_object(problem)
+        if problem:
+            raise OutputFolderError(problem)
 
     # ---- run folder --------------------------------------------------------------------
     def _write_run_info(self) -> None:
@@ -132,6 +167,8 @@ class RunnerBase:
         for name, splits in self.datasets.items():
             for split in self.run.train_splits:
                 if split in splits:
+                    if not isinstance(splits[split], IterableDataset) and len(splits[split]) == 0:
+                        raise DataError(f"datasets.{name}: split '{split}' (run.train_splits) has no items to train on")
                     parts.append(splits[split])
                     ratios.append(float(getattr(self.cfg.datasets.get(name), "sample_ratio", 1.0) or 1.0))
         if not parts:
@@ -269,8 +306,11 @@ class RunnerBase:
         if self.global_step % self.run.log_freq == 0:
             self.log_train()
         every = self.run.save_every_n_iters
+        saved = False
         if every and self.global_step % every == 0 and not self._runner_saves_now(batches_in_epoch):
-            self.save_step_checkpoint()
+            saved = self.save_step_checkpoint() is not None
+        if not self._runner_saves_now(batches_in_epoch):  # else the loop asks after its own save
+            self.stop_if_requested(saved)
         return True
 
     def _runner_saves_now(self, batches_in_epoch: int | None) -> bool:
@@ -341,36 +381,85 @@ class RunnerBase:
             "rng": rng,
             "world_size": self.world_size,
             "best": self.best,
+            # what the data position means, so a resume with other settings can say what changed
+            "batch_size_train": self.run.batch_size_train,
+            "num_workers": self.run.num_workers,
+            "train_size": self._train_size(),
         }
 
-    def save_step_checkpoint(self) -> None:
+    def checkpoint_metadata(self) -> dict[str, str]:
+        """What the run was trained with (LLM, tokenizers, encoder weights), stored in every
+        checkpoint's safetensors header; computed once (``lavis.common.provenance``)."""
+        if getattr(self, "_provenance", None) is None:
+            from lavis.common.provenance import provenance_metadata
+            from lavis.models.provenance import describe_model
+
+            self._provenance = provenance_metadata(describe_model(self.model))
+        return self._provenance
+
+    def _train_size(self) -> int | None:
+        sampler = getattr(self, "train_sampler", None)
+        return sampler.size if sampler is not None else None
+
+    def save_step_checkpoint(self, final: bool = False) -> Path | None:
+        """Checkpoint this step. A failed write is reported and the run goes on from its state in
+        memory; a failed ``final`` one (end of training, stop on a signal) is retried, then an error."""
         state = self.training_state()  # collective: every rank takes part
+        path, failure = None, None
         if is_main_process():
-            path = ckpt.save_checkpoint(
-                self.ckpt_dir / f"step_{self.global_step}", self.model.trainable_state_dict(), state
+            path, failure = write_step_checkpoint(
+                self.ckpt_dir, f"step_{self.global_step}", self.model.trainable_state_dict(), state,
+                self.run.keep_last, metadata=self.checkpoint_metadata(), attempts=self.run.final_save_attempts if final else 1,
+                wait_s=self.run.final_save_retry_wait_s,
             )
-            ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
-            ckpt.link_last(self.ckpt_dir, path)
-            self.writer.write("checkpoint", self.global_step, path=str(path), epoch=self.epoch)
-        barrier()
+            if path is not None:
+                self.writer.write("checkpoint", self.global_step, path=str(path), epoch=self.epoch)
+            else:
+                self.writer.write("checkpoint_failed", self.global_step, error=failure, epoch=self.epoch)
+        failure = broadcast_object(failure)  # every rank learns the outcome (and waits for the write)
+        if failure and final:
+            newest = ckpt.latest_checkpoint(self.ckpt_dir)
+            raise CheckpointError(f"{failure}; the newest usable checkpoint is {newest or 'none'}")
+        return path
+
+    def stop_if_requested(self, saved: bool) -> None:
+        """After an optimizer step: on a stop signal (any rank), checkpoint unless ``saved`` and stop."""
+        signame = self.stop_signals.agreed(self.device)
+        if signame is None:
+            return
+        logger.warning("%s received: stopping after step %d with a checkpoint", signame, self.global_step)
+        if not saved:
+            self.save_step_checkpoint(final=True)
+        self.check_bad_data(final=True)  # the skipped samples of the epoch so far
+        self.writer.write("stopped", self.global_step, signal=signame, epoch=self.epoch)
+        self.writer.close()
+        newest = ckpt.latest_checkpoint(self.ckpt_dir)
+        raise TrainingStopped(
+            f"{signame}: stopped after step {self.global_step}, checkpoint {newest}; run again with "
+            f"run.resume=auto (or --resume auto) to continue (exit code {EXIT_STOPPED})"
+        )
 
     def maybe_resume(self) -> None:
         target = self.run.resume
         if not target:
             return
-        path = ckpt.latest_checkpoint(self.ckpt_dir) if target == "auto" else Path(target)
-        if path is None:
+        found = read_for_resume(target, self.ckpt_dir)
+        if found is None:
             logger.info("run.resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return
-        self.model.load_trainable_state_dict(ckpt.load_weights(path), source=str(path))
-        state = ckpt.load_state(path)
+        path, weights, state = found
+        self.model.load_trainable_state_dict(weights, source=str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
-        self.batches_done = int(state["batches_done"])
         self.global_step = int(state["global_step"])
         self.best = state.get("best")
+        now = {"batch_size_train": self.run.batch_size_train, "world_size": self.world_size,
+               "train_size": self._train_size(), "num_workers": self.run.num_workers}
+        self.batches_done, changes = data_position(state, now, str(path))
+        for change in changes:
+            logger.warning("resume: %s", change)
         if int(state["world_size"]) == self.world_size:
             ckpt.restore_rng_state(state["rng"][self.rank])
         else:
@@ -397,10 +486,12 @@ class RunnerBase:
         for label, dataset in self.eval_sets(splits):
             loader, _ = self._loader(dataset, train=False)
             records: list[dict[str, Any]] = []
+            unreadable: list[Any] = []
             bar = self.progress(len(loader), 0, f"eval {label}")
             for batch in loader:
                 bar.update(1)
                 inputs, meta = pop_bookkeeping(batch)
+                unreadable.extend(meta.get("_skipped_samples") or [])
                 if batch_size_of(inputs, meta) == 0:
                     continue
                 inputs = move_to_device(inputs, self.device)
@@ -410,11 +501,11 @@ class RunnerBase:
                     record.setdefault("_index", int(index))
                 records.extend(out)
             bar.close()
-            merged: dict[int, dict[str, Any]] = {}
-            for part in all_gather_object(records):
-                for record in part:  # the sampler pads with repeats: keep one per index
-                    merged.setdefault(record["_index"], record)
-            ordered = [merged[i] for i in sorted(merged)]
+            merged, skipped = merge_ranks(all_gather_object((records, unreadable)))
+            expected = len(dataset) if not isinstance(dataset, IterableDataset) else None
+            ordered = account_for_every_item(
+                self.task, label, merged, skipped, expected, self.run.unreadable_eval_images
+            )
             metrics = None
             if is_main_process():
                 metrics = self.task.after_evaluation(ordered, label, epoch, self.output_dir)
@@ -440,12 +531,19 @@ class RunnerBase:
             value > self.best["value"] if self.best_mode == "max" else value < self.best["value"]
         )
         if better:
-            self.best = {"value": value, "epoch": self.epoch, "step": self.global_step}
+            previous, self.best = self.best, {"value": value, "epoch": self.epoch, "step": self.global_step}
             state = self.training_state()
+            written = True
             if is_main_process():
-                ckpt.save_checkpoint(self.ckpt_dir / "best", self.model.trainable_state_dict(), state)
-                logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
-            barrier()
+                path, _ = write_step_checkpoint(
+                    self.ckpt_dir, "best", self.model.trainable_state_dict(), state, None,
+                    metadata=self.checkpoint_metadata(),
+                )
+                written = path is not None
+                if written:
+                    logger.info("new best %s=%.5g at step %d", self.run.best_metric, value, self.global_step)
+            if not broadcast_object(written):  # best/ was not replaced: keep the record that matches it
+                self.best = previous
 
     def test(self) -> dict[str, dict[str, float]]:
         if not self.run.test_splits:

@@ -10,6 +10,7 @@ of ``num_workers``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from lavis.datasets.bad_data import SkippedSample
+from lavis.runners.stop_signals import ignore_stop_signals
 
 
 def seed_all(seed: int) -> None:
@@ -77,6 +81,8 @@ class SeededItems(Dataset):
             item = self.dataset[index]
         if isinstance(item, dict):
             item = {**item, "_index": index}
+        elif isinstance(item, SkippedSample):
+            item = dataclasses.replace(item, index=index)
         return item
 
 
@@ -165,6 +171,7 @@ def build_loader(
             collate_fn=collate_fn,
             pin_memory=pin_memory,
             generator=generator,
+            worker_init_fn=ignore_stop_signals,
         )
         return loader, None
     sampler = ResumableDistributedSampler(len(dataset), world_size, rank, shuffle=shuffle, seed=seed)  # type: ignore[arg-type]
@@ -178,5 +185,6 @@ def build_loader(
         persistent_workers=persistent_workers and num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,  # the main process finishes the step on SIGTERM / Ctrl-C
     )
     return loader, sampler

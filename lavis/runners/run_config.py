@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from lavis.common.errors import ConfigError
+from lavis.common.paths import run_output_dir  # noqa: F401  (where it used to live)
 
 
 @dataclasses.dataclass
@@ -54,7 +54,14 @@ class RunConfig:
     keep_last: int = 2
     resume: str | None = None  # "auto" (newest in output_dir) or a checkpoint folder
     test_checkpoint: Literal["best", "last"] = "best"
+    # The final checkpoint (end of training, or a stop on a signal) is tried this many times, this
+    # far apart, when the disk is full: time to free space before that training is lost.
+    final_save_attempts: int = 3
+    final_save_retry_wait_s: float = 60.0
     max_bad_samples: int = 100  # per epoch; past it the run stops
+    # An evaluation image that cannot be read: "error" stops the evaluation naming the files;
+    # "empty_answer" scores its question as an empty answer (counted, and wrong). Never dropped.
+    unreadable_eval_images: Literal["error", "empty_answer"] = "error"
 
     # ---- frozen-encoder feature cache (lavis/datasets/feature_cache.py, docs/performance.md) ----
     # auto: cache every split whose image transform is fixed (evaluation; training without
@@ -72,14 +79,9 @@ class RunConfig:
     def validate(self) -> None:
         if self.runner == "runner_iter" and not self.max_iters:
             raise ConfigError("runner_iter needs 'run.max_iters' (total optimizer steps)")
-        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch", "keep_last"):
+        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch", "keep_last",
+                    "final_save_attempts"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"'run.{key}' must be >= 1, got {getattr(self, key)}")
         if self.num_workers < 0:
             raise ConfigError(f"'run.num_workers' must be >= 0, got {self.num_workers}")
-
-
-def run_output_dir(cfg: Any) -> Path:
-    """The run folder: ``run.output_dir``, else ``runs/<run.job_name or the run YAML's stem>``."""
-    job = cfg.run.job_name or (Path(cfg.source).stem if cfg.source else "job")
-    return Path(cfg.run.output_dir or Path("runs") / job)

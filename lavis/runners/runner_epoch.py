@@ -32,7 +32,8 @@ class RunnerEpoch(RunnerBase):
             self.epoch, self.batches_done = finished + 1, 0
             if self.run.valid_splits and (finished + 1) % self.run.val_every_n_epochs == 0:
                 self.validate_and_keep_best(finished)
-            self.save_step_checkpoint()
+            saved = self.save_step_checkpoint(final=self.epoch >= self.run.max_epoch)
+            self.stop_if_requested(saved=saved is not None)
         results = self.test()
         self.finish(results)
         return results

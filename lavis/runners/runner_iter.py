@@ -25,6 +25,7 @@ class RunnerIter(RunnerBase):
         self.build_train_loader()
         self.setup_training(total_steps=max_iters)
         self.pbar = self.progress(max_iters, self.global_step, "train")
+        finished_pass = True
         while self.global_step < max_iters:
             per_epoch = self.batches_per_epoch()  # None for streaming data
             self._position_loader()
@@ -37,7 +38,8 @@ class RunnerIter(RunnerBase):
                     inner_epoch = self.global_step // inner
                     if self.run.valid_splits and inner_epoch % self.run.val_every_n_epochs == 0:
                         self.validate_and_keep_best(f"step_{self.global_step}")
-                    self.save_step_checkpoint()
+                    saved = self.save_step_checkpoint(final=self.global_step >= max_iters)
+                    self.stop_if_requested(saved=saved is not None)
                 if self.global_step >= max_iters:
                     finished_pass = False
                     break
@@ -45,6 +47,8 @@ class RunnerIter(RunnerBase):
                 self.check_bad_data(final=True)
                 self.epoch, self.batches_done = self.epoch + 1, 0
         self.pbar.close()
+        if not finished_pass:  # max_iters ended a pass midway: report its skipped samples too
+            self.check_bad_data(final=True)
         results = self.test()
         self.finish(results)
         return results

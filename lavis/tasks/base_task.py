@@ -57,6 +57,12 @@ class BaseTask:
         loss = model(samples)["loss"].float().item()
         return [{"loss": loss} for _ in range(batch_size_of(samples))]
 
+    def unreadable_record(self, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """The record of an item whose image could not be read, scored as an empty answer
+        (``run.unreadable_eval_images: empty_answer``); ``fields`` are the item's other values.
+        None: this task scores no answers (a validation loss), so the item is reported, not scored."""
+        return None
+
     def after_evaluation(
         self, records: list[dict[str, Any]], split: str, epoch: int | str, output_dir: Path
     ) -> dict[str, float]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from lavis.models.llm.bridge import GenerationOptions
+from lavis.runners.eval_coverage import UNREADABLE_KEY
 from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
 
@@ -40,6 +41,10 @@ class CaptioningTask(BaseTask):
             for image_id, ref, pred in zip(image_ids, references, captions)
         ]
 
+    def unreadable_record(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """An unreadable image's caption: empty, still scored against its references."""
+        return {"image_id": fields.get("image_id"), "reference": fields["text_input"], "prediction": ""}
+
     def after_evaluation(
         self, records: list[dict[str, Any]], split: str, epoch: int | str, output_dir: Path
     ) -> dict[str, float]:
@@ -55,5 +60,8 @@ class CaptioningTask(BaseTask):
         scores["agg_metrics"] = scores["CIDEr"]
         rows = [json.dumps({"image_id": k, "caption": v}) for k, v in predictions.items()]
         write_eval_file(output_dir, split, epoch, "captions.jsonl", "\n".join(rows) + "\n")
-        write_eval_file(output_dir, split, epoch, "metrics.json", json.dumps(scores, indent=2))
+        unreadable = sorted({r["image_id"] for r in records if r.get(UNREADABLE_KEY)}, key=str)
+        coverage = {"num_captions_expected": len(records), "num_images_scored": len(predictions),
+                    "unreadable_scored_empty": unreadable}  # image ids (run.unreadable_eval_images)
+        write_eval_file(output_dir, split, epoch, "metrics.json", json.dumps({**scores, **coverage}, indent=2))
         return scores

@@ -16,7 +16,9 @@ from typing import Any, Literal
 import torch
 
 from lavis.common.errors import DataError
+from lavis.metrics.vqa_files import answer_record
 from lavis.models.llm.bridge import GenerationOptions
+from lavis.runners.eval_coverage import UNREADABLE_KEY
 from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
 _PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "bleu", "closed_accuracy")
@@ -26,7 +28,7 @@ _PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "ble
 class VQATaskConfig:
     generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
     # The first protocol is the headline (and what best-checkpoint selection uses).
-    protocols: list[Literal["llava_med", "quilt", "strict"]] = dataclasses.field(
+    protocols: list[Literal["llava_med", "llava_med_initial", "quilt", "strict"]] = dataclasses.field(
         default_factory=lambda: ["llava_med", "strict"]
     )
     # "generate": closed questions answered by free generation, scored by the protocol's rule;
@@ -63,21 +65,12 @@ class VQATask(BaseTask):
                     answers[i] = prediction
         else:
             answers = list(model.predict_answers(samples, **generation))
-        answer, yes_no, image_path = (samples.get(key) or [None] * n for key in ("answer", "yes_no_answer", "image_path"))
-        out = []
-        for i, prediction in enumerate(answers):
-            out.append(
-                {
-                    "question_id": samples["question_id"][i],
-                    "prompt": samples["text_input"][i],
-                    "prediction": prediction,
-                    "answer": answer[i],
-                    "answer_type": types[i],
-                    "yes_no_answer": yes_no[i],
-                    "image_path": image_path[i],
-                }
-            )
-        return out
+        columns = {key: samples.get(key) or [None] * n for key in _FIELDS}
+        return [eval_record({k: v[i] for k, v in columns.items()}, p) for i, p in enumerate(answers)]
+
+    def unreadable_record(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """An unreadable image's question, answered with nothing: in the denominator, and wrong."""
+        return eval_record(fields, "")
 
     def after_evaluation(
         self, records: list[dict[str, Any]], split: str, epoch: int | str, output_dir: Path
@@ -99,10 +92,16 @@ class VQATask(BaseTask):
             for r in records
         ]
         predictions = {r["question_id"]: r["prediction"] for r in records}
-        by_protocol = {name: score(truth, predictions, name)[0] for name in self.cfg.protocols}
+        by_protocol = {}
+        for name in self.cfg.protocols:
+            summary, per_item = score(truth, predictions, name)
+            # what the protocol's denominator holds (the published LLaVA-Med rule may leave some out)
+            left_out = [row["question_id"] for row in per_item if not row.get("counted", True)]
+            by_protocol[name] = {**summary, "num_scored": len(per_item) - len(left_out), "skipped_ids": left_out}
         headline = by_protocol[self.cfg.protocols[0]]
         self._write(output_dir, split, epoch, records, by_protocol)
         flat = {k: v for k, v in headline.items() if isinstance(v, (int, float))}
+        flat["num_questions_expected"] = len(records)
         for name, summary in list(by_protocol.items())[1:]:
             flat.update({f"{name}/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         flat["agg_metrics"] = selection_metric(headline)
@@ -113,24 +112,42 @@ class VQATask(BaseTask):
     ) -> None:
         model_id = self.cfg.model_id or "clover"
         lines = [
-            json.dumps(
-                {
-                    "question_id": r["question_id"],
-                    "prompt": r["prompt"],
-                    "text": r["prediction"],
-                    "answer_id": f"{r['question_id']}",
-                    "model_id": model_id,
-                    "metadata": {"answer_type": r["answer_type"], "image": r["image_path"]},
-                }
-            )
+            json.dumps(answer_record(r["question_id"], r["prompt"], r["prediction"], model_id,
+                                     {"answer_type": r["answer_type"], "image": r["image_path"]}))
             for r in records
         ]
         write_eval_file(output_dir, split, epoch, "answers.jsonl", "\n".join(lines) + "\n")
-        report = {"protocols": by_protocol, "generation": dataclasses.asdict(self.cfg.generation),
-                  "closed_method": self.cfg.closed_method, "num_questions": len(records)}
+        headline = by_protocol[self.cfg.protocols[0]]
+        unreadable = [{"question_id": r["question_id"], "image": r["image_path"], "reason": r[UNREADABLE_KEY]}
+                      for r in records if r.get(UNREADABLE_KEY)]
+        report = {
+            # the runner hands over one record per question of the split (eval_coverage.py)
+            "num_questions_expected": len(records),
+            "num_scored": headline["num_scored"],
+            "skipped_ids": headline["skipped_ids"],
+            "unreadable_scored_empty": unreadable,  # run.unreadable_eval_images: empty_answer
+            "protocols": by_protocol, "generation": dataclasses.asdict(self.cfg.generation),
+            "closed_method": self.cfg.closed_method, "num_questions": len(records),
+        }
         write_eval_file(output_dir, split, epoch, "metrics.json", json.dumps(report, indent=2))
         title = Path(f"{split}_{epoch}").name
         write_eval_file(output_dir, split, epoch, "metrics.md", markdown_table(title, by_protocol))
+
+
+_FIELDS = ("question_id", "text_input", "answer", "answer_type", "yes_no_answer", "image_path")
+
+
+def eval_record(fields: dict[str, Any], prediction: str) -> dict[str, Any]:
+    """One evaluated question: its sample fields (a batch row or an unreadable item's) and the answer."""
+    return {
+        "question_id": fields["question_id"],
+        "prompt": fields["text_input"],
+        "prediction": prediction,
+        "answer": fields.get("answer"),
+        "answer_type": fields.get("answer_type"),
+        "yes_no_answer": fields.get("yes_no_answer"),
+        "image_path": fields.get("image_path"),
+    }
 
 
 def markdown_table(title: str, by_protocol: dict[str, dict[str, Any]]) -> str:

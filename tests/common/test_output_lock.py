@@ -127,3 +127,12 @@ def test_lock_output_for_job_in_one_process(tmp_path):
         assert lock.held
         with pytest.raises(OutputLockedError, match="already locked by this process"):
             OutputLock(tmp_path, "slide job").acquire()
+
+
+def test_named_locks_let_writers_of_different_files_share_a_folder(tmp_path):
+    with OutputLock(tmp_path, "prediction run", name=".a.jsonl.lock"):
+        with OutputLock(tmp_path, "prediction run", name=".b.jsonl.lock") as other:
+            assert other.held and (tmp_path / ".b.jsonl.lock").exists()
+        with pytest.raises(OutputLockedError, match="already locked by this process"):
+            OutputLock(tmp_path, "prediction run", name=".a.jsonl.lock").acquire()
+    assert not list(tmp_path.iterdir())

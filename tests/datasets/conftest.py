@@ -37,7 +37,7 @@ class DataWriter:
 
     def image_file(self, path: Path, **kwargs: Any) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+        fmt = Image.registered_extensions().get(path.suffix.lower(), "JPEG")  # .png, .bmp, ...
         path.write_bytes(self.image_bytes(fmt, **kwargs))
         return path
 

@@ -29,7 +29,8 @@ def test_skipped_is_always_present():
 
 def test_all_skipped_batch_has_only_bookkeeping():
     batch = collate([SkippedSample("a.png", "truncated"), SkippedSample("b.png", "not an image")])
-    assert batch == {"_skipped": ["a.png: truncated", "b.png: not an image"], "_size": 0}
+    assert batch == {"_skipped": ["a.png: truncated", "b.png: not an image"], "_size": 0,
+                     "_skipped_samples": [SkippedSample("a.png", "truncated"), SkippedSample("b.png", "not an image")]}
 
 
 def test_pads_integer_sequences_with_mask():

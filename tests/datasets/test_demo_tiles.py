@@ -73,3 +73,16 @@ def test_heldout_region_is_the_test_box_of_the_slide():
         assert corner.shape == (64, 64, 3)
     finally:
         slide.close()
+
+
+def test_small_samples_still_cover_every_label():
+    """Quick runs keep 48 tiles per split: every attribute and both its answers must remain."""
+    from types import SimpleNamespace
+
+    from lavis.datasets.demo.build import sample_covering
+
+    common = [SimpleNamespace(labels={"stain": "H&E"}) for _ in range(500)]
+    rare = [SimpleNamespace(labels={"stain": "IHC", "dab_staining": v}) for v in ("positive", "negative") for _ in range(3)]
+    picked = sample_covering(common + rare, 12, seed=0)
+    assert len(picked) == 12 and len({id(t) for t in picked}) == 12
+    assert {t.labels.get("dab_staining") for t in picked} >= {"positive", "negative"}

@@ -8,7 +8,7 @@ import sys
 import pytest
 from nltk.translate.bleu_score import sentence_bleu
 
-from lavis.metrics.closed import llava_med_hit, quilt_prediction_label, strict_hit
+from lavis.metrics.closed import llava_med_hit, llava_med_initial_hit, quilt_prediction_label, strict_hit
 from lavis.metrics.open_ended import (
     reference_bleu,
     reference_exact_match,
@@ -106,18 +106,21 @@ def test_strict_bleu_matches_nltk_with_smoothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("prediction", "answer", "expected"),
+    ("prediction", "answer", "released", "initial"),
     [
-        ("tissue looks normal", "no", 1),  # "no" is a substring of "normal": counted as saying no
-        ("nodule is seen", "yes", None),  # "nodule" contains "no", "yes" absent: dropped
-        ("nodule is seen", "no", 1),
-        ("it is benign", "yes", 0),  # neither "yes" nor "no" as a substring: a counted miss
-        ("yes but it is not malignant", "yes", 1),
-        ("yes", "no", None),
+        ("tissue looks normal", "no", 1, 1),  # "no" is a substring of "normal": counted as saying no
+        ("nodule is seen", "yes", 0, None),  # "nodule" contains "no", "yes" absent: miss / dropped
+        ("nodule is seen", "no", 1, 1),
+        ("it is benign", "yes", 0, 0),  # neither "yes" nor "no" as a substring: a miss in both
+        ("yes but it is not malignant", "yes", 1, 1),
+        ("yes", "no", 0, None),  # a wrong verdict: a miss since the Dec 2023 fix, dropped before
+        ("no", "yes", 0, None),
+        ("", "yes", 0, 0),
     ],
 )
-def test_llava_med_substring_rule(prediction: str, answer: str, expected: int | None) -> None:
-    assert llava_med_hit(prediction, answer) == expected
+def test_llava_med_substring_rule(prediction: str, answer: str, released: int, initial: int | None) -> None:
+    assert llava_med_hit(prediction, answer) == released
+    assert llava_med_initial_hit(prediction, answer) == initial
 
 
 @pytest.mark.parametrize(

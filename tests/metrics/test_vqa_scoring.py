@@ -6,16 +6,17 @@ Open, published normalisation:
      BLEU-2/3 = nltk's tiny float T (no 2-/3-grams), BLEU-4 = T**0.75
   q2 "cell cell cell" vs "cell tumor": recall 3/4, precision 1, F1 6/7, exact 1/3 (see
      test_open_closed); BLEU-1 = clipped 1/3 (no brevity penalty: 3 > 2 words), BLEU-2/3 = T
-Closed (normalised predictions):
-  q3 "tissue looks normal" / no    llava_med: hit ("no" in "normal")  quilt: "yes" -> miss  strict: miss
-  q4 "nodule is seen" / yes        llava_med: dropped                 quilt: "yes" -> hit   strict: miss
-  q5 "it is benign" / yes          llava_med: miss                    quilt: "yes" -> hit   strict: miss
-  q6 "yes but it is not malignant" llava_med: hit                     quilt: "not" -> miss  strict: hit
-  -> closed accuracy 2/3, 2/4, 1/4.
+Closed (normalised predictions; llava_med = released run_eval.py, initial = its first version):
+  q3 "tissue looks normal" / no    llava_med: hit ("no" in "normal")  initial: hit      quilt: "yes" -> miss  strict: miss
+  q4 "nodule is seen" / yes        llava_med: miss ("no", no "yes")    initial: dropped  quilt: "yes" -> hit   strict: miss
+  q5 "it is benign" / yes          llava_med: miss                     initial: miss     quilt: "yes" -> hit   strict: miss
+  q6 "yes but it is not malignant" llava_med: hit                      initial: hit      quilt: "not" -> miss  strict: hit
+  -> closed accuracy llava_med 2/4, llava_med_initial 2/3, quilt 2/4, strict 1/4.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -57,7 +58,8 @@ STRICT_OPEN = {
 @pytest.mark.parametrize(
     ("protocol", "expected_open", "closed_accuracy"),
     [
-        ("llava_med", PUBLISHED_OPEN, 2 / 3 * 100),
+        ("llava_med", PUBLISHED_OPEN, 2 / 4 * 100),
+        ("llava_med_initial", PUBLISHED_OPEN, 2 / 3 * 100),
         ("quilt", PUBLISHED_OPEN, 50.0),
         ("strict", STRICT_OPEN, 25.0),
     ],
@@ -74,12 +76,30 @@ def test_summary_by_protocol(
     assert [row["question_id"] for row in per_item] == [1, 2, 3, 4, 5, 6]  # ground-truth order
 
 
-def test_llava_med_per_item_marks_dropped_question(llava_med_gt: Path, llava_med_pred: Path) -> None:
-    _, per_item = score(load_ground_truth(llava_med_gt), load_predictions(llava_med_pred), "llava_med")
+@pytest.mark.parametrize(
+    ("protocol", "expected"),
+    [
+        ("llava_med", {3: (1, True), 4: (0, True), 5: (0, True), 6: (1, True)}),  # every question counts
+        ("llava_med_initial", {3: (1, True), 4: (0, False), 5: (0, True), 6: (1, True)}),
+    ],
+)
+def test_llava_med_per_item_closed_rows(
+    llava_med_gt: Path, llava_med_pred: Path, protocol: str, expected: dict
+) -> None:
+    _, per_item = score(load_ground_truth(llava_med_gt), load_predictions(llava_med_pred), protocol)
     closed = {
         row["question_id"]: (row["hit"], row["counted"]) for row in per_item if row["answer_type"] == "CLOSED"
     }
-    assert closed == {3: (1, True), 4: (0, False), 5: (0, True), 6: (1, True)}
+    assert closed == expected
+
+
+def test_llava_med_always_yes_model_is_not_perfect(llava_med_gt: Path) -> None:
+    # The released rule's reason to exist: a model answering "yes" to everything hits q4, q5, q6 and
+    # misses q3 (answer "no"), so 3/4 - the initial script dropped q3 and printed 100.
+    records = load_ground_truth(llava_med_gt)
+    always_yes = {record.question_id: "Yes." for record in records}
+    assert score(records, always_yes, "llava_med")[0]["closed_accuracy"] == 75.0
+    assert score(records, always_yes, "llava_med_initial")[0]["closed_accuracy"] == 100.0
 
 
 def test_quilt_file_under_each_protocol(quilt_gt: Path, quilt_pred: Path) -> None:
@@ -94,9 +114,13 @@ def test_quilt_file_under_each_protocol(quilt_gt: Path, quilt_pred: Path) -> Non
     assert summary["exact_match"] == pytest.approx(75.0)
     # closed by yes_no_answer: "no necrosis is not present" -> no (hit); "yes" -> yes (hit)
     assert summary["closed_accuracy"] == 100.0
-    # LLaVA-Med's rule compares whole sentence answers as substrings: both closed questions are
-    # dropped (the predictions contain "no"/"yes"), and the script then prints 0
+    # LLaVA-Med's rule compares whole sentence answers as substrings: neither closed prediction
+    # contains its sentence answer, so both are misses (released) or both dropped (initial, which
+    # then prints 0)
     summary, per_item = score(records, predictions, "llava_med")
+    assert summary["closed_accuracy"] == 0.0
+    assert [row["counted"] for row in per_item if row["answer_type"] == "CLOSED"] == [True, True]
+    summary, per_item = score(records, predictions, "llava_med_initial")
     assert summary["closed_accuracy"] == 0.0
     assert [row["counted"] for row in per_item if row["answer_type"] == "CLOSED"] == [False, False]
     summary, _ = score(records, predictions, "strict")
@@ -104,12 +128,17 @@ def test_quilt_file_under_each_protocol(quilt_gt: Path, quilt_pred: Path) -> Non
 
 
 def test_quilt_protocol_needs_yes_no_labels(quilt_items: list, tmp_path: Path) -> None:
-    quilt_items[1]["yes_no_answer"] = "maybe"
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(quilt_items))
+    records = load_ground_truth(path)
+    records[1] = dataclasses.replace(records[1], yes_no_answer="maybe")  # built in code, not read from a file
     predictions = {0: "x", 1: "no", 2: "yes"}
     with pytest.raises(DataError, match=r"question 1: .*yes/no label.*'maybe'"):
-        score(load_ground_truth(path), predictions, "quilt")
+        score(records, predictions, "quilt")
+    quilt_items[1]["yes_no_answer"] = "maybe"  # a file with it is refused when read, for every protocol
+    path.write_text(json.dumps(quilt_items))
+    with pytest.raises(DataError, match=r"gt\.json: item 1: field 'yes_no_answer' must be yes or no .*'maybe'"):
+        load_ground_truth(path)
 
 
 def test_matching_is_by_id_and_reports_missing_and_extra(llava_med_gt: Path, llava_med_pred: Path) -> None:

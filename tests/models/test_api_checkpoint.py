@@ -75,7 +75,7 @@ def test_our_checkpoint_round_trips_and_is_strict(build_tiny, tmp_path, make_bat
 
 def test_lavis_pth_with_frozen_parts_and_stage1_heads(build_tiny, tmp_path):
     """A LAVIS stage-1 checkpoint loads into a stage-2 model with strict=False: Q-Former and
-    queries load, ln_vision (frozen here) loads, the stage-1 heads are reported as ignored."""
+    queries load, ln_vision (trainable, as in LAVIS) loads, the stage-1 heads are reported as ignored."""
     stage1 = build_tiny("blip2", seed=3)
     state = dict(stage1.state_dict())
     state["ln_vision.weight"] = torch.full_like(state["ln_vision.weight"], 2.0)
@@ -87,7 +87,7 @@ def test_lavis_pth_with_frozen_parts_and_stage1_heads(build_tiny, tmp_path):
         stage2.load_checkpoint(str(path))  # strict: the projection is not in a stage-1 file
     report = stage2.load_checkpoint(str(path), strict=False)
     assert report.missing_trainable == ["llm_proj.bias", "llm_proj.weight"]
-    assert "ln_vision.weight" in report.loaded_frozen and (stage2.ln_vision.weight == 2.0).all()
+    assert "ln_vision.weight" in report.loaded_trainable and (stage2.ln_vision.weight == 2.0).all()
     for ignored in ("Qformer.cls.predictions.bias", "vision_proj.weight", "itm_head.weight", "temp",
                     "Qformer.bert.embeddings.position_ids"):
         assert ignored in report.ignored

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 LOSS_KEYS = {"loss", "loss_itc", "loss_itm", "loss_lm"}
-TRAINABLE_ROOTS = {"Qformer", "query_tokens", "vision_proj", "text_proj", "itm_head", "temp"}
+TRAINABLE_ROOTS = {"Qformer", "query_tokens", "vision_proj", "text_proj", "itm_head", "temp", "ln_vision"}
 
 
 @pytest.fixture
@@ -40,11 +40,12 @@ def test_batch_size_one_in_one_process(stage1, make_batch):
 
 def test_trainable_set_and_frozen_parts_stay_fixed(stage1, make_batch):
     trainable = {name.split(".")[0] for name, _ in stage1.trainable_named_parameters()}
-    assert trainable == TRAINABLE_ROOTS
+    assert trainable == TRAINABLE_ROOTS  # ln_vision trains, as in LAVIS
+    ln_before = stage1.ln_vision.weight.detach().clone()
     frozen = {n: p.detach().clone() for n, p in stage1.named_parameters() if not p.requires_grad}
-    assert any(n.startswith("visual_encoder.") for n in frozen) and "ln_vision.weight" in frozen
+    assert all(n.startswith("visual_encoder.") for n in frozen) and frozen
     stage1.train()
-    assert not stage1.visual_encoder.training and not stage1.ln_vision.training and stage1.Qformer.training
+    assert not stage1.visual_encoder.training and stage1.Qformer.training
     optimizer = torch.optim.AdamW([p for p in stage1.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.05)
     batch = make_batch(3)
     for _ in range(2):
@@ -55,6 +56,14 @@ def test_trainable_set_and_frozen_parts_stay_fixed(stage1, make_batch):
     for name, param in stage1.named_parameters():
         if name in frozen:
             assert torch.equal(param, frozen[name]), name
+    assert not torch.equal(stage1.ln_vision.weight, ln_before)  # it really learns
+
+
+def test_ln_vision_can_be_frozen(build_tiny, make_batch):
+    model = build_tiny("blip2", train_ln_vision=False)
+    assert "ln_vision" not in {name.split(".")[0] for name, _ in model.trainable_named_parameters()}
+    model(make_batch(2))["loss"].backward()
+    assert model.ln_vision.weight.grad is None
 
 
 def test_loss_falls_on_a_fixed_batch(stage1, make_batch):
@@ -77,8 +86,10 @@ def test_image_embeds_path_gives_the_same_loss(stage1, make_batch):
     stage1.eval()
     batch = make_batch(3)
     cached = {k: v for k, v in batch.items() if k != "image"}
-    cached["image_embeds"] = stage1.encode_image_frozen(batch["image"])
+    cached["image_embeds"] = stage1.encode_image_frozen(batch["image"])  # before ln_vision
     assert cached["image_embeds"].dtype == torch.float32 and cached["image_embeds"].shape == (3, 17, 32)
+    with torch.no_grad():
+        stage1.ln_vision.bias.fill_(0.5)  # the cached path must apply the (trainable) ln_vision too
     torch.manual_seed(3)
     from_pixels = stage1(batch)
     torch.manual_seed(3)

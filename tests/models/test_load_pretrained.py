@@ -13,8 +13,10 @@ from PIL import Image
 
 from lavis.common.checkpoint import link_last, save_checkpoint
 from lavis.common.errors import CheckpointError, ConfigError
+from lavis.common.provenance import provenance_metadata
 from lavis.common.schema import to_dict
 from lavis.models import load_pretrained
+from lavis.models.provenance import describe_model
 
 
 def _tile() -> Image.Image:
@@ -46,16 +48,19 @@ def _trained(build_tiny, folder: Path, arch: str = "blip2_t5_instruct"):
     return model.eval()
 
 
-def _write_run(run_dir: Path, model, launch_dir: Path, relative_llm: str | None = None) -> Path:
+def _write_run(run_dir: Path, model, launch_dir: Path, relative_llm: str | None = None, llm: str | None = None) -> Path:
     """A run folder as the runner writes it: config.yaml, run_info.json, checkpoints/step_N + last."""
     section = to_dict(model.cfg)
     if relative_llm is not None:
         section["llm"]["name_or_path"] = relative_llm
+    if llm is not None:  # the run's config now names another LLM than the one it trained with
+        section["llm"]["name_or_path"] = llm
     config = {"model": section, "datasets": {}, "run": {"task": "vqa", "generation": {"num_beams": 3}}}
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "run_info.json").write_text(json.dumps({"cwd": str(launch_dir)}))
-    step = save_checkpoint(run_dir / "checkpoints" / "step_7", model.trainable_state_dict(), {"step": 7})
+    record = provenance_metadata(describe_model(model))  # what the runner stores with the weights
+    step = save_checkpoint(run_dir / "checkpoints" / "step_7", model.trainable_state_dict(), {"step": 7}, record)
     link_last(run_dir / "checkpoints", step)
     return step
 
@@ -109,12 +114,12 @@ def test_converted_hf_and_weights_file_sources_agree(build_tiny, tmp_path, tiny_
 
 
 def test_stage1_is_refused_for_answers_and_accepted_for_retrieval(build_tiny, tmp_path):
-    step = _write_run(tmp_path / "stage1", build_tiny("blip2").eval(), tmp_path)
+    step = _write_run(tmp_path / "stage1", _trained(build_tiny, tmp_path / "weights", "blip2"), tmp_path)
     with pytest.raises(CheckpointError, match=r"stage-1 model.*lavis\.slides --mode retrieval.*init_checkpoint"):
         load_pretrained(step)
     loaded = load_pretrained(step, require="retrieval")
     assert loaded.can_retrieve and not loaded.can_answer
-    stage2 = _write_run(tmp_path / "stage2", build_tiny("blip2_t5_instruct").eval(), tmp_path)
+    stage2 = _write_run(tmp_path / "stage2", _trained(build_tiny, tmp_path / "weights2"), tmp_path)
     with pytest.raises(CheckpointError, match="retrieval needs a stage-1 model"):
         load_pretrained(stage2, require="retrieval")
 
@@ -144,3 +149,14 @@ def test_bad_sources_fail_naming_what_was_expected(build_tiny, tmp_path):
         load_pretrained(step)
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         load_pretrained(step, device="cuda")
+
+
+def test_a_checkpoint_trained_with_another_llm_is_refused(build_tiny, tmp_path):
+    from lavis.models.llm.tiny import save_tiny_t5
+    from tests.models.conftest import CORPUS
+
+    other = save_tiny_t5(tmp_path / "other_t5", [line.upper() for line in CORPUS] * 5, vocab_size=128)
+    step = _write_run(tmp_path / "run", _trained(build_tiny, tmp_path / "weights"), tmp_path, llm=str(other))
+    with pytest.raises(CheckpointError, match=r"trained with other frozen parts.*llm\.tokenizer_sha256"):
+        load_pretrained(step)
+    assert load_pretrained(step, check_provenance=False).model.cfg.llm.name_or_path == str(other)

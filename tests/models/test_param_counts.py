@@ -89,17 +89,18 @@ def llm_configs():
 
 
 STAGE1_HEADS = linear(HIDDEN, HIDDEN) + 2 * HIDDEN + 30523 + 2 * linear(HIDDEN, 256) + linear(HIDDEN, 2) + 1
-FROZEN_VISION = eva_vit_g() + 2 * VISION  # + ln_vision
+LN_VISION = 2 * VISION  # trainable, as in LAVIS (train_ln_vision)
+FROZEN_VISION = eva_vit_g()
 CASES = {
-    ("blip2", "pretrain"): (None, qformer() + QUERIES * HIDDEN + STAGE1_HEADS, FROZEN_VISION),
+    ("blip2", "pretrain"): (None, qformer() + QUERIES * HIDDEN + STAGE1_HEADS + LN_VISION, FROZEN_VISION),
     ("blip2_t5", "pretrain_flant5xl"): (
-        "t5", qformer(text=False) + QUERIES * HIDDEN + linear(HIDDEN, 2048), FROZEN_VISION + flan_t5_xl()),
+        "t5", qformer(text=False) + QUERIES * HIDDEN + linear(HIDDEN, 2048) + LN_VISION, FROZEN_VISION + flan_t5_xl()),
     ("blip2_t5_instruct", "flant5xl"): (
-        "t5", qformer() + QUERIES * HIDDEN + linear(HIDDEN, 2048), FROZEN_VISION + flan_t5_xl()),
+        "t5", qformer() + QUERIES * HIDDEN + linear(HIDDEN, 2048) + LN_VISION, FROZEN_VISION + flan_t5_xl()),
     ("blip2_vicuna_instruct", "vicuna7b"): (
-        "llama", qformer() + QUERIES * HIDDEN + linear(HIDDEN, 4096), FROZEN_VISION + vicuna_7b()),
+        "llama", qformer() + QUERIES * HIDDEN + linear(HIDDEN, 4096) + LN_VISION, FROZEN_VISION + vicuna_7b()),
     ("blip2_llm", "pretrain_opt2.7b"): (
-        "opt", qformer(text=False) + QUERIES * HIDDEN + linear(HIDDEN, 2560), FROZEN_VISION + opt_2_7b()),
+        "opt", qformer(text=False) + QUERIES * HIDDEN + linear(HIDDEN, 2560) + LN_VISION, FROZEN_VISION + opt_2_7b()),
 }
 
 

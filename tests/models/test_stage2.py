@@ -28,7 +28,7 @@ def _frozen_snapshot(model) -> dict[str, torch.Tensor]:
 
 def test_trainable_set_and_layout(arch, model):
     roots = {name.split(".")[0] for name, _ in model.trainable_named_parameters()}
-    assert roots == {"Qformer", "query_tokens", PROJ[arch]}
+    assert roots == {"Qformer", "query_tokens", "ln_vision", PROJ[arch]}  # ln_vision trains, as in LAVIS
     names = [n for n, _ in model.named_parameters()]
     assert not any(n.startswith("Qformer.cls.") for n in names)
     assert any(n.startswith(f"{LLM[arch]}.") for n in names)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import types
@@ -76,8 +75,9 @@ def test_training_with_the_cache_follows_the_same_losses(tmp_path, run_yaml):
     assert main("train", argv=["--cfg-path", str(run_yaml("plain", feature_cache="off"))]) == 0
     assert not (tmp_path / "cache").exists()
     assert main("train", argv=["--cfg-path", str(run_yaml("cached"))]) == 0
-    stores = list((tmp_path / "cache").iterdir())
+    stores = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     assert len(stores) == 1 and len(json.loads((stores[0] / "index.json").read_text())["images"]) == 10
+    assert (tmp_path / "cache" / "image_hashes.arrow").exists()  # the images' content hashes, shared
     plain = records(tmp_path / "plain" / "metrics.jsonl", "train")
     cached = records(tmp_path / "cached" / "metrics.jsonl", "train")
     assert len(plain) == len(cached) == 6  # 2 epochs x 3 steps, logged every step
@@ -90,17 +90,14 @@ def test_training_with_the_cache_follows_the_same_losses(tmp_path, run_yaml):
 
 def test_two_ranks_build_one_shared_cache_the_run_then_reuses(tmp_path, run_yaml):
     cfg_path = run_yaml("ranks")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", "-m", "lavis.datasets.tools.build_feature_cache", "--cfg-path", str(cfg_path)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "lavis.datasets.tools.build_feature_cache", "--cfg-path", str(cfg_path)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("llava_med/train: ")]
     assert len(printed) == 1  # by rank 0 only
-    (store_dir,) = (tmp_path / "cache").iterdir()
+    (store_dir,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     index = json.loads((store_dir / "index.json").read_text())
     # train and val share the store (same encoder and transform): each rank wrote a segment per split
     assert len(index["images"]) == 10

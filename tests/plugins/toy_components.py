@@ -25,7 +25,7 @@ class ToyModelConfig(BaseModelConfig):
     dim: int = 8
     hidden: int = 16
     dropout: float = 0.0
-    sleep_s: float = 0.0  # slows each step so a test can kill the process mid-epoch
+    sleep_s: float = 0.0  # slows each step, so a test can signal the process while it trains
 
 
 @register_model("toy_regression")
@@ -174,3 +174,35 @@ class ToyVQABuilder(BaseDatasetBuilder):
 
     def build(self) -> dict[str, Dataset]:
         return {"test": ToyVQAData(self.cfg.num_questions, self.cfg.dim)}
+
+
+# ---- a toy VQA model that reads real images, for the evaluation-accounting cases -------------
+@dataclasses.dataclass
+class ToyImageVQAModelConfig(BaseModelConfig):
+    arch: str = "toy_image_vqa"
+
+
+@register_model("toy_image_vqa")
+class ToyImageVQA(BaseModel):
+    """Answers closed questions by the image's mean intensity, open ones with a fixed phrase; runs
+    behind the real builders, processors and VQA task (only the model is a toy)."""
+
+    Config = ToyImageVQAModelConfig
+
+    def __init__(self, cfg: ToyImageVQAModelConfig) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    @classmethod
+    def from_config(cls, cfg: ToyImageVQAModelConfig) -> ToyImageVQA:
+        return cls(cls.parse_config(cfg))
+
+    def forward(self, samples: dict) -> dict[str, torch.Tensor]:
+        return {"loss": (samples["image"].mean() * self.scale) ** 2}
+
+    def predict_answers(self, samples: dict, **generation) -> list[str]:
+        bright = (samples["image"].flatten(1).mean(1) * self.scale > 0).tolist()
+        return [
+            ("yes" if b else "no") if kind == "CLOSED" else "glands lined by columnar epithelium"
+            for b, kind in zip(bright, samples["answer_type"])
+        ]

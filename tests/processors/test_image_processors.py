@@ -6,8 +6,9 @@ from skimage import data
 from skimage.color import rgb2hed
 
 from lavis.common.errors import ConfigError
+from lavis.common.image_norm import CLIP_MEAN, CLIP_STD
 from lavis.processors import build_processor
-from lavis.processors.image_processors import CLIP_MEAN, CLIP_STD, random_dihedral
+from lavis.processors.image_processors import random_dihedral
 from lavis.processors.stain import hed_jitter, hed_to_rgb, rgb_to_hed
 
 

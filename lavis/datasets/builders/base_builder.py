@@ -36,6 +36,11 @@ class BaseBuilderConfig:
             raise ConfigError(f"'sample_ratio' must be > 0, got {self.sample_ratio}")
         if self.max_image_pixels <= 0:
             raise ConfigError(f"'max_image_pixels' must be > 0, got {self.max_image_pixels}")
+        from lavis.processors.base_processor import processor_config
+
+        for which in ("vis_processor", "text_processor"):  # each processor's own keys, checked now
+            for kind, spec in (getattr(self, which) or {}).items():
+                processor_config(spec, f"{which}.{kind}")
 
 
 class BaseDatasetBuilder:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.errors import DataError
+from lavis.common.llava_format import conversation_key  # the same spellings the scorer accepts
 from lavis.datasets.annotations import field, read_json_list
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.qa_rows import answer_type_of, qa_record
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
-from lavis.metrics.vqa_files import _CONVERSATION_KEYS  # the same spellings the scorer accepts
 
 _IMAGE_TOKEN = re.compile(r"\s*<image>\s*")
 
@@ -39,7 +39,7 @@ def strip_image_token(text: str) -> str:
 
 def conversation_pairs(record: Any, where: str) -> list[tuple[str, str]]:
     """(question, answer) per human turn and the gpt turn that follows it."""
-    key = next((k for k in _CONVERSATION_KEYS if isinstance(record, dict) and k in record), "conversations")
+    key = conversation_key(record) or "conversations"
     turns = field(record, key, where, list)
     pairs = []
     for index in range(0, len(turns), 2):

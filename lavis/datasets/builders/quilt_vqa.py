@@ -65,18 +65,25 @@ def _answers_by_id(path: Path) -> dict[Any, dict[str, Any]]:
     return answers
 
 
-def read_llava_form(questions: Path, answers: Path) -> list[dict[str, Any]]:
-    """Join the question JSONL with the answer JSON by id; every question needs its answer."""
-    by_id = _answers_by_id(answers)
+def read_question_lines(questions: Path) -> list[tuple[Any, str, str, str]]:
+    """(question id, image, question, where) per line of a ``{question_id, image, text}`` JSONL file
+    (QUILT-VQA's ``*_wo_ans.jsonl``, LLaVA-Med's question files)."""
     rows = []
     for line in iter_json_lines(questions, objects=True):
         record, where = line.value, line.where
         qid = field(record, "question_id", where, (int, str))
+        rows.append((qid, field(record, "image", where), field(record, "text", where), where))
+    return rows
+
+
+def read_llava_form(questions: Path, answers: Path) -> list[dict[str, Any]]:
+    """Join the question JSONL with the answer JSON by id; every question needs its answer."""
+    by_id = _answers_by_id(answers)
+    rows = []
+    for qid, image, question, where in read_question_lines(questions):
         if qid not in by_id:
             raise DataError(f"{where}, field 'question_id': {qid!r} has no record with that 'id' in {answers}")
         ref = by_id[qid]
-        image = field(record, "image", where)
-        question = field(record, "text", where)
         rows.append(qa_record(image, question, ref["answer"], qid, ref["answer_type"], ref["yes_no"], where=where))
     return rows
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lavis.common.errors import ConfigError
+from lavis.common.errors import ConfigError, DataError
 from lavis.datasets.annotations import ROW, WHERE, check_unique, data_file, data_files
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
 from lavis.datasets.builders.qa_rows import qa_table, read_parquet_qa
@@ -116,6 +116,8 @@ class TableBuilder(StorageBuilder):
     def build(self) -> dict[str, SampleTable]:
         datasets = {}
         for split, data in self.load_splits().items():
+            if data.table.num_rows == 0:
+                raise DataError(f"{data.source}: no samples for split '{split}' of datasets.{self.name} (the file holds no records, or all were filtered out)")
             table = self.check(split, data)
             kind = "train" if split == "train" else "eval"
             datasets[split] = SampleTable(

@@ -9,6 +9,7 @@ through reference counting.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ class SampleTable(Dataset):
         None when the table holds no image bytes at all."""
         return None if self._bytes is None else self._bytes.is_valid().to_pylist()
 
+    def image_bytes(self, index: int) -> pa.Buffer | None:
+        """Row ``index``'s encoded image held in the table (no copy), or None when it is a file."""
+        if self._bytes is None or not self._bytes[index].is_valid:
+            return None
+        return self._bytes[index].as_buffer()
+
     def row(self, index: int) -> dict[str, Any]:
         """Row ``index`` as Python values, without reading or processing its image."""
         if not 0 <= index < self._length:
@@ -79,11 +86,11 @@ class SampleTable(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         item = self.row(index)
         image = self._image(index, item["image_path"])
-        if isinstance(image, SkippedSample):
-            return image
-        item["image"] = self.vis_processor(image) if self.vis_processor is not None else image
         if self.text_processor is not None:
             item["text_input"] = self.text_processor(item["text_input"])
+        if isinstance(image, SkippedSample):
+            return dataclasses.replace(image, fields=item)  # the question stays known (evaluation counts it)
+        item["image"] = self.vis_processor(image) if self.vis_processor is not None else image
         return item
 
 

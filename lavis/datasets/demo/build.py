@@ -144,6 +144,26 @@ def _stamp(settings: dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+def sample_covering(tiles: list[Any], n: int, seed: int) -> list[Any]:
+    """``n`` of ``tiles`` at random, but every (attribute, value) label on a few of them first, so
+    a small sample (quick runs) still asks about every attribute and both of its answers."""
+    rng = random.Random(seed)
+    shuffled = rng.sample(tiles, len(tiles))
+    labels = sorted({(a, v) for t in tiles for a, v in t.labels.items()})
+    per_label = max(1, n // (2 * max(1, len(labels))))
+    chosen: dict[int, Any] = {}
+    for attribute, value in labels:
+        having = [t for t in shuffled if t.labels.get(attribute) == value]
+        for tile in having[:per_label]:
+            if len(chosen) < n:
+                chosen[id(tile)] = tile
+    for tile in shuffled:
+        if len(chosen) >= n:
+            break
+        chosen.setdefault(id(tile), tile)
+    return list(chosen.values())
+
+
 def build_demo_data(
     out: str | Path,
     seed: int = 0,
@@ -166,7 +186,7 @@ def build_demo_data(
     tiles = _split_tiles(extract_tiles(seed=seed))
     for split in SPLITS:
         if max_tiles is not None and len(tiles[split]) > max_tiles:
-            tiles[split] = random.Random(seed).sample(tiles[split], max_tiles)
+            tiles[split] = sample_covering(tiles[split], max_tiles, seed)
     bank = load_template_bank(config_path("demo/templates.yaml"))
     records = {split: _records(tiles[split], split) for split in SPLITS}
     info: dict[str, Any] = {"stamp": stamp, **settings}
@@ -201,7 +221,7 @@ def build_demo_data(
             info_tiles.append({"image": record["image"], "split": split, "source": tile.source, "labels": tile.labels,
                                "stats": {k: round(v, 5) for k, v in tile.stats.items()},
                                "x": tile.x, "y": tile.y, "field_px": tile.field_px})
-    _write_csv(out / "quilt_1M_lookup.csv", rows)
+    write_csv(out / "quilt_1M_lookup.csv", rows)
     info["tiles"] = {split: len(records[split]) for split in SPLITS}
     atomic_write_text(out / "question_attributes.json", json.dumps(attributes, indent=0, sort_keys=True))
     info["labels"] = info_tiles
@@ -230,7 +250,7 @@ def _quilt_row(record: dict[str, Any], split: str, tile: Tile) -> dict[str, Any]
     }
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO(newline="")  # no newline translation: the csv module's \r\n stays as is
     writer = csv.DictWriter(buffer, fieldnames=QUILT_COLUMNS)
     writer.writeheader()

@@ -25,26 +25,26 @@ def build(cfg: Any) -> dict[str, dict[str, str]]:
     """Build the caches ``cfg`` would use; returns ``{dataset: {split: store folder}}``."""
     import torch
 
-    from lavis.cli import seed_everything
-    from lavis.common.dist import init_distributed
+    from lavis.cli import build_parts, seed_everything
+    from lavis.common.dist import init_distributed, resolve_device
     from lavis.common.logger import setup_logging
+    from lavis.common.output_lock import lock_output_for_job
+    from lavis.common.paths import feature_cache_root, run_output_dir
     from lavis.datasets.feature_cache import CachedFeatures, apply_feature_cache
-    from lavis.runners.base_runner import resolve_device
-    from lavis.runners.run_config import run_output_dir
-    from lavis.tasks import TASKS
 
-    device = resolve_device(cfg.run.device)
+    device = resolve_device(cfg.run.device, "run.device")
     init_distributed(device.type)
     setup_logging()
     seed_everything(cfg.run.seed)
     if cfg.run.feature_cache == "off":
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, feature_cache="auto"))
-    task = TASKS.get(cfg.run.task)(cfg.task)
-    model = task.build_model(cfg).to(device)
-    datasets = task.build_datasets(cfg)
     output_dir = run_output_dir(cfg)
-    with torch.no_grad():
-        cached = apply_feature_cache(datasets, model, cfg, output_dir, device)
+    # One builder per cache folder (taken before the slow model build, so a second one fails at once).
+    with lock_output_for_job(feature_cache_root(cfg.run, output_dir), "feature-cache build"):
+        _, model, datasets = build_parts(cfg)
+        model = model.to(device)
+        with torch.no_grad():
+            cached = apply_feature_cache(datasets, model, cfg, output_dir, device)
     return {
         name: {split: str(ds.store.dir) for split, ds in splits.items() if isinstance(ds, CachedFeatures)}
         for name, splits in cached.items()

@@ -77,8 +77,8 @@ def score(
     """Score every question under ``protocol``; returns ``(summary, per_item)``.
 
     ``per_item`` follows the ground-truth order: open rows carry the open scores as fractions,
-    closed rows ``hit`` (0/1) and ``counted`` (False only where LLaVA-Med's script drops the
-    question from the accuracy).
+    closed rows ``hit`` (0/1) and ``counted`` (False only where ``llava_med_initial`` - the first
+    published LLaVA-Med script - leaves the question out of the accuracy).
     """
     chosen = get_protocol(protocol)
     per_item = []
@@ -106,7 +106,7 @@ def summarize(per_item: Sequence[Mapping]) -> dict:
         _SUMMARY_NAME[name]: _percent_mean([row[name] for row in open_rows]) for name in OPEN_METRICS
     }
     counted_hits = [row["hit"] for row in closed_rows if row["counted"]]
-    # run_eval.py prints 0 when every closed question was dropped from its denominator.
+    # The initial run_eval.py printed 0 when every closed question was dropped from its denominator.
     summary["closed_accuracy"] = (_percent_mean(counted_hits) or 0.0) if closed_rows else None
     summary["num_open"], summary["num_closed"] = len(open_rows), len(closed_rows)
     return summary

@@ -1,4 +1,4 @@
-"""``python -m lavis.metrics.vqa --protocol {llava_med,quilt,strict} --gt GT --pred PRED [--per-item OUT]``
+"""``python -m lavis.metrics.vqa --protocol {llava_med,llava_med_initial,quilt,strict} --gt GT --pred PRED [--per-item OUT]``
 
 Prints one JSON object: open recall / precision / F1, exact match and BLEU averaged over open
 questions and closed accuracy, in percent as the papers print them, plus the question counts.

@@ -3,8 +3,9 @@ the Q-Former and its tokenizer, the frozen-feature path, and checkpoint loading.
 
 Precision: the encoder runs in its own dtype (``vision.precision``) under no grad; ``ln_vision``
 and the Q-Former keep fp32 weights and follow whatever autocast the runner opens.
-``ln_vision`` is frozen here (LAVIS trains it) so that cached ``image_embeds`` stay valid; its
-weights come from the BLIP-2 checkpoint that is loaded.
+``ln_vision`` trains by default, as in every LAVIS BLIP-2 model (``train_ln_vision``). The feature
+cache therefore stores the encoder output *before* ``ln_vision`` (``encode_image_frozen``), and
+``image_embeds`` applies ``ln_vision`` to pixels and cached features alike.
 """
 
 from __future__ import annotations
@@ -39,12 +40,25 @@ class Blip2Config(BaseModelConfig):
     # LayerNorm epsilon of ``ln_vision``: LAVIS uses 1e-5; Hugging Face BLIP-2 applies the vision
     # config's ``layer_norm_eps`` (1e-6) there, which ``lavis.models.from_hf`` copies.
     ln_vision_eps: float = 1e-5
+    # LAVIS trains ``ln_vision`` in stage 1 and stage 2 (only the ViT is frozen); false freezes it.
+    train_ln_vision: bool = True
 
     def validate(self) -> None:
         if not isinstance(self.vision.get("name"), str):
             raise ConfigError("'vision.name' must name a registered vision encoder (e.g. eva_clip_g)")
+        # the encoder's own keys, checked now (not when the model is built, nor never for --print-config)
+        VISION_ENCODERS.get(self.vision["name"]).parse_config(dict(self.vision), where="model.vision")
         if self.ln_vision_eps <= 0:
             raise ConfigError(f"'ln_vision_eps' must be > 0, got {self.ln_vision_eps}")
+
+
+# What a config user can do when model.checkpoint (evaluate.py --checkpoint) lacks trainable
+# tensors, e.g. a stage-1 checkpoint given to a stage-2 model: name the keys, not Python options.
+CHECKPOINT_HINT = (
+    "model.checkpoint (evaluate.py --checkpoint) must hold every trainable tensor of this model: use a "
+    "checkpoint trained with it; to start training from a partial one, such as a stage-1 checkpoint for a "
+    "stage-2 model, set model.init_checkpoint instead"
+)
 
 
 def encoder_builds_without_weights(cfg: Any) -> bool:
@@ -85,7 +99,7 @@ class Blip2Base(BaseModel):
         self.visual_encoder = build_vision_encoder(cfg.vision, load_weights)
         width = self.visual_encoder.num_features
         self.ln_vision = nn.LayerNorm(width, eps=cfg.ln_vision_eps)
-        self.ln_vision.requires_grad_(False)
+        self.ln_vision.requires_grad_(cfg.train_ln_vision)
         qcfg = cfg.qformer
         self.query_tokens = nn.Parameter(torch.zeros(1, qcfg.num_query_tokens, qcfg.hidden_size))
         nn.init.normal_(self.query_tokens, mean=0.0, std=qcfg.initializer_range)
@@ -109,23 +123,21 @@ class Blip2Base(BaseModel):
             if cfg.init_checkpoint:
                 model.load_checkpoint(cfg.init_checkpoint, strict=False)
             if cfg.checkpoint:
-                model.load_checkpoint(cfg.checkpoint, strict=True)
+                model.load_checkpoint(cfg.checkpoint, strict=True, missing_hint=CHECKPOINT_HINT)
         return model
 
-    def load_checkpoint(self, path: str, strict: bool = True) -> CheckpointReport:
+    def load_checkpoint(self, path: str, strict: bool = True, missing_hint: str | None = None) -> CheckpointReport:
         """Load our safetensors weights, a LAVIS ``.pth`` (BLIP-2 / InstructBLIP / CLOVER) or a
         Hugging Face BLIP-2 state dict; see :mod:`lavis.models.blip2.checkpoint` and
         :mod:`lavis.models.interop.layouts` (how LAVIS and HF keys map to ours)."""
         from lavis.models.interop.layouts import to_our_layout  # interop imports this module
 
-        return load_state_into(self, to_our_layout(self, read_state_dict(path)), str(path), strict=strict)
+        hint = {"missing_hint": missing_hint} if missing_hint else {}
+        return load_state_into(self, to_our_layout(self, read_state_dict(path)), str(path), strict=strict, **hint)
 
     # ---- frozen parts stay in eval mode -----------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:
-        frozen = [self.ln_vision]
-        if not self.visual_encoder.trainable:
-            frozen.append(self.visual_encoder)
-        return frozen
+        return [] if self.visual_encoder.trainable else [self.visual_encoder]
 
     def train(self, mode: bool = True) -> Blip2Base:
         super().train(mode)
@@ -152,33 +164,35 @@ class Blip2Base(BaseModel):
         return enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
 
     # ---- images -----------------------------------------------------------------------------
-    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+    def _vision_features(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.device)  # the encoder casts it to its own dtype
         with precision(image.device.type, self.visual_encoder.dtype):
-            features = self.visual_encoder(image)
-        return self.ln_vision(features.float()).float()
+            return self.visual_encoder(image)
 
     @torch.no_grad()
     def encode_image_frozen(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) images -> (B, N, D) float32 ``ln_vision`` features (what the feature cache stores)."""
-        return self._encode(image)
+        """(B, 3, H, W) images -> (B, N, D) output of the frozen encoder, *before* ``ln_vision``, in
+        the encoder's dtype: what the feature cache stores (``ln_vision`` may train)."""
+        return self._vision_features(image)
 
     def image_embeds(self, samples: Mapping[str, Any]) -> torch.Tensor:
-        """``samples["image_embeds"]`` (feature cache) or the encoded ``samples["image"]``."""
+        """``ln_vision`` over ``samples["image_embeds"]`` (encoder output from the feature cache) or
+        over the encoded ``samples["image"]``; float32."""
         if samples.get("image_embeds") is not None:
-            embeds = torch.as_tensor(samples["image_embeds"]).to(device=self.device, dtype=torch.float32)
+            features = torch.as_tensor(samples["image_embeds"]).to(self.device)
             width = self.visual_encoder.num_features
-            if embeds.dim() != 3 or embeds.shape[-1] != width:
+            if features.dim() != 3 or features.shape[-1] != width:
                 raise DataError(
                     f"samples['image_embeds'] must be (batch, tokens, {width}) for this vision encoder, "
-                    f"got {tuple(embeds.shape)}"
+                    f"got {tuple(features.shape)}"
                 )
-            return embeds
-        if samples.get("image") is None:
+        elif samples.get("image") is None:
             raise DataError("the batch has neither 'image' nor 'image_embeds'")
-        if self.visual_encoder.trainable:
-            return self._encode(samples["image"])  # vision.freeze=false: the encoder trains too
-        return self.encode_image_frozen(samples["image"])
+        elif self.visual_encoder.trainable:
+            features = self._vision_features(samples["image"])  # vision.freeze=false: the encoder trains too
+        else:
+            features = self.encode_image_frozen(samples["image"])
+        return self.ln_vision(features.float()).float()
 
     def query_output(
         self,

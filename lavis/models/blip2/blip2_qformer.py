@@ -2,7 +2,9 @@
 
 - ITC: the 32 query outputs and the text [CLS], projected to 256-d and L2-normalised; an
   image-text score is the best query's similarity; cross-entropy both ways with label smoothing
-  0.1 against all texts/images of the world batch (gathered without grad). Samples with the same
+  0.1 against all texts/images of the world batch. The gathered features keep their gradient
+  (``itc_gather_grad``), so a step is the same for any number of processes; LAVIS gathers them
+  without, which drops the other ranks' share of each pair's gradient. Samples with the same
   ``image_id`` are positives; without ids each sample is its own.
 - ITM: one hard negative text per image and one hard negative image per text, drawn from the
   ITC softmax with positives masked; the match head is averaged over the query positions.
@@ -32,6 +34,9 @@ class Blip2QformerConfig(Blip2Config):
     embed_dim: int = 256
     max_txt_len: int = 32
     label_smoothing: float = 0.1
+    # ITC features from other ranks carry gradient back to them (the loss's exact gradient, the same
+    # for any world size); false reproduces LAVIS, which gathers them without gradient.
+    itc_gather_grad: bool = True
 
 
 @dataclasses.dataclass
@@ -100,8 +105,9 @@ class Blip2Qformer(Blip2Base):
         # ---- ITC ----
         ids = self._image_ids(samples, batch)
         ids_all = all_gather_no_grad(ids)
-        image_feats_all = all_gather_no_grad(image_feats)  # (N, Q, E)
-        text_feat_all = all_gather_no_grad(text_feat)  # (N, E)
+        gather = all_gather_with_grad if self.cfg.itc_gather_grad else all_gather_no_grad
+        image_feats_all = gather(image_feats)  # (N, Q, E)
+        text_feat_all = gather(text_feat)  # (N, E)
         sim_i2t = torch.einsum("bqe,ne->bnq", image_feats, text_feat_all).amax(dim=-1) / self.temp
         sim_t2i = torch.einsum("be,nqe->bnq", text_feat, image_feats_all).amax(dim=-1) / self.temp
         positive = ids[:, None] == ids_all[None, :]

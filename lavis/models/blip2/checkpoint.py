@@ -3,8 +3,8 @@ folders, and LAVIS ``.pth`` files (local, or a URL fetched once into the cache s
 vision encoders' weights: ``lavis.models.vision.weights``).
 
 Strict about the trainable set (a missing trainable tensor is an error unless ``strict=False``);
-tolerant about the rest: tensors of frozen parts that the file holds (``ln_vision``,
-``visual_encoder``) are loaded, tensors this model does not have (stage-1 heads in a stage-2
+tolerant about the rest: tensors of frozen parts that the file holds (``visual_encoder``, a
+frozen ``ln_vision``) are loaded, tensors this model does not have (stage-1 heads in a stage-2
 model, LAVIS's ``position_ids`` buffers) are skipped, and the report says which.
 """
 
@@ -72,9 +72,11 @@ def load_state_into(
     state: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
     source: str,
     strict: bool = True,
+    missing_hint: str = "load it with strict=False to start from it anyway",
 ) -> CheckpointReport:
     """Copy ``state`` into ``model`` by name. ``state`` may be a lazy stream of (name, tensor)
-    pairs, so a full-size conversion never holds a second copy of the weights."""
+    pairs, so a full-size conversion never holds a second copy of the weights. ``missing_hint``
+    ends the error for a strict load that lacks trainable tensors (what the caller can do)."""
     targets = model.state_dict(keep_vars=True)
     trainable = {name for name, param in model.named_parameters() if param.requires_grad}
     # Tied weights appear under two names (e.g. the Q-Former LM decoder); either name counts.
@@ -103,7 +105,7 @@ def load_state_into(
     if missing and strict:
         raise CheckpointError(
             f"{source} lacks {len(missing)} trainable tensors of this model: {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''} (load it with strict=False to start from it anyway)"
+            f"{' ...' if len(missing) > 10 else ''} ({missing_hint})"
         )
     logger.info("%s", report.summary())
     return report

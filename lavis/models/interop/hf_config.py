@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from lavis.common.errors import ConfigError
+from lavis.common.image_norm import CLIP_MEAN, CLIP_STD
 from lavis.models.llm.loading import DTYPES
 
 logger = logging.getLogger(__name__)
@@ -127,8 +128,6 @@ def qformer_mapping(config: Any, tokenizer: str) -> dict[str, Any]:
 def preprocess_mapping(folder: Path, image_size: int) -> dict[str, Any]:
     """Our processors matching the checkpoint's ``BlipImageProcessor`` (size, mean, std)."""
     from transformers import AutoImageProcessor
-
-    from lavis.processors.image_processors import CLIP_MEAN, CLIP_STD  # processors load after models
 
     mean, std, size = CLIP_MEAN, CLIP_STD, image_size
     try:

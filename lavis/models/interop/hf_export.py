@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lavis.common.errors import CheckpointError, ConfigError
+from lavis.common.image_norm import CLIP_MEAN, CLIP_STD
 from lavis.models.blip2.stage2 import Blip2LLMBase
 from lavis.models.interop.hf_config import hf_config_for
 from lavis.models.interop.hf_keys import OurNames, join_for_hf, our_keys_for
@@ -137,7 +138,6 @@ def export_processor(model: Blip2LLMBase, tokenizer: Any, config: Any) -> Any:
     from transformers import Blip2Processor, BlipImageProcessor, InstructBlipProcessor
 
     from lavis.models.qformer import load_qformer_tokenizer
-    from lavis.processors.image_processors import CLIP_MEAN, CLIP_STD  # processors load after models
 
     image = dict((model.cfg.preprocess or {}).get("vis_processor", {}).get("eval") or {})
     size = int(image.get("image_size", config.vision_config.image_size))

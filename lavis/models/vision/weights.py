@@ -160,12 +160,30 @@ def read_state_dict(path: Path, keep: Callable[[str], bool] | None = None) -> di
                 return {k: handle.get_tensor(k) for k in handle.keys() if keep is None or keep(k)}
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(
-            f"cannot read '{path}' as a weights file ({type(err).__name__}: {err}). TorchScript "
-            "archives (OpenAI's CLIP .pt) are not state dicts: save torch.jit.load(f).state_dict() first"
-        ) from err
+        raise CheckpointError(f"cannot read '{path}' as a weights file: {_why_unreadable(path, err)}") from err
     state = _unwrap(loaded, path)
     return {k: v for k, v in state.items() if keep is None or keep(k)}
+
+
+def _why_unreadable(path: Path, err: Exception) -> str:
+    """One sentence on why ``torch.load`` refused ``path`` (torch's own message is an essay)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        return "the file is empty"
+    if path.suffix == ".safetensors":
+        return f"not a valid safetensors file ({str(err).splitlines()[0][:200]})"
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
+        return "it is neither a safetensors file nor a torch.save'd state dict (.pth / .bin)"
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].split(". ")[0].strip()
+        return (
+            f"it holds Python objects besides tensors ({detail[:200]}), which weights-only loading refuses; "
+            "if you trust the file, re-save its state dict alone. TorchScript archives (OpenAI's CLIP .pt): "
+            "save torch.jit.load(f).state_dict()"
+        )
+    return f"{type(err).__name__}: {(text.splitlines() or [''])[0][:200]}"
 
 
 def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:

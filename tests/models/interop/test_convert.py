@@ -74,7 +74,7 @@ def test_lavis_to_hf_and_ours(build_tiny, tiny_overrides, tmp_path, samples, cap
         (["--from", "hf", "--to", "hf"], "nothing to convert"),
         (["--from", "lavis", "--to", "ours"], "--from lavis needs --arch and --model-type"),
         (["--from", "hf", "--to", "ours", "--arch", "blip2_t5"], "config.json decides the architecture"),
-        (["--from", "ours", "--to", "hf"], "has no config.yaml; for a training checkpoint give --arch"),
+        (["--from", "ours", "--to", "hf"], "--src {src}: no such file or folder"),
         (["--from", "lavis", "--to", "hf", "--arch", "blip2_t5", "--model-type", "tiny", "--set", "llm.dtype"],
          "--set expects KEY=VALUE"),
         (["--from", "lavis", "--to", "hf", "--arch", "blip2_t5", "--model-type", "tiny", "--set", "llm.dtyp=fp32"],
@@ -83,7 +83,13 @@ def test_lavis_to_hf_and_ours(build_tiny, tiny_overrides, tmp_path, samples, cap
 )
 def test_clear_errors(argv, message, tmp_path, capsys):
     assert main([*argv, "--src", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "out")]) == 1
-    assert message in capsys.readouterr().err
+    assert message.format(src=tmp_path / "missing.pth") in capsys.readouterr().err
+
+
+def test_a_folder_without_config_asks_for_the_architecture(tmp_path, capsys):
+    (tmp_path / "step_100").mkdir()  # a training checkpoint folder: weights, no config.yaml
+    assert main(["--from", "ours", "--to", "hf", "--src", str(tmp_path / "step_100"), "--out", str(tmp_path / "o")]) == 1
+    assert "has no config.yaml; for a training checkpoint give --arch and --model-type" in capsys.readouterr().err
 
 
 def test_runs_as_a_module(hf_checkpoint, tmp_path):
