@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from lavis.datasets.demo import tiles
-from lavis.datasets.demo.tiles import SOURCES, WindowMeasure, heldout_region, labels_for, load_ihc, measure
+from lavis.datasets.demo.tiles import (
+    SOURCES,
+    WindowMeasure,
+    asks_magnification,
+    heldout_region,
+    labels_for,
+    load_ihc,
+    measure,
+)
 
 SIZES = {"cmu1_he": (2967, 2220), "skimage_ihc": (512, 512)}  # (height, width)
 
@@ -86,3 +94,11 @@ def test_small_samples_still_cover_every_label():
     picked = sample_covering(common + rare, 12, seed=0)
     assert len(picked) == 12 and len({id(t) for t in picked}) == 12
     assert {t.labels.get("dab_staining") for t in picked} >= {"positive", "negative"}
+
+
+def test_magnification_is_asked_only_where_the_stain_cannot_answer_it():
+    """IHC comes at one power only: asking it there would let the stain answer the question."""
+    assert asks_magnification(SOURCES["cmu1_he"]) and not asks_magnification(SOURCES["skimage_ihc"])
+    ihc = {"fraction": 0.9, "hematoxylin": 0.05, "dab": 0.6}
+    assert "magnification" not in labels_for(ihc, "IHC", None)
+    assert labels_for(ihc, "H&E", "high")["magnification"] == "high"

@@ -35,7 +35,7 @@ from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
 from lavis.datasets.demo.tiles import SPLITS, TILE_PX, Tile, extract_tiles
 from lavis.instructions.templates import TemplateBank, build_template_instructions, load_template_bank
 
-FORMAT_VERSION = "clover-demo-v5"
+FORMAT_VERSION = "clover-demo-v6"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
 ATTRIBUTES = ("tissue_fraction", "tissue_density", "stain", "magnification", "dab_staining")

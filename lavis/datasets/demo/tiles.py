@@ -6,8 +6,8 @@ Labels come from the image itself, so answering needs the image:
 
 - ``stain``: H&E or IHC (the source);
 - ``magnification``: high (a 64-px field at the scan's 0.5 um/px) or low (a 256-px field of the H&E
-  slide shown at 64 px: 2 um/px); asked only where the field shows tissue (empty glass looks the
-  same at any power);
+  slide shown at 64 px: 2 um/px); asked only where at least 60% of the field is tissue (glass looks the
+  same at any power) and only of the H&E slide, the one source shown at both powers;
 - ``tissue_fraction``: large or small share of non-background pixels (its own words: a tiny LM
   confuses two attributes that share "high" and "low");
 - ``tissue_density`` (H&E): dense (hematoxylin-rich, e.g. epidermis) or loose (dermis), from
@@ -35,7 +35,7 @@ FRACTION_BANDS = (0.3, 0.6)
 DENSITY_BANDS = (0.045, 0.07)  # mean hematoxylin optical density over tissue pixels
 DAB_POSITIVE_OD = 0.05  # a pixel is DAB-stained above this DAB optical density (brown to the eye)
 DAB_BANDS = (0.2, 0.45)  # share of DAB-stained pixels: negative below, positive above
-MAGNIFICATION_MIN_FRACTION = 0.1  # less tissue than this: the power cannot be read from the field
+MAGNIFICATION_MIN_FRACTION = 0.6  # less tissue than this: too little structure to read the power from (docs/demo.md)
 BACKGROUND_LEVEL = 0.82  # a pixel is tissue when its darkest channel is below this (0..1)
 GLASS_FRACTION = 0.05  # a field with less tissue than this is empty glass
 
@@ -205,9 +205,17 @@ def _band(value: float, bands: tuple[float, float], names: tuple[str, str]) -> s
     return None
 
 
-def labels_for(stats: dict[str, float], stain: str, magnification: str) -> dict[str, str]:
+def asks_magnification(source: Source) -> bool:
+    """Magnification is asked only of a source shown at both powers: where one stain comes at one
+    power only, the stain would answer the question (a shortcut stage 2 took: every IHC tile is
+    high power, so "H&E" came to mean "low")."""
+    return len({f.magnification for f in source.fields}) > 1
+
+
+def labels_for(stats: dict[str, float], stain: str, magnification: str | None) -> dict[str, str]:
+    """The tile's labels; ``magnification`` None: not asked (see :func:`asks_magnification`)."""
     labels = {"stain": stain}
-    if stats["fraction"] >= MAGNIFICATION_MIN_FRACTION:
+    if magnification is not None and stats["fraction"] >= MAGNIFICATION_MIN_FRACTION:
         labels["magnification"] = magnification
     fraction = _band(stats["fraction"], FRACTION_BANDS, ("small", "large"))
     if fraction:
@@ -243,6 +251,7 @@ def extract_tiles(max_background_share: float = 0.2, seed: int = 0) -> list[Tile
         image = images[name]
         height, width = image.shape[:2]
         measure_window = WindowMeasure(image)
+        power = asks_magnification(source)
         for split in SPLITS:
             kept, glass = [], []
             for box in source.regions[split]:
@@ -252,7 +261,7 @@ def extract_tiles(max_background_share: float = 0.2, seed: int = 0) -> list[Tile
                         stats = measure_window(y, x, field.size)
                         tile = Tile(
                             crop=crop, source=name, split=split, x=x, y=y, field_px=field.size,
-                            labels=labels_for(stats, source.stain, field.magnification), stats=stats,
+                            labels=labels_for(stats, source.stain, field.magnification if power else None), stats=stats,
                         )
                         (glass if stats["fraction"] < GLASS_FRACTION else kept).append(tile)
             cap = int(max_background_share * len(kept))
