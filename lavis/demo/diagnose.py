@@ -30,6 +30,7 @@ from PIL import Image
 from lavis.common.checkpoint import atomic_write_text
 from lavis.common.jsonio import read_json
 from lavis.datasets.demo.build import ATTRIBUTES, quilt_vqa_files
+from lavis.demo.report import asked_attributes
 from lavis.demo.scoring import by_attribute, scored_rows
 from lavis.metrics.vqa import load_ground_truth
 
@@ -94,6 +95,8 @@ def encoder_probe(run: Path, weights: str | None) -> dict[str, Any]:
     for attribute in ATTRIBUTES:
         rows = {split: [(i, t["labels"][attribute]) for i, t in enumerate(tiles)
                         if t["split"] == split and attribute in t["labels"]] for split in ("train", "val")}
+        if not rows["train"] or not rows["val"]:
+            continue  # not asked in this run
         out[attribute] = linear_probe(features[[i for i, _ in rows["train"]]], [y for _, y in rows["train"]],
                                       features[[i for i, _ in rows["val"]]], [y for _, y in rows["val"]])
     return out
@@ -122,7 +125,7 @@ def lm_with_caption(run: Path, batch_size: int = 64) -> dict[str, Any]:
     attributes = read_json(run / "data" / "question_attributes.json")
     rows = scored_rows(truth, predictions, {str(q["question_id"]): q["image"] for q in questions}, attributes)
     return {name: {k: v[k] for k in ("closed_accuracy", "open_recall", "num_closed", "num_open")}
-            for name, v in by_attribute(rows, ATTRIBUTES).items()}
+            for name, v in by_attribute(rows, asked_attributes(attributes)).items()}
 
 
 def diagnose(run: Path) -> dict[str, Any]:

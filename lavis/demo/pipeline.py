@@ -43,6 +43,7 @@ class DataSettings:
     questions: QuestionBudget = dataclasses.field(default_factory=QuestionBudget)
     max_tiles: int | None = None  # per split (quick runs); None: every tile
     train_per_attribute: int = 800  # stage-2 questions per attribute (see build.training_questions)
+    ask_magnification: bool = False  # the power of H&E fields (docs/demo.md: not learned at this size)
 
 
 @dataclasses.dataclass
@@ -119,7 +120,8 @@ class Pipeline:
         from lavis.datasets.demo.build import build_demo_data
 
         d = self.s.data
-        return build_demo_data(self.data, self.s.seed, d.questions, d.max_tiles, d.train_per_attribute)
+        return build_demo_data(self.data, self.s.seed, d.questions, d.max_tiles, d.train_per_attribute,
+                               d.ask_magnification)
 
     def pretrain_vision(self) -> dict:
         import csv

@@ -48,7 +48,14 @@ def score_run(out: Path, eval_dir: Path, split: str, attributes: dict[str, str])
     protocols = read_json(eval_dir / f"{eval_stem(split)}_metrics.json")["protocols"]
     return {**summarize_rows(rows), "open_f1": protocols[PROTOCOL]["open_f1"],
             "open_precision": protocols[PROTOCOL]["open_precision"],
-            "by_attribute": by_attribute(rows, ATTRIBUTES), "protocols": protocols, "answers": answers}
+            "by_attribute": by_attribute(rows, asked_attributes(attributes)), "protocols": protocols,
+            "answers": answers}
+
+
+def asked_attributes(attributes: dict[str, str]) -> list[str]:
+    """The attributes the run's questions ask about (question id -> attribute), in ATTRIBUTES order."""
+    asked = set(attributes.values())
+    return [name for name in ATTRIBUTES if name in asked]
 
 
 def missed_goals(report: dict[str, Any], goals: Any) -> list[str]:

@@ -102,3 +102,12 @@ def test_magnification_is_asked_only_where_the_stain_cannot_answer_it():
     ihc = {"fraction": 0.9, "hematoxylin": 0.05, "dab": 0.6}
     assert "magnification" not in labels_for(ihc, "IHC", None)
     assert labels_for(ihc, "H&E", "high")["magnification"] == "high"
+
+
+def test_magnification_is_a_label_only_when_asked_for():
+    from lavis.datasets.demo.tiles import extract_tiles
+
+    assert not any("magnification" in t.labels for t in extract_tiles())
+    asked = [t for t in extract_tiles(ask_magnification=True) if "magnification" in t.labels]
+    assert asked and {t.source for t in asked} == {"cmu1_he"}
+    assert {t.labels["magnification"] for t in asked} == {"high", "low"}

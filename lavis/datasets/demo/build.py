@@ -35,7 +35,7 @@ from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
 from lavis.datasets.demo.tiles import SPLITS, TILE_PX, Tile, extract_tiles
 from lavis.instructions.templates import TemplateBank, build_template_instructions, load_template_bank
 
-FORMAT_VERSION = "clover-demo-v6"
+FORMAT_VERSION = "clover-demo-v7"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
 ATTRIBUTES = ("tissue_fraction", "tissue_density", "stain", "magnification", "dab_staining")
@@ -170,12 +170,14 @@ def build_demo_data(
     budget: QuestionBudget | None = None,
     max_tiles: int | None = None,
     train_per_attribute: int = 800,
+    ask_magnification: bool = False,
 ) -> dict:
     """Build (or reuse, when already built with the same settings) the demo data in ``out``."""
     out = Path(out)
     budget = budget or QuestionBudget()
     settings = {"version": FORMAT_VERSION, "seed": seed, "budget": dataclasses.asdict(budget),
-                "max_tiles": max_tiles, "train_per_attribute": train_per_attribute}
+                "max_tiles": max_tiles, "train_per_attribute": train_per_attribute,
+                "ask_magnification": ask_magnification}
     stamp = _stamp(settings)
     info_file = out / "demo_data.json"
     if info_file.exists():
@@ -183,7 +185,7 @@ def build_demo_data(
         if info.get("stamp") == stamp:
             return info
 
-    tiles = _split_tiles(extract_tiles(seed=seed))
+    tiles = _split_tiles(extract_tiles(seed=seed, ask_magnification=ask_magnification))
     for split in SPLITS:
         if max_tiles is not None and len(tiles[split]) > max_tiles:
             tiles[split] = sample_covering(tiles[split], max_tiles, seed)

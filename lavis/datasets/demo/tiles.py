@@ -7,7 +7,8 @@ Labels come from the image itself, so answering needs the image:
 - ``stain``: H&E or IHC (the source);
 - ``magnification``: high (a 64-px field at the scan's 0.5 um/px) or low (a 256-px field of the H&E
   slide shown at 64 px: 2 um/px); asked only where at least 60% of the field is tissue (glass looks the
-  same at any power) and only of the H&E slide, the one source shown at both powers;
+  same at any power) and only of the H&E slide, the one source shown at both powers; not asked by
+  default (``data.ask_magnification``): docs/demo.md;
 - ``tissue_fraction``: large or small share of non-background pixels (its own words: a tiny LM
   confuses two attributes that share "high" and "low");
 - ``tissue_density`` (H&E): dense (hematoxylin-rich, e.g. epidermis) or loose (dermis), from
@@ -239,8 +240,9 @@ def windows(height: int, width: int, size: int, stride: int, box: Box) -> Iterat
             yield y, x
 
 
-def extract_tiles(max_background_share: float = 0.2, seed: int = 0) -> list[Tile]:
-    """All labelled tiles of both sources and every split, deterministic for a seed.
+def extract_tiles(max_background_share: float = 0.2, seed: int = 0, ask_magnification: bool = False) -> list[Tile]:
+    """All labelled tiles of both sources and every split, deterministic for a seed; the power of a
+    field is a label only with ``ask_magnification`` (off by default: docs/demo.md says why).
 
     Tiles that are almost pure glass are capped at ``max_background_share`` of each split.
     """
@@ -251,7 +253,7 @@ def extract_tiles(max_background_share: float = 0.2, seed: int = 0) -> list[Tile
         image = images[name]
         height, width = image.shape[:2]
         measure_window = WindowMeasure(image)
-        power = asks_magnification(source)
+        power = ask_magnification and asks_magnification(source)
         for split in SPLITS:
             kept, glass = [], []
             for box in source.regions[split]:
