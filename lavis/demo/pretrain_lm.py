@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
@@ -36,6 +37,8 @@ def pretrain_lm(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    per_answer_loss: bool = True,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """``instructions``: records with ``caption, question, answer``. Saves model + tokenizer."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
@@ -45,10 +48,13 @@ def pretrain_lm(
     save_tiny_t5(out_dir, corpus * 4, d_model=d_model, d_ff=d_ff, num_layers=num_layers,
                  num_heads=num_heads, vocab_size=vocab_size, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model = T5ForConditionalGeneration.from_pretrained(out_dir)
-    # Tokenised once: the loop below only gathers and pads.
-    prompts = tokenizer([f"{r['caption']} {r['question']}" for r in instructions], truncation=True, max_length=96).input_ids
-    answers = tokenizer([r["answer"] for r in instructions], truncation=True, max_length=48).input_ids
+    model = T5ForConditionalGeneration.from_pretrained(out_dir).to(device)
+    # Every distinct (caption, question, answer) once: thousands of tiles share a few captions, and a
+    # common caption must not crowd out a rare one. Tokenised once: the loop only gathers and pads.
+    examples = sorted({(r["caption"], r["question"], r["answer"]) for r in instructions})
+    prompts = tokenizer([f"{caption} {question}" for caption, question, _ in examples], truncation=True,
+                        max_length=96).input_ids
+    answers = tokenizer([answer for _, _, answer in examples], truncation=True, max_length=48).input_ids
     pad = tokenizer.pad_token_id
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -58,16 +64,29 @@ def pretrain_lm(
     start, losses = time.time(), []
     for _ in tqdm(range(steps), desc="pretrain language model on demo text", dynamic_ncols=True, mininterval=1.0):
         pick = rng.sample(range(len(prompts)), min(batch_size, len(prompts)))
-        input_ids = pad_sequence([torch.tensor(prompts[i]) for i in pick], batch_first=True, padding_value=pad)
-        labels = pad_sequence([torch.tensor(answers[i]) for i in pick], batch_first=True, padding_value=-100)
-        loss = model(input_ids=input_ids, attention_mask=input_ids.ne(pad), labels=labels).loss
+        input_ids = pad_sequence([torch.tensor(prompts[i]) for i in pick], batch_first=True, padding_value=pad).to(device)
+        labels = pad_sequence([torch.tensor(answers[i]) for i in pick], batch_first=True, padding_value=-100).to(device)
+        logits = model(input_ids=input_ids, attention_mask=input_ids.ne(pad), labels=labels).logits
+        loss = answer_loss(logits, labels, per_answer_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(loss.detach())
-    model.save_pretrained(out_dir)
+    model.cpu().save_pretrained(out_dir)
     first, last = float(torch.stack(losses[:10]).mean()), float(torch.stack(losses[-10:]).mean())
     logger.info("language model pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)
     return {"loss_first": first, "loss_last": last, "seconds": time.time() - start,
-            "params": sum(p.numel() for p in model.parameters())}
+            "params": sum(p.numel() for p in model.parameters()), "examples": len(examples)}
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, per_answer: bool) -> torch.Tensor:
+    """Cross-entropy over answer tokens. ``per_answer``: each answer's mean, then the batch mean, so a
+    one-word answer ("loose") weighs as much as a 15-token description; otherwise the plain mean
+    over tokens, where long descriptions (copied captions, easy) drown the short answers."""
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
+    losses = losses.view(labels.shape)
+    mask = labels.ne(-100)
+    if not per_answer:
+        return losses.sum() / mask.sum().clamp(min=1)
+    return ((losses * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()

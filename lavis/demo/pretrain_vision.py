@@ -9,6 +9,7 @@ CLIP); both projections are thrown away.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from lavis.common.checkpoint import atomic_write_text
 from lavis.common.errors import ConfigError
 from lavis.models.blip2.losses import contrastive_loss
 from lavis.models.vision.base import VISION_ENCODERS
@@ -51,6 +53,7 @@ def pretrain_vision(
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Train on ``items`` (``{"image": PIL image, "caption": str}``); save the encoder weights."""
     if not items:
@@ -58,7 +61,7 @@ def pretrain_vision(
     torch.manual_seed(seed)
     captions = sorted({item["caption"] for item in items})
     caption_index = {c: i for i, c in enumerate(captions)}
-    text = sentence_embeddings(captions, text_model_dir)  # (C, D) fixed targets
+    text = sentence_embeddings(captions, text_model_dir).to(device)  # (C, D) fixed targets
 
     cls = VISION_ENCODERS.get(vision_cfg["name"])
     encoder = cls.from_config(cls.parse_config({**vision_cfg, "freeze": False, "pretrained": None, "precision": "fp32"}))
@@ -66,20 +69,25 @@ def pretrain_vision(
     # CLIP's text projection: learnable, so captions that differ in one word can move apart.
     text_proj = nn.Linear(text.shape[1], text.shape[1], bias=False)
     nn.init.eye_(text_proj.weight)
-    log_temp = nn.Parameter(torch.tensor(0.07).log())
+    encoder, head, text_proj = encoder.to(device), head.to(device), text_proj.to(device)
+    log_temp = nn.Parameter(torch.tensor(0.07, device=device).log())
     params = [*encoder.parameters(), *head.parameters(), *text_proj.parameters(), log_temp]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     augment = build_processor(processor_cfg, "demo.vision.processor")
     labels = torch.tensor([caption_index[item["caption"]] for item in items])
+    # Batches draw a caption uniformly, then one of its tiles: a rare caption (low magnification,
+    # DAB-negative) shapes the encoder as much as a common one.
+    by_caption = [torch.nonzero(labels == c).flatten() for c in range(len(captions))]
 
     start, losses = time.time(), []
     encoder.train()
     for _ in tqdm(range(steps), desc="pretrain image encoder (CLIP-style)", dynamic_ncols=True, mininterval=1.0):
-        pick = torch.randint(0, len(items), (batch_size,))
-        images = torch.stack([augment(items[int(i)]["image"]) for i in pick])
+        chosen = torch.randint(0, len(captions), (batch_size,)).tolist()
+        pick = torch.stack([by_caption[c][torch.randint(0, len(by_caption[c]), ())] for c in chosen])
+        images = torch.stack([augment(items[int(i)]["image"]) for i in pick]).to(device)
         image_feat = F.normalize(head(encoder(images)[:, 0]), dim=-1)  # (B, D) from the class token
-        ids = labels[pick]
+        ids = labels[pick].to(device)
         text_feat = F.normalize(text_proj(text[ids]), dim=-1)  # (B, D): each tile's caption embedding
         sim_i2t = image_feat @ text_feat.T / log_temp.exp()
         positive = ids[:, None] == ids[None, :]  # tiles sharing a caption are positives
@@ -93,9 +101,14 @@ def pretrain_vision(
         losses.append(float(loss.detach()))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     save_file(state, str(out_file.with_suffix(".tmp")))
     out_file.with_suffix(".tmp").replace(out_file)
     first, last = sum(losses[:10]) / min(10, len(losses)), sum(losses[-10:]) / min(10, len(losses))
     logger.info("image encoder pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)
-    return {"loss_first": first, "loss_last": last, "seconds": time.time() - start, "captions": len(captions)}
+    summary = {"loss_first": first, "loss_last": last, "seconds": time.time() - start, "captions": len(captions)}
+    # what was trained, beside the weights (lavis.demo.diagnose rebuilds the encoder from it)
+    atomic_write_text(out_file.with_suffix(".json"), json.dumps(
+        {"encoder": dict(vision_cfg), "processor": dict(processor_cfg), "steps": steps, "batch_size": batch_size,
+         "lr": lr, "seed": seed, **summary}, indent=1))
+    return summary

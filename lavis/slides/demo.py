@@ -4,8 +4,8 @@ slide, and how well the per-tile P(yes) agrees with the hematoxylin density meas
     python -m lavis.slides.demo --model runs/demo/stage2 --out runs/demo/slide
     # or: from lavis.slides.demo import demo_slide_heatmap; demo_slide_heatmap("runs/demo/stage2", "runs/demo/slide")
 
-Tiles are the demo's high-magnification fields (128 level-0 pixels shown at 64 px, the size the
-demo trains on), from the region its test questions come from, never its training region. Each
+Tiles are the demo's high-magnification fields (:func:`high_field` level-0 pixels shown at 64 px,
+as the demo trains on them), from the region its test questions come from, never its training region. Each
 tile's pixel density is the demo's own label measure (:func:`lavis.datasets.demo.tiles.measure`:
 mean hematoxylin optical density over tissue pixels); tiles at least 30% tissue are labelled
 dense or loose by the demo's bands (those in between are left out of the AUC, as the demo leaves
@@ -28,21 +28,13 @@ from lavis.slides.reader import open_slide
 from lavis.slides.tissue import TissueSettings
 
 DENSITY_QUESTION = "Is the tissue in this image dense?"
-HIGH_FIELD = 128  # level-0 pixels of the demo's high-magnification field
 
 
-def held_out_region(dimensions: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The level-0 box (x, y, w, h) of the demo's test region on its H&E slide.
+def high_field() -> int:
+    """Level-0 pixels of the demo's high-magnification field of view (shown at ``TILE_PX``)."""
+    from lavis.datasets.demo.tiles import SOURCES
 
-    Read from the demo's region table; the demo branch is making this a public function of
-    lavis.datasets.demo.tiles, which this should call once merged.
-    """
-    from lavis.datasets.demo.tiles import REGIONS
-
-    y0, y1, x0, x1 = REGIONS["cmu1_he"]["test"]
-    width, height = dimensions
-    left, top = int(x0 * width), int(y0 * height)
-    return left, top, int(x1 * width) - left, int(y1 * height) - top
+    return next(f.size for f in SOURCES["cmu1_he"].fields if f.magnification == "high")
 
 
 def demo_slide_heatmap(
@@ -55,15 +47,14 @@ def demo_slide_heatmap(
     ``model``: a loaded model (``load_pretrained``) or its path. ``stride``: pixels between tiles
     at 64 px per tile (default 64, no overlap; 32 gives a smoother map at four times the tiles).
     """
-    from lavis.datasets.demo.tiles import TILE_PX, he_slide_path
+    from lavis.datasets.demo.tiles import TILE_PX, heldout_region
     from lavis.models import load_pretrained
 
     loaded = load_pretrained(model, device) if isinstance(model, (str, os.PathLike)) else model
-    slide = he_slide_path()
-    reader = open_slide(slide)
+    region = heldout_region()
+    reader = open_slide(region.slide)
     settings = SlideSettings(
-        tile=TILE_PX, stride=stride, mpp=reader.info.mpp * HIGH_FIELD / TILE_PX,
-        region=held_out_region(reader.info.dimensions), batch=batch, workers=workers,
+        tile=TILE_PX, stride=stride, mpp=reader.info.mpp * high_field() / TILE_PX, region=region.box, batch=batch, workers=workers,
         tissue=TissueSettings(min_tissue=0.3), generation=Generation(max_new_tokens=32), progress=progress,
     )
     summaries = analyze_slide(loaded, reader, [question], out, mode="closed", settings=settings)

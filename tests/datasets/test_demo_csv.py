@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
-from lavis.datasets.demo.build import _write_csv
+from lavis.datasets.demo.build import write_csv
 
 
 def test_lookup_csv_bytes_match_a_plain_csv_file(tmp_path):
@@ -16,7 +16,7 @@ def test_lookup_csv_bytes_match_a_plain_csv_file(tmp_path):
         writer = csv.DictWriter(handle, fieldnames=QUILT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    _write_csv(tmp_path / "lookup.csv", rows)
+    write_csv(tmp_path / "lookup.csv", rows)
     written = (tmp_path / "lookup.csv").read_bytes()
     assert written == reference.read_bytes()
     assert written.startswith(b"caption,image_path,") and b"\r\n" in written

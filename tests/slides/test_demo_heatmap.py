@@ -9,23 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lavis.slides.demo import demo_slide_heatmap, density_agreement, held_out_region
+from lavis.datasets.demo.tiles import heldout_region
+from lavis.slides.demo import demo_slide_heatmap, density_agreement, high_field
 from lavis.slides.reader import open_slide
 
 
-def test_held_out_region_is_the_demo_test_box(svs_path):
-    from lavis.datasets.demo.tiles import REGIONS
+def test_held_out_region_is_below_the_validation_band(svs_path):
+    from lavis.datasets.demo.tiles import SOURCES
 
-    x, y, w, h = held_out_region((2220, 2967))
-    train_bottom = REGIONS["cmu1_he"]["train"][1] * 2967
-    assert (x, w) == (0, 2220) and y >= train_bottom and y + h == 2967
+    x, y, w, h = heldout_region().box
+    (_, val_bottom, _, _), = SOURCES["cmu1_he"].regions["val"]
+    assert (x, w) == (0, 2220) and y > val_bottom * 2967 and y + h == 2967
 
 
 def test_agreement_measure_on_real_tiles(svs_path):
     from lavis.datasets.demo.tiles import measure
 
     reader = open_slide(svs_path)
-    x0, y0, w, h = held_out_region(reader.info.dimensions)
+    x0, y0, w, h = heldout_region().box
     origins = [(x, y) for y in range(y0, y0 + h - 128, 128) for x in range(x0, x0 + w - 128, 128)]
     density = [measure(np.asarray(reader.read(0, x, y, 128, 128)))["hematoxylin"] for x, y in origins]
     table = pd.DataFrame({"x": [o[0] for o in origins], "y": [o[1] for o in origins], "size": 128,
@@ -45,5 +46,6 @@ def test_demo_heatmap_plumbing(stage2, tmp_path):
     assert (folder / "heatmap.png").exists() and json.loads((folder / "agreement.json").read_text())["tiles"] > 0
     summary = json.loads((folder / "summary.json").read_text())
     x, y, w, h = summary["settings"]["region"]
-    assert y >= 1839 and summary["settings"]["tile_level0"] == 128 and summary["settings"]["tile"] == 64
+    assert (x, y, w, h) == heldout_region().box
+    assert summary["settings"]["tile_level0"] == high_field() == 64 and summary["settings"]["tile"] == 64
     assert result["auc_dense_vs_loose"] is None or 0 <= result["auc_dense_vs_loose"] <= 1

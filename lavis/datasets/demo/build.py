@@ -1,21 +1,27 @@
 """Write the embedded demo data set in the real file formats, so the real builders read it.
 
-    <out>/images/<split>/<tile>.png
+    <out>/images/<split>/<tile>.png     split = train | val | test (separate image regions)
     <out>/quilt_1M_lookup.csv          Quilt-1M lookup layout (stage 1, builder ``quilt1m``)
     <out>/instructions.jsonl           generate_instructions.py layout (stage 2, ``clover_instructions``)
-    <out>/quiltvqa_test_wo_ans.jsonl   QUILT-VQA evaluation layout (``quilt_vqa``)
-    <out>/quiltvqa_test_w_ans.json
-    <out>/demo_data.json               counts and the label of every tile
+    <out>/instructions_val.jsonl       the same for the validation tiles (stage-2 checkpoint choice)
+    <out>/language_corpus.jsonl        caption + question -> answer text the frozen LM is pretrained on
+    <out>/quiltvqa_<split>_wo_ans.jsonl  QUILT-VQA evaluation layout (``quilt_vqa``), val and test
+    <out>/quiltvqa_<split>_w_ans.json
+    <out>/question_attributes.json     question id -> the attribute it asks about (val and test)
+    <out>/demo_data.json               counts and the label and measurements of every tile
 
 Captions are written from each tile's labels; questions and answers come from the template
-instruction builder with ``configs/demo/templates.yaml``.
+instruction builder with ``configs/demo/templates.yaml``. Validation serves development and
+checkpoint choice; the test files serve only the report.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import random
 from collections import Counter
@@ -26,18 +32,33 @@ from lavis.common.checkpoint import atomic_write_text
 from lavis.common.jsonio import read_json
 from lavis.common.paths import config_path
 from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
-from lavis.datasets.demo.tiles import Tile, extract_tiles
-from lavis.instructions.templates import build_template_instructions, load_template_bank
+from lavis.datasets.demo.tiles import SPLITS, TILE_PX, Tile, extract_tiles
+from lavis.instructions.templates import TemplateBank, build_template_instructions, load_template_bank
 
-FORMAT_VERSION = "clover-demo-v3"
+FORMAT_VERSION = "clover-demo-v7"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
+ATTRIBUTES = ("tissue_fraction", "tissue_density", "stain", "magnification", "dab_staining")
+
+
+@dataclasses.dataclass
+class QuestionBudget:
+    """How many evaluation questions each attribute gets in the val and test files."""
+
+    closed_pairs: int = 40  # yes/no pairs per attribute (each pair shares one wording)
+    open_tuples: int = 30  # open questions per attribute come in tuples, one per answer value
+    detailed: int = 30  # describe-the-image questions
 
 
 def caption_for(tile: Tile) -> str:
     """A short caption stating every label the tile has, in plain words."""
-    labels = tile.labels
-    parts = [f"{labels['stain']} stained {TISSUE[tile.source]} at {labels['magnification']} magnification"]
+    return caption_from_labels(tile.labels, tile.source)
+
+
+def caption_from_labels(labels: dict[str, str], source: str) -> str:
+    parts = [f"{labels['stain']} stained {TISSUE[source]}"]
+    if "magnification" in labels:
+        parts[0] += f" at {labels['magnification']} magnification"
     if "tissue_fraction" in labels:
         parts.append(f"{labels['tissue_fraction']} tissue fraction")
     if "tissue_density" in labels:
@@ -47,17 +68,52 @@ def caption_for(tile: Tile) -> str:
     return ", ".join(parts) + "."
 
 
-def _balanced_test(tiles: list[Tile], per_group: int, seed: int) -> list[Tile]:
-    """Cap test tiles per (source, density) group so no single label dominates the score."""
-    rng = random.Random(seed)
-    groups: dict[tuple, list[Tile]] = {}
+def language_corpus(tiles: list[Tile], bank: TemplateBank) -> list[dict[str, str]]:
+    """The text the demo's language model is pretrained on: every caption the training tiles' label
+    values can form (each attribute present or not) with every question the template bank asks
+    about it, and its answer. Text only, no pixels: the model learns to read a caption and answer
+    (an open value, a verdict that compares the asked value with the stated one), for every
+    combination, not only those the training tiles happen to show.
+    """
+    values: dict[str, dict[str, set[str]]] = {}
     for tile in tiles:
-        groups.setdefault((tile.source, tile.labels.get("tissue_density")), []).append(tile)
-    kept = []
-    for key in sorted(groups, key=str):
-        members = groups[key]
-        kept.extend(members if len(members) <= per_group else rng.sample(members, per_group))
-    return kept
+        for attribute, value in tile.labels.items():
+            values.setdefault(tile.source, {}).setdefault(attribute, set()).add(value)
+    corpus = []
+    for source in sorted(values):
+        seen = values[source]
+        stain = sorted(seen.pop("stain"))
+        names = sorted(seen)
+        for stain_value in stain:
+            for combo in itertools.product(*[[*sorted(seen[name]), None] for name in names]):
+                labels = {"stain": stain_value, **{n: v for n, v in zip(names, combo) if v is not None}}
+                caption = caption_from_labels(labels, source)
+                corpus += [{"caption": caption, "question": q, "answer": caption, "attribute": "detailed"}
+                           for q in bank.detailed_prompts]
+                corpus += _questions_about(labels, caption, bank)
+    return corpus
+
+
+def _questions_about(labels: dict[str, str], caption: str, bank: TemplateBank) -> list[dict[str, str]]:
+    def fill(template: str, value: str, true_value: str) -> str:
+        return template.format(value=value, Value=value[:1].upper() + value[1:], true_value=true_value)
+
+    out = []
+    for attribute, spec in bank.attributes.items():
+        true_value = labels.get(attribute)
+        if true_value is None:
+            continue
+        for question, answer in itertools.product(spec.open.questions if spec.open else [],
+                                                  spec.open.answers if spec.open else []):
+            out.append({"caption": caption, "question": fill(question, true_value, true_value),
+                        "answer": fill(answer, true_value, true_value), "attribute": attribute})
+        if spec.closed is None:
+            continue
+        for question, asked in itertools.product(spec.closed.questions, spec.values):
+            answers = spec.closed.yes_answers if asked == true_value else spec.closed.no_answers
+            out += [{"caption": caption, "question": fill(question, asked, true_value),
+                     "answer": fill(answer, asked, true_value), "attribute": attribute} for answer in answers]
+    return out
 
 
 def _records(tiles: list[Tile], split: str) -> list[dict[str, Any]]:
@@ -72,7 +128,7 @@ def _records(tiles: list[Tile], split: str) -> list[dict[str, Any]]:
                 "caption": caption_for(tile),
                 "pathology": [ORGAN[tile.source]],
                 "stain": labels["stain"],
-                "magnification": labels["magnification"],
+                "magnification": labels.get("magnification"),
                 "attributes": {k: labels[k] for k in ("tissue_fraction", "tissue_density", "dab_staining") if k in labels},
                 "tile": tile,
             }
@@ -80,64 +136,103 @@ def _records(tiles: list[Tile], split: str) -> list[dict[str, Any]]:
     return records
 
 
+def _stamp(settings: dict[str, Any]) -> str:
+    """Changes whenever the settings, the question bank or the tile extraction change."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for source in (config_path("demo/templates.yaml"), Path(__file__).with_name("tiles.py"), Path(__file__)):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def sample_covering(tiles: list[Any], n: int, seed: int) -> list[Any]:
+    """``n`` of ``tiles`` at random, but every (attribute, value) label on a few of them first, so
+    a small sample (quick runs) still asks about every attribute and both of its answers."""
+    rng = random.Random(seed)
+    shuffled = rng.sample(tiles, len(tiles))
+    labels = sorted({(a, v) for t in tiles for a, v in t.labels.items()})
+    per_label = max(1, n // (2 * max(1, len(labels))))
+    chosen: dict[int, Any] = {}
+    for attribute, value in labels:
+        having = [t for t in shuffled if t.labels.get(attribute) == value]
+        for tile in having[:per_label]:
+            if len(chosen) < n:
+                chosen[id(tile)] = tile
+    for tile in shuffled:
+        if len(chosen) >= n:
+            break
+        chosen.setdefault(id(tile), tile)
+    return list(chosen.values())
+
+
 def build_demo_data(
     out: str | Path,
     seed: int = 0,
-    test_per_group: int = 60,
-    max_test_questions: int = 600,
-    max_train_tiles: int | None = None,
+    budget: QuestionBudget | None = None,
+    max_tiles: int | None = None,
+    train_per_attribute: int = 800,
+    ask_magnification: bool = False,
 ) -> dict:
     """Build (or reuse, when already built with the same settings) the demo data in ``out``."""
     out = Path(out)
-    settings = {"version": FORMAT_VERSION, "seed": seed, "test_per_group": test_per_group,
-                "max_test_questions": max_test_questions, "max_train_tiles": max_train_tiles}
-    bank_file = config_path("demo/templates.yaml")
-    # Rebuild whenever the settings, the question bank or the tile extraction change.
-    sources = [bank_file.read_bytes(), Path(__file__).with_name("tiles.py").read_bytes(), Path(__file__).read_bytes()]
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for source in sources:
-        digest.update(source)
-    stamp = digest.hexdigest()[:16]
+    budget = budget or QuestionBudget()
+    settings = {"version": FORMAT_VERSION, "seed": seed, "budget": dataclasses.asdict(budget),
+                "max_tiles": max_tiles, "train_per_attribute": train_per_attribute,
+                "ask_magnification": ask_magnification}
+    stamp = _stamp(settings)
     info_file = out / "demo_data.json"
     if info_file.exists():
         info = read_json(info_file)
         if info.get("stamp") == stamp:
             return info
 
-    tiles = extract_tiles(seed=seed)
-    train = [t for t in tiles if t.split == "train"]
-    if max_train_tiles is not None and len(train) > max_train_tiles:
-        train = random.Random(seed).sample(train, max_train_tiles)
-    test = _balanced_test([t for t in tiles if t.split == "test"], test_per_group, seed)
-    bank = load_template_bank(bank_file)
+    tiles = _split_tiles(extract_tiles(seed=seed, ask_magnification=ask_magnification))
+    for split in SPLITS:
+        if max_tiles is not None and len(tiles[split]) > max_tiles:
+            tiles[split] = sample_covering(tiles[split], max_tiles, seed)
+    bank = load_template_bank(config_path("demo/templates.yaml"))
+    records = {split: _records(tiles[split], split) for split in SPLITS}
+    info: dict[str, Any] = {"stamp": stamp, **settings}
+    attributes: dict[str, str] = {}
+    for offset, split in enumerate(SPLITS):
+        questions = build_template_instructions(records[split], seed=seed + offset, bank=bank)
+        if split == "train":
+            train = training_questions(questions, train_per_attribute, seed)
+            _write_jsonl(out / "instructions.jsonl", train)
+            _write_jsonl(out / "language_corpus.jsonl", language_corpus(tiles["train"], bank))
+            info["train_instructions"] = Counter(q["attribute"] for q in train)
+            continue
+        if split == "val":  # the validation loss of stage 2 weighs the attributes as training does
+            _write_jsonl(out / "instructions_val.jsonl",
+                         training_questions(questions, train_per_attribute // 4, seed, reuse=False))
+        chosen = sample_questions(questions, budget, seed)
+        _write_quilt_vqa(out, split, chosen)
+        attributes.update({q["id"]: q["attribute"] for q in chosen})
+        info[f"{split}_questions"] = Counter(q["answer_type"] for q in chosen)
+        info[f"{split}_questions_by_attribute"] = Counter(q["attribute"] for q in chosen)
+        info[f"{split}_question_tiles"] = len({q["image"] for q in chosen})
+        if split == "test":  # only the tiles questions are asked about are written
+            asked = {q["image"] for q in chosen}
+            records[split] = [r for r in records[split] if r["image"] in asked]
     rows, info_tiles = [], []
-    splits = {"train": _records(train, "train"), "test": _records(test, "test")}
-    for split, records in splits.items():
+    for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        for record in records:
+        for record in records[split]:
             tile = record.pop("tile")
-            tile.image.save(out / "images" / record["image"])
+            tile.image.save(out / "images" / record["image"], compress_level=1)
             rows.append(_quilt_row(record, split, tile))
-            info_tiles.append({"image": record["image"], "split": split, "labels": tile.labels,
+            info_tiles.append({"image": record["image"], "split": split, "source": tile.source, "labels": tile.labels,
+                               "stats": {k: round(v, 5) for k, v in tile.stats.items()},
                                "x": tile.x, "y": tile.y, "field_px": tile.field_px})
-    _write_csv(out / "quilt_1M_lookup.csv", rows)
-
-    train_qa = balance_closed(build_template_instructions(splits["train"], seed=seed, bank=bank), seed)
-    atomic_write_text(out / "instructions.jsonl", "".join(json.dumps(r) + "\n" for r in train_qa))
-    test_qa = _sample_questions(build_template_instructions(splits["test"], seed=seed + 1, bank=bank),
-                                max_test_questions, seed)
-    _write_quilt_vqa(out, test_qa)
-
-    info = {
-        "stamp": stamp, **settings,
-        "tiles": {s: len(r) for s, r in splits.items()},
-        "train_instructions": len(train_qa),
-        "test_questions": Counter(q["answer_type"] for q in test_qa),
-        "test_closed_yes_no": Counter(q.get("yes_no_answer") for q in test_qa if q["answer_type"] == "CLOSED"),
-        "labels": info_tiles,
-    }
+    write_csv(out / "quilt_1M_lookup.csv", rows)
+    info["tiles"] = {split: len(records[split]) for split in SPLITS}
+    atomic_write_text(out / "question_attributes.json", json.dumps(attributes, indent=0, sort_keys=True))
+    info["labels"] = info_tiles
     atomic_write_text(info_file, json.dumps(info, indent=1))
     return info
+
+
+def _split_tiles(tiles: list[Tile]) -> dict[str, list[Tile]]:
+    return {split: [t for t in tiles if t.split == split] for split in SPLITS}
 
 
 def _quilt_row(record: dict[str, Any], split: str, tile: Tile) -> dict[str, Any]:
@@ -151,13 +246,13 @@ def _quilt_row(record: dict[str, Any], split: str, tile: Tile) -> dict[str, Any]
         "noisy_text": record["caption"],
         "corrected_text": record["caption"],
         "med_umls_ids": "[]",
-        "magnification": record["magnification"],
-        "height": tile.image.height,
-        "width": tile.image.width,
+        "magnification": record["magnification"] or "",
+        "height": TILE_PX,
+        "width": TILE_PX,
     }
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO(newline="")  # no newline translation: the csv module's \r\n stays as is
     writer = csv.DictWriter(buffer, fieldnames=QUILT_COLUMNS)
     writer.writeheader()
@@ -165,11 +260,18 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, seed: int) -> list[tuple]:
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, seed: int,
+                     reuse: bool = False) -> list[tuple]:
     """Questions of each ``group`` value dealt into tuples holding one of every ``answer`` value.
 
     Sampling whole tuples keeps every answer equally likely within a group, so the question
-    alone (or the commonest label) never predicts the answer: a blind model scores chance.
+    alone (or the commonest label) never predicts the answer: a blind model scores chance. The
+    tuples stop when the rarest answer runs out, or with ``reuse`` when the commonest does (the
+    rarer answers' questions come round again, in a fresh order).
     """
     rng = random.Random(seed)
     groups: dict[str, dict[str, list[dict]]] = {}
@@ -180,43 +282,80 @@ def _balanced_tuples(questions: list[dict[str, Any]], group: str, answer: str, s
         by_answer = [groups[key][value] for value in sorted(groups[key])]
         if len(by_answer) < 2:
             continue  # a group with one possible answer cannot be balanced
-        for members in by_answer:
-            rng.shuffle(members)
-        tuples.extend(zip(*by_answer))
+        length = max(map(len, by_answer)) if reuse else min(map(len, by_answer))
+        columns = [_cycle(members, length, rng) for members in by_answer]
+        tuples.extend(zip(*columns))
     return tuples
 
 
-def balance_closed(questions: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """All open questions, and the closed ones that pair up yes/no within their wording."""
-    closed = [q for q in questions if q["answer_type"] == "CLOSED"]
-    kept = {id(q) for pair in _balanced_tuples(closed, "question", "yes_no_answer", seed) for q in pair}
-    return [q for q in questions if q["answer_type"] == "OPEN" or id(q) in kept]
+def _cycle(items: list[Any], length: int, rng: random.Random) -> list[Any]:
+    """``length`` items: ``items`` in a shuffled order, again in a new order while more are needed."""
+    out: list[Any] = []
+    while len(out) < length:
+        order = list(items)
+        rng.shuffle(order)
+        out += order
+    return out[:length]
 
 
-def _sample_questions(questions: list[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
-    """At most ``limit`` test questions: 2/3 closed (yes/no balanced per wording), 1/3 open
-    (answers balanced per attribute; a few detailed descriptions among them)."""
+def training_questions(questions: list[dict[str, Any]], per_attribute: int, seed: int,
+                       reuse: bool = True) -> list[dict[str, Any]]:
+    """Every detailed description and, per attribute, ``per_attribute`` questions: half closed in
+    yes/no pairs sharing a wording, half open in tuples with one question per answer value.
+
+    Tiles are unevenly labelled (a sixth of the H&E training tiles have a density label, a third
+    of the IHC tiles are DAB-negative), so an attribute's questions come round again (``reuse``)
+    until it is asked as often as any other and each answer as often as the other: stage 2 can
+    then neither skip an attribute nor lean on a prior.
+    """
     rng = random.Random(seed)
-    closed = [q for q in questions if q["answer_type"] == "CLOSED"]
-    pairs = _balanced_tuples(closed, "question", "yes_no_answer", seed)
-    chosen = [q for pair in rng.sample(pairs, min(len(pairs), limit // 3)) for q in pair]
-    open_ = [q for q in questions if q["answer_type"] == "OPEN"]
-    labelled = [q for q in open_ if q["attribute"] != "detailed"]
-    groups = _balanced_tuples(labelled, "attribute", "answer", seed)
-    budget = limit - len(chosen)
-    detailed = [q for q in open_ if q["attribute"] == "detailed"]
-    chosen += rng.sample(detailed, min(len(detailed), budget // 6))
-    room = (limit - len(chosen)) // 2
-    chosen += [q for group in rng.sample(groups, min(len(groups), room)) for q in group]
+    chosen = [q for q in questions if q["attribute"] == "detailed"]
+    for attribute in ATTRIBUTES:
+        asked = [q for q in questions if q["attribute"] == attribute]
+        closed_pairs = _balanced_tuples([q for q in asked if q["answer_type"] == "CLOSED"], "question",
+                                        "yes_no_answer", seed, reuse)
+        open_tuples = _balanced_tuples([q for q in asked if q["answer_type"] == "OPEN"], "attribute", "answer",
+                                       seed, reuse)
+        for tuples in (closed_pairs, open_tuples):
+            if not tuples:
+                continue
+            wanted = per_attribute // 2 // len(tuples[0])
+            drawn = _cycle(tuples, wanted, rng) if reuse else rng.sample(tuples, min(wanted, len(tuples)))
+            chosen += [q for unit in drawn for q in unit]
+    return chosen
+
+
+def sample_questions(questions: list[dict[str, Any]], budget: QuestionBudget, seed: int) -> list[dict[str, Any]]:
+    """Evaluation questions per attribute: closed yes/no pairs sharing a wording, open tuples with
+    one question per answer value, and a few detailed descriptions (the question never predicts
+    the answer)."""
+    rng = random.Random(seed)
+    chosen: list[dict[str, Any]] = []
+    for attribute in ATTRIBUTES:
+        asked = [q for q in questions if q["attribute"] == attribute]
+        closed = [q for q in asked if q["answer_type"] == "CLOSED"]
+        pairs = _balanced_tuples(closed, "question", "yes_no_answer", seed)
+        chosen += [q for pair in rng.sample(pairs, min(len(pairs), budget.closed_pairs)) for q in pair]
+        open_ = [q for q in asked if q["answer_type"] == "OPEN"]
+        groups = _balanced_tuples(open_, "attribute", "answer", seed)
+        chosen += [q for group in rng.sample(groups, min(len(groups), budget.open_tuples)) for q in group]
+    detailed = [q for q in questions if q["attribute"] == "detailed"]
+    chosen += rng.sample(detailed, min(len(detailed), budget.detailed))
     return sorted(chosen, key=lambda q: q["id"])
 
 
-def _write_quilt_vqa(out: Path, questions: list[dict[str, Any]]) -> None:
+def quilt_vqa_files(split: str) -> tuple[str, str]:
+    """(questions, answers) file names of a split in the QUILT-VQA layout."""
+    return f"quiltvqa_{split}_wo_ans.jsonl", f"quiltvqa_{split}_w_ans.json"
+
+
+def _write_quilt_vqa(out: Path, split: str, questions: list[dict[str, Any]]) -> None:
     wo_ans = [{"question_id": q["id"], "image": q["image"], "text": q["question"]} for q in questions]
     w_ans = [
         {"id": q["id"], "answer": q["answer"], "answer_type": q["answer_type"],
          **({"yes_no_answer": q["yes_no_answer"]} if "yes_no_answer" in q else {})}
         for q in questions
     ]
-    atomic_write_text(out / "quiltvqa_test_wo_ans.jsonl", "".join(json.dumps(r) + "\n" for r in wo_ans))
-    atomic_write_text(out / "quiltvqa_test_w_ans.json", json.dumps(w_ans, indent=1))
+    questions_file, answers_file = quilt_vqa_files(split)
+    _write_jsonl(out / questions_file, wo_ans)
+    atomic_write_text(out / answers_file, json.dumps(w_ans, indent=1))
