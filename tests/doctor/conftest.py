@@ -64,6 +64,7 @@ def write_demo_data(root: Path, tissue) -> None:
         writer.writeheader()
         writer.writerows(rows)
     (root / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
+    (root / "instructions_val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))  # stage 2 validates
     (root / "quiltvqa_test_wo_ans.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
     (root / "quiltvqa_test_w_ans.json").write_text(json.dumps(answers))
 
