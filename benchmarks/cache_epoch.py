@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from benchmarks.data_files import write_llava_json, write_tiles
 from benchmarks.sizes import SIZES, build_ours, make_assets, our_overrides
-from benchmarks.timing import alternate, command_line, emit
+from benchmarks.timing import alternate, command_line, emit, load_run_config
 from benchmarks.train_step import WORK
 
 
 def run_config(size: str, root: Path, mode: str, batch: int, workers: int, out: Path) -> Any:
-    from lavis.cli import build_parser, load
 
     image_size = SIZES[size].vision.image_size
     processor = {"name": "pathology_image_eval", "image_size": image_size}
@@ -37,10 +35,7 @@ def run_config(size: str, root: Path, mode: str, batch: int, workers: int, out: 
                 "progress_bar": False, "log_freq": 10_000, "feature_cache": mode,
                 "feature_cache_dir": str(out / "cache")},
     }
-    path = out / f"{mode}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return load(build_parser("bench", None).parse_args(["--cfg-path", str(path)]))
+    return load_run_config(cfg, out / f"{mode}.yaml")
 
 
 def epoch_runner(cfg: Any, model: torch.nn.Module) -> tuple[Any, float]:

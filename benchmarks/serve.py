@@ -30,12 +30,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.timing import REPO, emit, machine
+from benchmarks.timing import REPO, emit, machine, run_clients
 
 WORK = REPO / "benchmarks" / "_work" / "serve"
 QUESTIONS = ["is there necrosis in this image", "describe the image in detail", "which stain is used",
@@ -146,13 +145,7 @@ def load(server: Server, bodies: list[bytes], clients: int) -> dict[str, Any]:
             answers[i], latencies[i] = server.ask(bodies[i])
 
     before, cpu = server.get("/health"), server.cpu_seconds()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(clients, client)
     cpu = server.cpu_seconds() - cpu
     after = server.get("/health")
     batches = after["batches"] - before["batches"]

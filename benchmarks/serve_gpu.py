@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from benchmarks.timing import run_clients
 
 QUESTIONS = ["is there necrosis in this image", "describe the image in detail", "which stain is used",
              "is the tissue dense", "what type of cells are seen"]
@@ -106,13 +107,7 @@ def serve_load(answerer, decoding, images, max_batch: int, clients: int, request
             for i in range(k, requests, clients):
                 ask(i)
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - start
+        wall = run_clients(clients, client)
         sizes = app.state.service.batcher.stats.batches
         batches = {k: v - before.get(k, 0) for k, v in sizes.items() if v - before.get(k, 0)}
     ordered = sorted(latencies)

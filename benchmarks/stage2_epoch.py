@@ -30,13 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.data_files import write_frames
 from benchmarks.instruction_mix import Pair, make_pairs, word_counts
 from benchmarks.sizes import SIZES, build_ours, hf_train_mode, hf_with_weights_of, make_assets, our_overrides
-from benchmarks.timing import alternate, command_line, emit
+from benchmarks.timing import alternate, command_line, emit, load_run_config
 from benchmarks.train_step import WORK
 
 FRAME = (1280, 720)
@@ -54,7 +53,6 @@ def write_instructions(root: Path, pairs: list[Pair]) -> Path:
 
 # ---- ours ----------------------------------------------------------------------------------------
 def our_config(size: str, root: Path, out: Path, name: str, batch: int, workers: int, grouped: bool) -> Any:
-    from lavis.cli import build_parser, load
 
     processor = {"name": "pathology_image_eval", "image_size": SIZES[size].vision.image_size}
     cfg = {
@@ -67,10 +65,7 @@ def our_config(size: str, root: Path, out: Path, name: str, batch: int, workers:
                 "progress_bar": False, "log_freq": 10_000, "init_lr": 1e-5, "group_by_length": grouped,
                 "feature_cache_dir": str(out / "cache")},
     }
-    path = out / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return load(build_parser("bench", None).parse_args(["--cfg-path", str(path)]))
+    return load_run_config(cfg, out / f"{name}.yaml")
 
 
 def our_runner(cfg: Any, model: torch.nn.Module) -> tuple[Any, float]:

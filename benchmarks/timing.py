@@ -63,6 +63,31 @@ def alternate(
     return out
 
 
+def run_clients(clients: int, client: Callable[[int], None]) -> float:
+    """``client(k)`` for k < ``clients``, each on its own thread, all at once; wall seconds until
+    the last one returns (the serving benchmarks' concurrent users)."""
+    import threading
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def load_run_config(cfg: dict[str, Any], path: Path) -> Any:
+    """Write ``cfg`` as a run YAML at ``path`` and load it as the entry points do."""
+    import yaml
+
+    from lavis.cli import build_parser, load
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return load(build_parser("bench", None).parse_args(["--cfg-path", str(path)]))
+
+
 def ratio(result: dict[str, dict[str, Any]], ours: str, theirs: str) -> dict[str, float]:
     """Ours / theirs: of the medians, and the median of the per-round ratios (paired)."""
     a, b = result[ours], result[theirs]
