@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.cache_epoch import one_epoch
 from benchmarks.data_files import write_frames
 from benchmarks.instruction_mix import Pair, make_pairs, word_counts
 from benchmarks.sizes import SIZES, build_ours, hf_train_mode, hf_with_weights_of, make_assets, our_overrides
@@ -88,12 +89,7 @@ def our_epoch(runner: Any, arrange: Any) -> None:
     sampler's length grouping ``arrange`` (None: random batches). One runner serves both ways,
     so only one model and optimizer are in memory."""
     runner.train_sampler.arrange = arrange
-    per_epoch = runner.batches_per_epoch()
-    runner.batches_done = 0
-    runner.train_sampler.set_epoch(runner.epoch)
-    for batch in runner.train_loader:
-        runner.micro_step(batch, per_epoch)
-    runner.epoch += 1
+    one_epoch(runner)
 
 
 def our_warm_step(runner: Any) -> None:
