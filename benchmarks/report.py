@@ -200,6 +200,9 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str,
              f"({m.get('cpu_count')} cores, load average at start {m.get('load_average')}), Python {m.get('python')}, "
              f"torch {m.get('torch')}, transformers {m.get('transformers')}, git {m.get('git')}. "
              "Contenders alternate (ABBA) on a shared machine; figures are medians. See docs/performance.md.", "",
+             *[f"Rerun since with `--only {' '.join(u['only'])}` on {u['machine'].get('date')} (load average at "
+               f"start {u['machine'].get('load_average')}, git {u['machine'].get('git')}): those figures come from "
+               "that run." for u in results.get("updates", [])], "",
              "## Headline", "", *table(["metric", "value", "goal", "met"], headline_rows(results, gpu)), "",
              "Reading them: the time users spend is whole epochs and whole evaluations. Against a LAVIS-style "
              "loop around transformers' model the framework removes work: the frozen encoder's features are "

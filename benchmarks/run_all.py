@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> None:
 
     details["cache_flops_projection"] = cache_projection(details)
     details["stage2_flops_projection"] = flops_projection()
-    results = {**headline(details), "goals": GOALS, "machine": started, "commands": commands, "details": details}
+    # a partial rerun keeps the full run's machine line and says what it replaced, when, where
+    machine_line = previous.get("machine", started) if args.only else started
+    updates = [*previous.get("updates", []), {"only": args.only, "machine": started}] if args.only else []
+    results = {**headline(details), "goals": GOALS, "machine": machine_line, "updates": updates,
+               "commands": commands, "details": details}
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(results)
     print(json.dumps(headline(details), indent=1))
