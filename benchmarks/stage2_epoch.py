@@ -24,7 +24,6 @@ epoch time; ``stage2_epoch_speedup_vs_hf`` = HF loop / ours.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.cache_epoch import one_epoch
+from benchmarks.cache_epoch import epoch_runner, one_epoch
 from benchmarks.data_files import write_frames
 from benchmarks.instruction_mix import Pair, make_pairs, word_counts
 from benchmarks.sizes import SIZES, build_ours, hf_train_mode, hf_with_weights_of, make_assets, our_overrides
@@ -67,21 +66,6 @@ def our_config(size: str, root: Path, out: Path, name: str, batch: int, workers:
                 "feature_cache_dir": str(out / "cache")},
     }
     return load_run_config(cfg, out / f"{name}.yaml")
-
-
-def our_runner(cfg: Any, model: torch.nn.Module) -> tuple[Any, float]:
-    """A RunnerEpoch ready to train; seconds its construction took (the feature cache build)."""
-    from lavis.runners import RUNNERS
-    from lavis.tasks import TASKS
-
-    task = TASKS.get(cfg.run.task)(cfg.task)
-    datasets = task.build_datasets(cfg)
-    start = time.perf_counter()
-    runner = RUNNERS.get("runner_epoch")(cfg, task, model, datasets)
-    built = time.perf_counter() - start
-    runner.build_train_loader()
-    runner.setup_training(total_steps=10_000)
-    return runner, built
 
 
 def our_epoch(runner: Any, arrange: Any) -> None:
@@ -259,7 +243,7 @@ def run(size: str = "base", samples: int = 32, batch: int = 8, workers: int = 2,
     torch.manual_seed(0)
     model = build_ours(SIZES[size], make_assets(WORK / "assets"))
     hf = hf_with_weights_of(model, SIZES[size])
-    runner, build_s = our_runner(our_config(size, root, out, "ours", batch, workers, True), model)
+    runner, build_s = epoch_runner(our_config(size, root, out, "ours", batch, workers, True), model)
     grouping = runner.train_sampler.arrange
     if grouping is None:
         raise RuntimeError("the runner did not group batches by length")
