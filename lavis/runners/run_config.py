@@ -6,7 +6,6 @@ import dataclasses
 from typing import Literal
 
 from lavis.common.errors import ConfigError
-from lavis.common.paths import run_output_dir  # noqa: F401  (where it used to live)
 
 
 @dataclasses.dataclass

@@ -66,9 +66,10 @@ def demo_slide_heatmap(
 
 def density_agreement(table: Any, reader: Any) -> dict[str, Any]:
     """AUC (dense vs loose) and Spearman's rho (vs hematoxylin OD) of the tiles' P(yes)."""
-    from scipy.stats import mannwhitneyu, spearmanr
+    from scipy.stats import mannwhitneyu
 
     from lavis.datasets.demo.tiles import DENSITY_BANDS, FRACTION_BANDS, measure
+    from lavis.demo.scoring import spearman
 
     scores, density, labels = [], [], []
     for row in table.itertuples(index=False):
@@ -80,11 +81,11 @@ def density_agreement(table: Any, reader: Any) -> dict[str, Any]:
         density.append(stats["hematoxylin"])
         h = stats["hematoxylin"]
         labels.append("dense" if h >= DENSITY_BANDS[1] else "loose" if h <= DENSITY_BANDS[0] else None)
-    scores_a, density_a = np.array(scores), np.array(density)
+    scores_a = np.array(scores)
     dense = scores_a[[label == "dense" for label in labels]]
     loose = scores_a[[label == "loose" for label in labels]]
     auc = float(mannwhitneyu(dense, loose).statistic / (len(dense) * len(loose))) if len(dense) and len(loose) else None
-    rho = float(spearmanr(scores_a, density_a).statistic) if len(scores_a) > 2 and np.ptp(scores_a) > 0 else None
+    rho = spearman(scores, density)  # None when either side is constant
     return {
         "tiles": len(table), "tiles_measured": len(scores), "dense": len(dense), "loose": len(loose),
         "auc_dense_vs_loose": auc, "spearman_vs_hematoxylin": rho,
