@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -102,8 +103,10 @@ def test_one_ranks_signal_stops_every_rank_at_the_same_step(toy_run, tmp_path, s
     os.kill(_rank_pids(proc.pid)[1], signal.SIGUSR1)
     _, stderr = proc.communicate(timeout=180)
     assert "stopped: SIGUSR1: stopped after step" in stderr
-    # both workers exit 75 (torchrun itself reports any nonzero worker code as a failure, exit 1)
-    assert stderr.count("exitcode  : 75") == 2 and proc.returncode == 1
+    # workers exit 75 (torchrun itself reports any nonzero worker code as a failure, exit 1); torchrun
+    # lists the workers that had exited when it looked (one or both), so every code it lists is 75
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)
+    assert codes and set(codes) == {"75"} and proc.returncode == 1, codes
     assert stderr.count("Traceback") == 1 and "ChildFailedError" in stderr  # torchrun's report only
     step = newest_step(out)
     assert events(out, "stopped")[0]["step"] == int(step.split("_")[1])
