@@ -24,6 +24,7 @@ import io
 import itertools
 import json
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -55,17 +56,25 @@ def caption_for(tile: Tile) -> str:
     return caption_from_labels(tile.labels, tile.source)
 
 
+# how a caption states each label: "H&E stained skin at low magnification, dense tissue."
+PHRASES = {"stain": "{} stained", "magnification": "at {} magnification", "tissue_fraction": "{} tissue fraction",
+           "tissue_density": "{} tissue", "dab_staining": "{} DAB staining"}
+
+
 def caption_from_labels(labels: dict[str, str], source: str) -> str:
-    parts = [f"{labels['stain']} stained {TISSUE[source]}"]
+    parts = [f"{PHRASES['stain'].format(labels['stain'])} {TISSUE[source]}"]
     if "magnification" in labels:
-        parts[0] += f" at {labels['magnification']} magnification"
-    if "tissue_fraction" in labels:
-        parts.append(f"{labels['tissue_fraction']} tissue fraction")
-    if "tissue_density" in labels:
-        parts.append(f"{labels['tissue_density']} tissue")
-    if "dab_staining" in labels:
-        parts.append(f"{labels['dab_staining']} DAB staining")
+        parts[0] += " " + PHRASES["magnification"].format(labels["magnification"])
+    parts += [PHRASES[a].format(labels[a]) for a in ("tissue_fraction", "tissue_density", "dab_staining") if a in labels]
     return ", ".join(parts) + "."
+
+
+def value_texts(bank: TemplateBank | None = None) -> dict[str, dict[str, str]]:
+    """attribute -> value -> the caption's phrase for it ("at low magnification."): the texts the
+    image encoder's pretraining scores each tile against (lavis/demo/pretrain_vision.py)."""
+    bank = bank or load_template_bank(config_path("demo/templates.yaml"))
+    return {name: {value: PHRASES[name].format(value) + "." for value in spec.values}
+            for name, spec in bank.attributes.items()}
 
 
 def language_corpus(tiles: list[Tile], bank: TemplateBank) -> list[dict[str, str]]:
@@ -185,6 +194,8 @@ def build_demo_data(
         if info.get("stamp") == stamp:
             return info
 
+    # tiles of earlier settings would linger beside the new ones (and be offered as examples)
+    shutil.rmtree(out / "images", ignore_errors=True)
     tiles = _split_tiles(extract_tiles(seed=seed, ask_magnification=ask_magnification))
     for split in SPLITS:
         if max_tiles is not None and len(tiles[split]) > max_tiles:
