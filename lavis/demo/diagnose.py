@@ -6,13 +6,17 @@
   trained on the training tiles and scored on the validation tiles, per attribute: what the
   frozen encoder makes linearly readable. ``encoder_probe_random`` is the same encoder with random
   weights (what the pixels give without pretraining).
+- ``qformer_probe``: the same probe on what the language model is given, the stage-2 model's
+  projected query outputs for the attribute's first open question: whether the Q-Former passes on
+  what the encoder holds.
 - ``lm_with_caption``: the frozen language model answering the validation questions with the
   tile's caption written before the question (its pretraining task): whether it can answer at
   all once it is told what the image shows.
 
 Compare them with the full model's validation scores in ``report.json`` (``validation``): an
-attribute the probe reads but the model misses is lost in the Q-Former or the LM prefix; one the
-probe cannot read is lost in the encoder or in the labels.
+attribute the encoder probe reads but the Q-Former probe does not is lost in the Q-Former; one both
+read but the model misses is lost in the LM; one the encoder probe cannot read is lost in the
+encoder or in the labels.
 """
 
 from __future__ import annotations
@@ -91,15 +95,48 @@ def encoder_probe(run: Path, weights: str | None) -> dict[str, Any]:
     config = read_json(run / "pretrained" / "vision.json")
     tiles = [t for t in tile_labels(run) if t["split"] in ("train", "val")]
     features = encoder_features(run, tiles, config["encoder"], weights)
+    row = {t["image"]: i for i, t in enumerate(tiles)}
+    return probe_attributes(tiles, lambda _, labelled: features[[row[t["image"]] for t in labelled]])
+
+
+def probe_attributes(tiles: list[dict[str, Any]], features: Any) -> dict[str, Any]:
+    """Linear probe per attribute, training tiles -> validation tiles; ``features(attribute, tiles)``
+    gives the (N, F) features of the tiles labelled with it."""
     out = {}
     for attribute in ATTRIBUTES:
-        rows = {split: [(i, t["labels"][attribute]) for i, t in enumerate(tiles)
-                        if t["split"] == split and attribute in t["labels"]] for split in ("train", "val")}
-        if not rows["train"] or not rows["val"]:
+        labelled = [t for t in tiles if attribute in t["labels"]]
+        train = [i for i, t in enumerate(labelled) if t["split"] == "train"]
+        val = [i for i, t in enumerate(labelled) if t["split"] == "val"]
+        if not train or not val:
             continue  # not asked in this run
-        out[attribute] = linear_probe(features[[i for i, _ in rows["train"]]], [y for _, y in rows["train"]],
-                                      features[[i for i, _ in rows["val"]]], [y for _, y in rows["val"]])
+        x = features(attribute, labelled)
+        out[attribute] = linear_probe(x[train], [labelled[i]["labels"][attribute] for i in train],
+                                      x[val], [labelled[i]["labels"][attribute] for i in val])
     return out
+
+
+def qformer_probe(run: Path) -> dict[str, Any]:
+    """The probe on the stage-2 model's LM prefix (projected query outputs, flattened)."""
+    from lavis.common.paths import config_path
+    from lavis.instructions.templates import load_template_bank
+    from lavis.models import load_pretrained
+
+    loaded = load_pretrained(str(run / "stage2"), "cpu", "fp32")
+    model, transform = loaded.model.eval(), loaded.vis_processor
+    bank = load_template_bank(config_path("demo/templates.yaml"))
+
+    @torch.no_grad()
+    def prefix(attribute: str, tiles: list[dict[str, Any]]) -> torch.Tensor:
+        question = bank.attributes[attribute].open.questions[0]
+        out = []
+        for start in range(0, len(tiles), 128):
+            chunk = tiles[start : start + 128]
+            images = torch.stack([transform(Image.open(run / "data" / "images" / t["image"]).convert("RGB"))
+                                  for t in chunk])
+            out.append(model.prefix({"image": images}, [question] * len(chunk)).flatten(1))
+        return torch.cat(out)
+
+    return probe_attributes([t for t in tile_labels(run) if t["split"] in ("train", "val")], prefix)
 
 
 @torch.no_grad()
@@ -132,6 +169,7 @@ def diagnose(run: Path) -> dict[str, Any]:
     return {
         "encoder_probe": encoder_probe(run, str(run / "pretrained" / "vision.safetensors")),
         "encoder_probe_random": encoder_probe(run, None),
+        "qformer_probe": qformer_probe(run),
         "lm_with_caption": lm_with_caption(run),
     }
 

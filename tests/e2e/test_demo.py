@@ -96,3 +96,15 @@ def test_quick_demo_runs_every_stage_writes_the_report_and_fails_on_missed_goals
         assert f"| {name} |" in md
     assert (out / "loss_curves.png").stat().st_size > 1000 and (out / "samples.png").stat().st_size > 1000
     assert len(report["samples"]) >= 2
+
+    # the diagnosis runs on a finished run: probes on the encoder and on the Q-Former's LM prefix
+    proc = subprocess.run([sys.executable, "-m", "lavis.demo.diagnose", "--run", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diagnosis = json.loads((out / "diagnosis.json").read_text())
+    assert set(diagnosis) == {"encoder_probe", "encoder_probe_random", "qformer_probe", "lm_with_caption"}
+    for probe in ("encoder_probe", "qformer_probe"):
+        assert set(diagnosis[probe]) <= ATTRIBUTES and diagnosis[probe], probe
+        for scores in diagnosis[probe].values():
+            assert scores["n_train"] > 0 and scores["n_val"] > 0
+            assert scores["accuracy"] is None or 0.0 <= scores["accuracy"] <= 100.0
