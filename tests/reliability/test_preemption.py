@@ -103,10 +103,11 @@ def test_one_ranks_signal_stops_every_rank_at_the_same_step(toy_run, tmp_path, s
     os.kill(_rank_pids(proc.pid)[1], signal.SIGUSR1)
     _, stderr = proc.communicate(timeout=180)
     assert "stopped: SIGUSR1: stopped after step" in stderr
-    # workers exit 75 (torchrun itself reports any nonzero worker code as a failure, exit 1); torchrun
-    # lists the workers that had exited when it looked (one or both), so every code it lists is 75
+    # workers exit 75 (torchrun itself reports any nonzero worker code as a failure, exit 1). torchrun
+    # lists the workers that had exited when it looked; once one has, it SIGTERMs the rest (-15), so a
+    # slow machine may show a -15 for a rank that had already saved and was on its way out with 75
     codes = re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)
-    assert codes and set(codes) == {"75"} and proc.returncode == 1, codes
+    assert "75" in codes and set(codes) <= {"75", "-15"} and proc.returncode == 1, codes
     assert stderr.count("Traceback") == 1 and "ChildFailedError" in stderr  # torchrun's report only
     step = newest_step(out)
     assert events(out, "stopped")[0]["step"] == int(step.split("_")[1])
