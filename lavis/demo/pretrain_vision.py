@@ -145,12 +145,7 @@ class AttributePrompts:
     def loss(self, image_feat: torch.Tensor, picked: torch.Tensor, text_proj: nn.Module,
              temperature: torch.Tensor) -> torch.Tensor:
         text_feat = F.normalize(text_proj(self.embeddings), dim=-1)  # (T, D)
-        logits, targets = [], []
-        for row, item in enumerate(picked.tolist()):
-            for rows, true in self.targets[item]:
-                logits.append(image_feat[row] @ text_feat[rows].T / temperature)
-                targets.append(true)
-        if not logits:
-            return image_feat.new_zeros(())
-        # every attribute has two values in the demo; pad would be needed otherwise
-        return F.cross_entropy(torch.stack(logits), torch.tensor(targets, device=image_feat.device))
+        # one cross-entropy per (tile, attribute); attributes may have any number of values
+        losses = [-F.log_softmax(image_feat[row] @ text_feat[rows].T / temperature, dim=-1)[true]
+                  for row, item in enumerate(picked.tolist()) for rows, true in self.targets[item]]
+        return torch.stack(losses).mean() if losses else image_feat.new_zeros(())

@@ -66,3 +66,12 @@ def test_pretraining_refuses_no_images(tmp_path):
 
     with pytest.raises(ConfigError, match="no training images"):
         pretrain_vision([], ENCODER, {"name": "pathology_image_train", "image_size": 32}, MINILM, tmp_path / "v.st")
+
+
+def test_attribute_prompts_take_attributes_with_any_number_of_values():
+    prompts = {"stain": {"H&E": "H&E stained.", "IHC": "IHC stained.", "PAS": "PAS stained."},
+               "tissue_density": {"dense": "dense tissue.", "loose": "loose tissue."}}
+    term = AttributePrompts([{"labels": {"stain": "PAS", "tissue_density": "loose"}}], prompts, MINILM, "cpu")
+    feat = F.normalize(term.embeddings[2] + term.embeddings[4], dim=-1)[None]
+    loss = term.loss(feat, torch.tensor([0]), torch.nn.Identity(), torch.tensor(0.05))
+    assert loss.ndim == 0 and 0.0 < float(loss) < float(np.log(2))  # the right texts win each softmax
