@@ -35,7 +35,7 @@ browser:
 # Serve the demo model (after `make demo`): the page at http://127.0.0.1:8000, the API at /v1.
 SERVE_MODEL ?= runs/demo/stage2  # a run folder: its best checkpoint, else its last
 serve: venv
-	$(PY) -m lavis.serve --model $(SERVE_MODEL)
+	$(PY) -m lavis.apps.serve --model $(SERVE_MODEL)
 
 demo: venv
 	$(PY) run_demo.py

@@ -40,7 +40,7 @@ setup(
         "starlette>=0.40",
         "uvicorn>=0.30",
     ],
-    package_data={"lavis.serve": ["static/*"]},
+    package_data={"lavis.apps.serve": ["static/*"]},
     extras_require={
         "instructions": ["openai>=1.30", "matplotlib>=3.7"],
         "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7"],

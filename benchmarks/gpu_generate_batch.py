@@ -5,7 +5,7 @@
 Per model and batch size: beam-search answers/s (CLOVER's 5 beams, a fixed answer length so every
 batch does the same work) and closed-question answers/s by likelihood (``yes_no_probabilities``,
 one scoring pass for both verdicts), each with its peak memory. The ratio of batch 16 to batch 1
-is what dynamic batching in ``lavis.serve`` can gain on that card. Writes
+is what dynamic batching in ``lavis.apps.serve`` can gain on that card. Writes
 ``benchmarks/results_gpu_batching.json``.
 """
 

@@ -42,7 +42,7 @@ QUESTIONS = ["is there necrosis in this image", "describe the image in detail", 
 
 
 def build_model(folder: Path) -> Path:
-    """The demo-size model, random weights, as a converted folder ``lavis.serve`` loads."""
+    """The demo-size model, random weights, as a converted folder ``lavis.apps.serve`` loads."""
     import torch
 
     from lavis.common.config import package_dir
@@ -84,7 +84,7 @@ class Server:
 
     def __init__(self, model: Path, max_batch: int, new_tokens: int, beams: int) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "lavis.serve", "--model", str(model), "--port", str(self.port),
+        cmd = [sys.executable, "-m", "lavis.apps.serve", "--model", str(model), "--port", str(self.port),
                "--device", "cpu", "--max-batch", str(max_batch), "--model-name", "bench", "--log-level", "warning",
                "--generation", f"num_beams={beams}", f"max_new_tokens={new_tokens}", f"min_new_tokens={new_tokens}"]
         # one intra-op thread: no OpenMP spin barriers, which stall badly on a shared, oversubscribed CPU
@@ -192,7 +192,7 @@ def run(levels: list[int], requests_per_client: int, new_tokens: int, beams: int
                for c in results["batching"]}
     cpu_ratio = {c: results["max_batch_1"][c]["server_cpu_ms_per_answer"] / results["batching"][c]["server_cpu_ms_per_answer"]
                  for c in results["batching"]}
-    return {"model": "demo size, random weights (lavis.serve --model <converted folder>)", "new_tokens": new_tokens,
+    return {"model": "demo size, random weights (lavis.apps.serve --model <converted folder>)", "new_tokens": new_tokens,
             "num_beams": beams, "max_wait_ms": 20, "rounds": rounds, "identical_answers": identical,
             "speedup": speedup, "cpu_per_answer_ratio": cpu_ratio, "serve_batching_speedup_16": speedup.get("16"),
             **results, "machine": machine()}

@@ -31,8 +31,8 @@ QUESTIONS = ["is there necrosis in this image", "describe the image in detail", 
 def build(work: Path, tokenizer: str, precision: str, device: str = "cuda"):
     import torch
 
+    from lavis.apps.inference import Answerer
     from lavis.common.schema import to_dict
-    from lavis.inference import Answerer
     from lavis.models import load_model
     from lavis.models.llm.tiny import save_tiny_t5
     from lavis.models.pretrained import PretrainedModel, eval_processors
@@ -77,8 +77,8 @@ def serve_load(answerer, decoding, images, max_batch: int, clients: int, request
     import base64
     import io
 
-    from lavis.serve.app import ServerSettings, create_app
-    from lavis.serve.background import background_server
+    from lavis.apps.serve.app import ServerSettings, create_app
+    from lavis.apps.serve.background import background_server
 
     urls = []
     for image in images:
@@ -119,7 +119,7 @@ def serve_load(answerer, decoding, images, max_batch: int, clients: int, request
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from lavis.inference import Decoding
+    from lavis.apps.inference import Decoding
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", default=None, help="a BERT WordPiece tokenizer folder (default: MiniLM's)")

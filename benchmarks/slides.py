@@ -45,8 +45,8 @@ def pretrained(size: str, device: str, precision: str = "fp32"):
 def run(size: str = "base", batch: int = 8, rounds: int = 2, workers: int = 1, threads: int = 1, mpp: float = 0.5,
         stride: int | None = None, answer_tokens: int = 8, device: str = "cpu", precision: str = "fp32",
         slide: str | None = None) -> dict[str, Any]:
+    from lavis.apps.slides import Generation, SlideSettings, analyze_slide
     from lavis.datasets.demo.tiles import he_slide_path
-    from lavis.slides import Generation, SlideSettings, analyze_slide
 
     torch.set_num_threads(threads)
     slide = slide or str(he_slide_path())

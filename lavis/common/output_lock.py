@@ -63,7 +63,7 @@ class OutputLock:
     """``with OutputLock(folder, "training run"):`` owns ``folder`` for the block (or acquire/release).
 
     ``name`` picks another lock file in the folder, so that writers of different files there (e.g.
-    two ``lavis.predict`` answer files) do not exclude each other.
+    two ``lavis.apps.predict`` answer files) do not exclude each other.
     """
 
     def __init__(self, folder: str | os.PathLike, what: str, name: str = LOCK_NAME) -> None:

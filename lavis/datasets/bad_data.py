@@ -13,6 +13,8 @@ from typing import Any
 
 from lavis.common.errors import DataError
 
+UNREADABLE_KEY = "unreadable"  # set on the record of a question scored as an empty answer: "path: reason"
+
 
 @dataclass(frozen=True)
 class SkippedSample:

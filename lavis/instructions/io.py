@@ -17,8 +17,8 @@ from typing import Any
 
 from lavis.common.errors import DataError
 from lavis.common.jsonio import iter_json_lines, iter_json_list
+from lavis.common.path_rules import check_under_root
 from lavis.common.textio import open_utf8
-from lavis.datasets.image_io import check_under_root
 
 IMAGE_FIELDS = ("image_path", "image")  # Quilt-1M spells it image_path, LLaVA-style files image
 LIST_FIELDS = ("pathology", "roi_text", "med_umls_ids")  # Quilt stores these as Python list literals

@@ -63,7 +63,7 @@ def load_predictions(path: str | os.PathLike) -> dict[int | str, str]:
 
 def answer_record(question_id: int | str, prompt: str, text: str, model_id: str,
                   metadata: dict | None = None) -> dict:
-    """One line of a LLaVA-Med answer file (what ``evaluate.py`` and ``lavis.predict`` write)."""
+    """One line of a LLaVA-Med answer file (what ``evaluate.py`` and ``lavis.apps.predict`` write)."""
     return {"question_id": question_id, "prompt": prompt, "text": text, "answer_id": f"{question_id}",
             "model_id": model_id, "metadata": metadata or {}}
 

@@ -1,7 +1,7 @@
 """Where a weight source is, without fetching or reading it: a local file or folder, the Hugging
 Face cache, the URL cache, or only remote (and then, when online, how big the download is).
 
-Used by ``lavis.doctor`` (pre-flight) and by checkpoint provenance (which file a run used).
+Used by ``lavis.apps.doctor`` (pre-flight) and by checkpoint provenance (which file a run used).
 ``lavis.models.vision.weights`` is the loader that actually fetches; this module never does.
 """
 

@@ -104,7 +104,7 @@ class RunnerBase:
             self.output_dir / "metrics.jsonl",
             self.output_dir / "tensorboard" if self.run.tensorboard else None,
         )
-        self.stop_signals = StopSignals()  # installed around train() by the command line (lavis/cli.py)
+        self.stop_signals = StopSignals()  # installed around train() by the command line (lavis/cli/run.py)
         if not self.run.evaluate:
             self._check_room_for_a_checkpoint()
         self._write_run_info()

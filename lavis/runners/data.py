@@ -9,42 +9,18 @@ of ``num_workers``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import random
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from lavis.common.seeding import seeded
 from lavis.datasets.bad_data import SkippedSample
 from lavis.runners.length_grouping import Arrange
 from lavis.runners.stop_signals import ignore_stop_signals
-
-
-def seed_all(seed: int) -> None:
-    """Seed the torch (CPU and CUDA), numpy and python RNGs."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block with torch/numpy/python RNGs seeded; restore the caller's states after."""
-    torch_state = torch.get_rng_state()
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    seed_all(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(torch_state)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lavis.common.errors import DataError
-from lavis.datasets.bad_data import SkippedSample
-
-UNREADABLE_KEY = "unreadable"  # set on the record of a question scored as an empty answer: "path: reason"
+from lavis.datasets.bad_data import UNREADABLE_KEY, SkippedSample
 
 
 def merge_ranks(

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from lavis.datasets.bad_data import UNREADABLE_KEY
 from lavis.models.llm.bridge import GenerationOptions
-from lavis.runners.eval_coverage import UNREADABLE_KEY
 from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
 

@@ -16,9 +16,9 @@ from typing import Any, Literal
 import torch
 
 from lavis.common.errors import DataError
+from lavis.datasets.bad_data import UNREADABLE_KEY
 from lavis.metrics.vqa_files import answer_record
 from lavis.models.llm.bridge import GenerationOptions
-from lavis.runners.eval_coverage import UNREADABLE_KEY
 from lavis.tasks.base_task import BaseTask, register_task, write_eval_file
 
 _PERCENT_KEYS = ("open_recall", "open_precision", "open_f1", "exact_match", "bleu", "closed_accuracy")

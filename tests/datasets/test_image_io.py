@@ -5,8 +5,9 @@ import pytest
 from PIL import Image
 
 from lavis.common.errors import DataError
+from lavis.common.path_rules import check_under_root
 from lavis.datasets.bad_data import SkippedSample
-from lavis.datasets.image_io import check_under_root, load_image, load_image_bytes
+from lavis.datasets.image_io import load_image, load_image_bytes
 
 
 def _png_claiming_size(png: bytes, width: int, height: int) -> bytes:

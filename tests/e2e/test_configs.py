@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lavis.cli import registries
 from lavis.common.config import load_config
 from lavis.runners import RunConfig
+from lavis.runners.assemble import registries
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_CONFIGS = sorted(

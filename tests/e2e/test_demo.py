@@ -98,7 +98,7 @@ def test_quick_demo_runs_every_stage_writes_the_report_and_fails_on_missed_goals
     assert len(report["samples"]) >= 2
 
     # the diagnosis runs on a finished run: probes on the encoder and on the Q-Former's LM prefix
-    proc = subprocess.run([sys.executable, "-m", "lavis.demo.diagnose", "--run", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "lavis.apps.demo.diagnose", "--run", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     diagnosis = json.loads((out / "diagnosis.json").read_text())

@@ -94,7 +94,7 @@ def test_two_ranks_build_one_shared_cache_the_run_then_reuses(tmp_path, run_yaml
     cfg_path = run_yaml("ranks")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "lavis.datasets.tools.build_feature_cache", "--cfg-path", str(cfg_path)]
+           "-m", "lavis.cli.build_feature_cache", "--cfg-path", str(cfg_path)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("llava_med/train: ")]
@@ -107,7 +107,7 @@ def test_two_ranks_build_one_shared_cache_the_run_then_reuses(tmp_path, run_yaml
     assert not list(store_dir.glob(".part-*"))
 
     from lavis.cli import build_parser, load
-    from lavis.datasets.tools.build_feature_cache import build
+    from lavis.cli.build_feature_cache import build
 
     cfg = load(build_parser("test", None).parse_args(["--cfg-path", str(cfg_path)]))
     assert build(cfg) == {"llava_med": {"train": str(store_dir), "val": str(store_dir)}}

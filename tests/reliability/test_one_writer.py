@@ -51,7 +51,7 @@ def test_a_second_instruction_run_on_one_out_folder_is_refused(tmp_path, hold_lo
 
 
 def test_a_second_feature_cache_build_is_refused(toy_run, tmp_path, hold_lock, capsys):
-    from lavis.datasets.tools.build_feature_cache import main
+    from lavis.cli.build_feature_cache import main
 
     cache = tmp_path / "shared_cache"
     holder = hold_lock(cache, "feature-cache build")

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lavis.common.errors import ConfigError, DataError
+from lavis.common.path_rules import check_under_root
 from lavis.datasets.annotations import ROW, WHERE, check_unique, data_file, data_files
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
 from lavis.datasets.builders.qa_rows import qa_table, read_parquet_qa
 from lavis.datasets.datasets.sample_table import IMAGE_BYTES, SampleTable
-from lavis.datasets.image_io import check_under_root
 from lavis.processors.base_processor import build_processor
 
 logger = logging.getLogger(__name__)

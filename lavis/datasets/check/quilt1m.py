@@ -20,12 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from lavis.common.checkpoint import atomic_write_bytes
+from lavis.common.path_rules import check_under_root
 from lavis.datasets.annotations import blank, data_file, read_csv, require_non_null
 from lavis.datasets.builders.quilt1m import Quilt1MBuilder
 from lavis.datasets.builders.table_builder import SplitTable
 from lavis.datasets.check.probe import MISSING, OK, UNREADABLE
 from lavis.datasets.check.tables import bad_examples, duplicates, probe_split
-from lavis.datasets.image_io import check_under_root
 
 
 def _header(path: Path) -> list[str]:

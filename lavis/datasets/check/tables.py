@@ -15,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from lavis.common.errors import DataError
+from lavis.common.path_rules import check_under_root
 from lavis.datasets.builders.table_builder import SplitTable, TableBuilder
 from lavis.datasets.check.probe import OK, STATUS_NAMES, ProbeResult, probe_images
 from lavis.datasets.datasets.sample_table import IMAGE_BYTES
-from lavis.datasets.image_io import check_under_root
 
 EXAMPLES = 5
 

@@ -71,7 +71,7 @@ def caption_from_labels(labels: dict[str, str], source: str) -> str:
 
 def value_texts(bank: TemplateBank | None = None) -> dict[str, dict[str, str]]:
     """attribute -> value -> the caption's phrase for it ("at low magnification."): the texts the
-    image encoder's pretraining scores each tile against (lavis/demo/pretrain_vision.py)."""
+    image encoder's pretraining scores each tile against (lavis/apps/demo/pretrain_vision.py)."""
     bank = bank or load_template_bank(config_path("demo/templates.yaml"))
     return {name: {value: PHRASES[name].format(value) + "." for value in spec.values}
             for name, spec in bank.attributes.items()}

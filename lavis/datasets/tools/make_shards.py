@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.common.path_rules import check_under_root
 from lavis.datasets.annotations import ROW
 from lavis.datasets.bad_data import SkippedSample
 from lavis.datasets.builders.quilt1m import Quilt1MFilter, read_lookup
 from lavis.datasets.builders.table_builder import SplitTable, with_image_ids
-from lavis.datasets.image_io import check_under_root, load_image_bytes
+from lavis.datasets.image_io import load_image_bytes
 from lavis.datasets.shards import IMAGE_EXTENSIONS, MANIFEST, write_shard
 
 logger = logging.getLogger("make_shards")

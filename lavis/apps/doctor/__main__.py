@@ -1,0 +1,44 @@
+"""Command line of ``lavis.apps.doctor`` (exit 0: nothing failed; 1: a line FAILed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lavis.doctor", description=__doc__)
+    parser.add_argument("--cfg-path", required=True, help="the run YAML to check (as for train.py / evaluate.py)")
+    parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="overrides, as for train.py")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="a module registering your own components (repeatable)")
+    parser.add_argument("--resume", default=None, help="checkpoint folder the run will resume from, or 'auto'")
+    parser.add_argument("--evaluate", action="store_true", help="check it as evaluate.py runs it (run.evaluate=true)")
+    parser.add_argument("--checkpoint", default=None, help="weights evaluate.py will be given (model.checkpoint)")
+    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+                        help="check against cards of this size instead of the ones here (or LAVIS_DOCTOR_GPU_MEMORY)")
+    parser.add_argument("--gpus", type=int, default=None, help="number of such cards (with --gpu-memory)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    from lavis.apps.doctor.core import run_doctor
+
+    options = list(args.options)
+    if args.resume:
+        options.append(f"run.resume={args.resume}")
+    if args.evaluate or args.checkpoint:
+        options.append("run.evaluate=true")
+    if args.checkpoint:
+        options.append(f"model.checkpoint={args.checkpoint}")
+    report = run_doctor(args.cfg_path, options, args.imports, args.gpu_memory, args.gpus)
+    print(report.render())
+    if args.json:
+        args.json.write_text(json.dumps(report.as_dict(), indent=1))
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

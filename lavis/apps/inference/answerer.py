@@ -1,0 +1,245 @@
+"""One batched model call for many questions: what the server, the chat and batch prediction share.
+
+``Answerer.query`` turns an image, a question and the earlier turns into a :class:`Query`
+(processed image tensor, folded instruction, decoding settings); ``Answerer.answer`` answers a
+list of queries that share their decoding settings in one ``generate`` call, and adds what a
+client needs beside the text: token counts, whether the answer stopped or hit the length limit,
+and for closed questions the model's yes/no probabilities from its likelihoods.
+
+Deterministic decoding (``temperature == 0``, the default) gives the same answer whatever else is
+in the batch: padding is masked everywhere, so batching changes speed, not answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from lavis.apps.inference.conversation import TokenBudget, Turn, fold_within
+from lavis.apps.inference.errors import InputError
+from lavis.common.errors import ConfigError
+from lavis.models.llm.bridge import GenerationOptions
+from lavis.models.llm.verdict import is_yes_no_question
+from lavis.processors.text_processors import clean_text
+
+_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_ALTERNATIVE = re.compile(r"\bor\b(?!\s+not\b)", re.IGNORECASE)  # "dense or loose?" asks to choose
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """How answers are generated. ``temperature == 0``: deterministic beam search (``num_beams``,
+    ``length_penalty``); ``temperature > 0``: nucleus sampling (``top_p``), reproducible with ``seed``."""
+
+    max_new_tokens: int = 40
+    min_new_tokens: int = 5
+    num_beams: int = 5
+    length_penalty: float | None = None  # None: the LLM kind's default (-1 T5, 0 decoder-only)
+    repetition_penalty: float = 1.0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1  # answers per question
+    seed: int | None = None
+
+    @classmethod
+    def from_generation(cls, generation: Mapping[str, Any], **overrides: Any) -> Decoding:
+        """From a config's ``generation`` section (the ``GenerationOptions`` keys), then ``overrides``."""
+        try:
+            options = GenerationOptions(**dict(generation))
+        except TypeError as err:
+            raise ConfigError(f"generation settings: {err} (known keys: "
+                              f"{', '.join(f.name for f in dataclasses.fields(GenerationOptions))})") from None
+        base = cls(
+            max_new_tokens=options.max_new_tokens,
+            min_new_tokens=options.min_new_tokens,
+            num_beams=options.num_beams,
+            length_penalty=options.length_penalty,
+            repetition_penalty=options.repetition_penalty,
+            temperature=options.temperature if options.use_nucleus_sampling else 0.0,
+            top_p=options.top_p,
+            n=options.num_return_sequences,
+        )
+        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature > 0
+
+    def options(self) -> GenerationOptions:
+        if self.sampling:
+            return GenerationOptions(
+                num_beams=1, max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
+                repetition_penalty=self.repetition_penalty, use_nucleus_sampling=True, top_p=self.top_p,
+                temperature=self.temperature, num_return_sequences=self.n,
+            )
+        return GenerationOptions(
+            num_beams=max(self.num_beams, self.n), max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.min_new_tokens, length_penalty=self.length_penalty,
+            repetition_penalty=self.repetition_penalty, num_return_sequences=self.n,
+        )
+
+    def group_key(self) -> Hashable | None:
+        """Queries with equal keys may share one ``generate`` call; None: this one runs alone
+        (seeded sampling: its answer must depend on its seed only, not on its batch neighbours)."""
+        if not self.sampling:
+            return dataclasses.replace(self, seed=None)  # the seed means nothing without sampling
+        return None if self.seed is not None else self
+
+
+@dataclasses.dataclass
+class Query:
+    """One question ready for the model."""
+
+    image: torch.Tensor  # (3, H, W), the model's eval transform applied
+    instruction: str  # the question with earlier turns folded in (before the model's prompt template)
+    decoding: Decoding
+    closed: bool = False  # a yes/no question: the answer gets yes/no probabilities
+    prompt_tokens: int = 0
+    turns_kept: int = 0  # earlier turns that fitted in the instruction
+
+
+@dataclasses.dataclass
+class Choice:
+    text: str
+    finish_reason: str  # "stop" (the model ended its answer) or "length" (max_new_tokens reached)
+    completion_tokens: int
+    yes_no: dict[str, float] | None = None  # closed questions: {"yes": P(yes), "no": P(no)}
+
+
+@dataclasses.dataclass
+class Answer:
+    choices: list[Choice]
+    prompt_tokens: int
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.completion_tokens for choice in self.choices)
+
+
+def closed_question(question: str) -> bool:
+    """A yes/no question ("Is there necrosis?"), not a choice between alternatives ("Is it dense or loose?")."""
+    return is_yes_no_question(question) and not _ALTERNATIVE.search(question)
+
+
+class Answerer:
+    """A loaded model (``lavis.models.load_pretrained``) ready to answer batches of questions.
+
+    ``query`` uses token counters owned by the calling thread; ``answer`` runs the model and may
+    run on another thread (one at a time).
+    """
+
+    def __init__(self, loaded: Any, precision: str | None = None) -> None:
+        if not loaded.can_answer:
+            raise ConfigError(f"'{loaded.source}' cannot answer questions (no language model)")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.budget = TokenBudget(self.model)
+        self.amp_dtype = _AMP.get(precision or "")
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    def image_tensor(self, image: Image.Image) -> torch.Tensor:
+        """The model's eval transform of an RGB image (thread-safe)."""
+        return self.loaded.vis_processor(image)
+
+    def query(
+        self,
+        image: Image.Image | torch.Tensor,
+        question: str,
+        history: Sequence[Turn] = (),
+        decoding: Decoding | None = None,
+        strict: bool = True,
+        yes_no: bool = True,
+    ) -> Query:
+        """A query for ``question`` about ``image`` after the earlier turns ``history``.
+
+        ``strict``: a question that alone exceeds the instruction budget is an ``InputError``
+        (a server's 400); otherwise it is passed on and the model cuts it on the left, as
+        evaluation does. ``yes_no``: closed questions get yes/no probabilities (one more forward pass).
+        """
+        text = clean_text(question)
+        if not text:
+            raise InputError("the question is empty", "invalid_value", "messages")
+        processed = self.loaded.text_processor(text)
+        earlier = [Turn(self.loaded.text_processor(clean_text(t.question)), clean_text(t.answer)) for t in history]
+        instruction, kept = fold_within(processed, earlier, self.budget)
+        if strict and not self.budget.fits(instruction):
+            raise InputError(
+                f"the question has {self.budget.count(instruction)} tokens with the prompt template, over this "
+                f"model's instruction budget of {self.budget.limit} tokens; ask a shorter question",
+                "context_length_exceeded", "messages",
+            )
+        tensor = image if isinstance(image, torch.Tensor) else self.image_tensor(image)
+        prompt_tokens = min(self.budget.llm_tokens(instruction), self.budget.limit) + self.budget.queries
+        closed = yes_no and closed_question(text)
+        return Query(tensor, instruction, decoding or Decoding(), closed, prompt_tokens, kept)
+
+    @torch.no_grad()
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answers to ``queries`` (same ``group_key``) from one batched ``generate`` call."""
+        if not queries:
+            return []
+        decoding = queries[0].decoding
+        key = decoding.group_key()
+        if len(queries) > 1 and (key is None or any(q.decoding.group_key() != key for q in queries)):
+            raise ValueError("queries answered together must share their decoding settings (Decoding.group_key)")
+        model = self.model
+        samples = {
+            "image": torch.stack([q.image for q in queries]).to(model.device),
+            "text_input": [q.instruction for q in queries],
+        }
+        with model.autocast(self.amp_dtype):
+            prompts = model.prompts(samples)
+            prefix = model.prefix(samples, prompts)
+            if decoding.sampling and decoding.seed is not None:
+                torch.manual_seed(decoding.seed)  # every device's generator
+            ids = model.bridge.generate_ids(prefix, prompts, decoding.options())
+            texts = model.bridge.decode(ids)
+            yes = self._p_yes(samples, queries, texts, decoding.n)
+        counts = self._token_counts(ids)
+        answers = []
+        for i, query in enumerate(queries):
+            choices = []
+            for j in range(decoding.n):
+                k = i * decoding.n + j
+                yes_no = None if yes.get(k) is None else {"yes": yes[k], "no": 1.0 - yes[k]}
+                choices.append(Choice(texts[k], counts[k][1], counts[k][0], yes_no))
+            answers.append(Answer(choices, query.prompt_tokens))
+        return answers
+
+    def _p_yes(self, samples: dict[str, Any], queries: Sequence[Query], texts: list[str], n: int) -> dict[int, float]:
+        """P(yes) per generated answer of the closed questions (index into ``texts``)."""
+        rows = [i * n + j for i, q in enumerate(queries) if q.closed for j in range(n)]
+        if not rows:
+            return {}
+        owners = torch.tensor([row // n for row in rows], device=samples["image"].device)
+        closed = {
+            "image": samples["image"].index_select(0, owners),
+            "text_input": [samples["text_input"][row // n] for row in rows],
+        }
+        probs = self.model.yes_no_probabilities(closed, answers=[texts[row] for row in rows])
+        return {row: round(float(p), 6) for row, p in zip(rows, probs.tolist())}
+
+    def _token_counts(self, ids: torch.Tensor) -> list[tuple[int, str]]:
+        """(generated tokens, finish reason) per row: "stop" when the row holds EOS, else "length"."""
+        from lavis.models.llm.seq2seq import Seq2SeqBridge
+
+        tokenizer = self.model.bridge.tokenizer
+        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        rows = ids[:, 1:] if isinstance(self.model.bridge, Seq2SeqBridge) else ids  # T5: drop the start token
+        out = []
+        for row in rows.tolist():
+            if eos in row:
+                out.append((row.index(eos) + 1, "stop"))
+                continue
+            while row and pad is not None and row[-1] == pad:
+                row.pop()
+            out.append((len(row), "length"))
+        return out
