@@ -1,4 +1,4 @@
-"""Multi-turn conversations for models trained on single questions: earlier turns are folded
+"""Multi-turn conversations: earlier turns are folded
 into one instruction, and dropped oldest first when the instruction would exceed the model's
 instruction budget (``max_txt_len`` tokens, counted with both the LLM's and the Q-Former's
 tokenizer after the model's prompt template is applied).
@@ -15,29 +15,12 @@ wraps the folded instruction, as it wraps a single question.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-TURN = "Q: {question} A: {answer}"
-CURRENT = "Q: {question}"
+from lavis.common.conversation import MULTI_TURN, ConversationContract, Turn
 
-
-@dataclasses.dataclass(frozen=True)
-class Turn:
-    """One earlier exchange: what the user asked and what the model answered."""
-
-    question: str
-    answer: str
-
-
-def fold(question: str, history: Sequence[Turn] = ()) -> str:
-    """The instruction for ``question`` after the earlier turns ``history`` (oldest first)."""
-    if not history:
-        return question
-    earlier = " ".join(TURN.format(question=turn.question, answer=turn.answer) for turn in history)
-    return f"{earlier} {CURRENT.format(question=question)}"
-
+fold = ConversationContract(MULTI_TURN, "qa_v1").fold  # today's fold for every model (the contract comes next)
 
 class TokenBudget:
     """Counts an instruction's tokens as the model will see them (prompt template applied).
