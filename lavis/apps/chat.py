@@ -1,7 +1,9 @@
 """``python -m lavis.chat --model PATH --image FILE``: talk to a trained model about an image.
 
-Interactive and multi-turn (earlier turns are folded into the instruction, as the server does);
-``--question TEXT`` answers once and exits. Commands in the conversation: ``/image FILE`` (another
+Interactive. Follow-ups go as the model's conversation contract says (as the server does): a
+model tuned on conversations gets the earlier turns in its training format; a single-turn model
+answers each question on its own, which the chat says at the start (``--history`` overrides it for
+experiments). ``--question TEXT`` answers once and exits. Commands in the conversation: ``/image FILE`` (another
 image, a new conversation), ``/reset``, ``/quit`` (or Ctrl-D).
 """
 
@@ -13,8 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from lavis.apps.inference import Answer, Answerer, Decoding
-from lavis.apps.inference.conversation import Turn
+from lavis.apps.inference.conversation import describe
 from lavis.apps.inference.images import image_from_file
+from lavis.common.conversation import Turn
 from lavis.common.errors import LavisError
 
 HELP = "commands: /image FILE (new image, new conversation), /reset, /quit"
@@ -48,6 +51,7 @@ class Conversation:
 
 def interactive(conversation: Conversation, name: str) -> None:
     print(f"Talking to {name} about {conversation.image_path}. {HELP}.", file=sys.stderr)
+    print(f"This model was tuned {describe(conversation.answerer.conversation)}.", file=sys.stderr)
     while True:
         try:
             line = input("you> ").strip()

@@ -53,19 +53,24 @@ class ConversationContract:
     max_turns: int | None = None
 
     def validate(self) -> None:
-        if self.mode == SINGLE_TURN and (self.history_format or self.max_turns):
-            raise ConfigError("model.conversation: a single_turn model has no history_format or max_turns")
-        if self.mode == MULTI_TURN and self.history_format not in HISTORY_FORMATS:
-            raise ConfigError(f"model.conversation.history_format: {self.history_format!r} is not a known "
-                              f"format (known: {', '.join(sorted(HISTORY_FORMATS))})")
         if self.mode not in (SINGLE_TURN, MULTI_TURN):
-            raise ConfigError(f"model.conversation.mode: {self.mode!r}, expected {SINGLE_TURN} or {MULTI_TURN}")
+            raise ConfigError(f"mode {self.mode!r}: expected {SINGLE_TURN} or {MULTI_TURN}")
+        if self.mode == SINGLE_TURN and (self.history_format or self.max_turns):
+            raise ConfigError("a single_turn model has no history_format or max_turns")
+        if self.mode == MULTI_TURN and self.history_format not in HISTORY_FORMATS:
+            raise ConfigError(f"history_format {self.history_format!r} is not a known format "
+                              f"(known: {', '.join(sorted(HISTORY_FORMATS))})")
         if self.max_turns is not None and self.max_turns < 1:
-            raise ConfigError(f"model.conversation.max_turns: {self.max_turns}, expected >= 1")
+            raise ConfigError(f"max_turns {self.max_turns}: expected >= 1")
 
     @property
     def multi_turn(self) -> bool:
         return self.mode == MULTI_TURN
+
+    def instruction(self, question: str, history: Sequence[Turn] = ()) -> str:
+        """What the model reads for ``question``: earlier turns folded in for a multi-turn model;
+        the question alone for a single-turn one (it was never trained with history)."""
+        return self.fold(question, history) if self.multi_turn else question
 
     def fold(self, question: str, history: Sequence[Turn] = ()) -> str:
         """The instruction for ``question`` after ``history`` (oldest first), in this model's format.
@@ -88,8 +93,30 @@ class ConversationContract:
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: mode, history_format, max_turns)")
         contract = cls(**dict(data))
-        contract.validate()
+        try:
+            contract.validate()
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
         return contract
+
+
+def turns_of(value: Any, where: str = "history") -> list[Turn]:
+    """Earlier turns from a sample's ``history``: ``Turn``s or ``{question, answer}`` mappings
+    (the instruction files' layout), oldest first; None or empty: no earlier turns."""
+    if not value:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where}: expected a list of {{question, answer}} turns, got {type(value).__name__}")
+    turns = []
+    for i, turn in enumerate(value):
+        if isinstance(turn, Turn):
+            turns.append(turn)
+            continue
+        if not isinstance(turn, Mapping) or not isinstance(turn.get("question"), str) \
+                or not isinstance(turn.get("answer"), str):
+            raise ValueError(f"{where}[{i}]: expected {{question: str, answer: str}}, got {turn!r}")
+        turns.append(Turn(turn["question"], turn["answer"]))
+    return turns
 
 
 def contract_of_record(record: Mapping[str, Any] | None) -> ConversationContract:

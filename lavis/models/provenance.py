@@ -161,6 +161,9 @@ def describe(model_cfg: Any, model: Any | None = None) -> dict[str, Any]:
     if llm is not None:
         bridge = getattr(model, "_bridge", None)
         record["llm"] = llm_record(llm, bridge.tokenizer if bridge is not None else None)
+    contract = getattr(model_cfg, "conversation", None)
+    if contract is not None:  # how it was instruction-tuned: single questions or conversations
+        record["conversation"] = contract.as_dict()
     return record
 
 

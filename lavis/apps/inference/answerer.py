@@ -1,7 +1,8 @@
 """One batched model call for many questions: what the server, the chat and batch prediction share.
 
 ``Answerer.query`` turns an image, a question and the earlier turns into a :class:`Query`
-(processed image tensor, folded instruction, decoding settings); ``Answerer.answer`` answers a
+(processed image tensor, question, the earlier turns the model's conversation contract lets it
+see, decoding settings); ``Answerer.answer`` answers a
 list of queries that share their decoding settings in one ``generate`` call, and adds what a
 client needs beside the text: token counts, whether the answer stopped or hit the length limit,
 and for closed questions the model's yes/no probabilities from its likelihoods.
@@ -20,11 +21,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from lavis.apps.inference.conversation import TokenBudget, Turn, fold_within
+from lavis.apps.inference.conversation import TokenBudget, apply_history_override, fold_within
+from lavis.common.conversation import Turn
 from lavis.apps.inference.errors import InputError
 from lavis.common.errors import ConfigError
 from lavis.models.llm.bridge import GenerationOptions
-from lavis.models.llm.verdict import is_yes_no_question
+from lavis.models.llm.verdict import is_yes_no_question, verdict, verdict_pair
 from lavis.processors.text_processors import clean_text
 
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -96,11 +98,16 @@ class Query:
     """One question ready for the model."""
 
     image: torch.Tensor  # (3, H, W), the model's eval transform applied
-    instruction: str  # the question with earlier turns folded in (before the model's prompt template)
+    instruction: str  # what the LLM reads before the prompt template: the question, earlier turns folded in
     decoding: Decoding
     closed: bool = False  # a yes/no question: the answer gets yes/no probabilities
     prompt_tokens: int = 0
-    turns_kept: int = 0  # earlier turns that fitted in the instruction
+    question: str = ""  # the current question alone (what the Q-Former reads)
+    history: list[Turn] = dataclasses.field(default_factory=list)  # the earlier turns the model sees
+
+    @property
+    def turns_kept(self) -> int:
+        return len(self.history)
 
 
 @dataclasses.dataclass
@@ -121,6 +128,19 @@ class Answer:
         return sum(choice.completion_tokens for choice in self.choices)
 
 
+def settle_verdict(text: str, p_yes: float | None) -> str:
+    """The answer whose verdict agrees with the reported confidence, by construction.
+
+    P(yes) compares the generated answer with the same sentence carrying the other verdict
+    (``lavis.models.llm.verdict``); when the model finds the other one more likely (beam search
+    ranks whole sequences, so its verdict can be the less likely word), that one is the answer
+    shown, and the yes/no reported is always the verdict in the text."""
+    if p_yes is None:
+        return text
+    says_yes, says_no = verdict_pair(text)
+    return says_yes if p_yes >= 0.5 else says_no
+
+
 def closed_question(question: str) -> bool:
     """A yes/no question ("Is there necrosis?"), not a choice between alternatives ("Is it dense or loose?")."""
     return is_yes_no_question(question) and not _ALTERNATIVE.search(question)
@@ -133,11 +153,14 @@ class Answerer:
     run on another thread (one at a time).
     """
 
-    def __init__(self, loaded: Any, precision: str | None = None) -> None:
+    def __init__(self, loaded: Any, precision: str | None = None, history_override: str | None = None) -> None:
+        """``history_override``: a history format to fold earlier turns in although the model's
+        contract says otherwise, or ``none`` (experiments; logged)."""
         if not loaded.can_answer:
             raise ConfigError(f"'{loaded.source}' cannot answer questions (no language model)")
         self.loaded = loaded
         self.model = loaded.model
+        self.conversation = apply_history_override(self.model, history_override)
         self.budget = TokenBudget(self.model)
         self.amp_dtype = _AMP.get(precision or "")
 
@@ -169,17 +192,17 @@ class Answerer:
             raise InputError("the question is empty", "invalid_value", "messages")
         processed = self.loaded.text_processor(text)
         earlier = [Turn(self.loaded.text_processor(clean_text(t.question)), clean_text(t.answer)) for t in history]
-        instruction, kept = fold_within(processed, earlier, self.budget)
-        if strict and not self.budget.fits(instruction):
+        instruction, kept = fold_within(processed, earlier, self.budget, self.conversation)
+        if strict and not self.budget.fits(processed):
             raise InputError(
-                f"the question has {self.budget.count(instruction)} tokens with the prompt template, over this "
+                f"the question has {self.budget.count(processed)} tokens with the prompt template, over this "
                 f"model's instruction budget of {self.budget.limit} tokens; ask a shorter question",
                 "context_length_exceeded", "messages",
             )
         tensor = image if isinstance(image, torch.Tensor) else self.image_tensor(image)
         prompt_tokens = min(self.budget.llm_tokens(instruction), self.budget.limit) + self.budget.queries
         closed = yes_no and closed_question(text)
-        return Query(tensor, instruction, decoding or Decoding(), closed, prompt_tokens, kept)
+        return Query(tensor, instruction, decoding or Decoding(), closed, prompt_tokens, processed, kept)
 
     @torch.no_grad()
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
@@ -193,16 +216,18 @@ class Answerer:
         model = self.model
         samples = {
             "image": torch.stack([q.image for q in queries]).to(model.device),
-            "text_input": [q.instruction for q in queries],
+            "text_input": [q.question or q.instruction for q in queries],
+            "history": [q.history for q in queries],  # folded by the model, as in its training
         }
         with model.autocast(self.amp_dtype):
             prompts = model.prompts(samples)
-            prefix = model.prefix(samples, prompts)
+            prefix = model.prefix(samples, model.qformer_prompts(samples))
             if decoding.sampling and decoding.seed is not None:
                 torch.manual_seed(decoding.seed)  # every device's generator
             ids = model.bridge.generate_ids(prefix, prompts, decoding.options())
             texts = model.bridge.decode(ids)
             yes = self._p_yes(samples, queries, texts, decoding.n)
+        texts = [settle_verdict(text, yes.get(k)) for k, text in enumerate(texts)]
         counts = self._token_counts(ids)
         answers = []
         for i, query in enumerate(queries):
@@ -215,14 +240,17 @@ class Answerer:
         return answers
 
     def _p_yes(self, samples: dict[str, Any], queries: Sequence[Query], texts: list[str], n: int) -> dict[int, float]:
-        """P(yes) per generated answer of the closed questions (index into ``texts``)."""
-        rows = [i * n + j for i, q in enumerate(queries) if q.closed for j in range(n)]
+        """P(yes) per generated answer of the closed questions that states a verdict (index into
+        ``texts``); an answer without one ("large") gets none: there is no verdict to be sure of."""
+        rows = [i * n + j for i, q in enumerate(queries) if q.closed for j in range(n)
+                if verdict(texts[i * n + j]) is not None]
         if not rows:
             return {}
         owners = torch.tensor([row // n for row in rows], device=samples["image"].device)
         closed = {
             "image": samples["image"].index_select(0, owners),
             "text_input": [samples["text_input"][row // n] for row in rows],
+            "history": [samples["history"][row // n] for row in rows],
         }
         probs = self.model.yes_no_probabilities(closed, answers=[texts[row] for row in rows])
         return {row: round(float(p), 6) for row, p in zip(rows, probs.tolist())}

@@ -25,6 +25,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", default=None, choices=["bf16", "fp16", "fp32"],
                         help="dtype of the frozen image encoder and LLM (default: the model's own)")
+    parser.add_argument("--history", default=None, metavar="FORMAT",
+                        help="experiments: fold earlier turns in this history format (e.g. qa_v1) although the "
+                             "model was tuned otherwise, or 'none' to answer each question alone (default: "
+                             "the model's own conversation contract; an override is logged)")
     parser.add_argument("--generation", nargs="+", default=[], metavar="KEY=VALUE",
                         help="decoding defaults, e.g. num_beams=5 max_new_tokens=40 min_new_tokens=1 "
                              "length_penalty=-1 (the keys of a config's run.generation)")
@@ -49,4 +53,5 @@ def load_answerer(args: argparse.Namespace, chat: bool = True) -> tuple[Answerer
     logging.getLogger("lavis").info("loading %s ...", args.model)
     loaded = load_pretrained(args.model, args.device, args.precision, config=args.config, require="answer")
     generation = {**(CHAT_DEFAULTS if chat else {}), **loaded.generation, **parse_generation(args.generation)}
-    return Answerer(loaded, args.precision), Decoding.from_generation(generation)
+    answerer = Answerer(loaded, args.precision, getattr(args, "history", None))
+    return answerer, Decoding.from_generation(generation)

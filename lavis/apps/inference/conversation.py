@@ -1,26 +1,51 @@
-"""Multi-turn conversations: earlier turns are folded
-into one instruction, and dropped oldest first when the instruction would exceed the model's
-instruction budget (``max_txt_len`` tokens, counted with both the LLM's and the Q-Former's
-tokenizer after the model's prompt template is applied).
+"""Conversations as the model's contract says (``lavis.common.conversation``).
 
-The template (docs/serving.md):
-
-- no earlier turns: the question itself, exactly what evaluation feeds the model;
-- with earlier turns: ``Q: {question 1} A: {answer 1} Q: {question 2} A: {answer 2} Q: {question}``.
-
-The model's own prompt template (``model.prompt``, e.g. ``"Question: {} Short answer:"``) then
-wraps the folded instruction, as it wraps a single question.
+A single-turn model (the default, and CLOVER's and LAVIS's released checkpoints) answers each
+question on its own with the conversation's image: earlier turns are not shown to it. A model
+tuned on conversations gets the earlier turns folded into its instruction in its training
+format, the oldest dropped first when the instruction would exceed the model's budget
+(``max_txt_len`` tokens, counted with the LLM's tokenizer after the prompt template; the
+Q-Former reads only the current question). ``history_override`` makes a single-turn model fold
+history anyway, for experiments; it is logged.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from lavis.common.conversation import MULTI_TURN, ConversationContract, Turn
 
-fold = ConversationContract(MULTI_TURN, "qa_v1").fold  # today's fold for every model (the contract comes next)
+logger = logging.getLogger(__name__)
+
+
+def apply_history_override(model: Any, history_format: str | None) -> ConversationContract:
+    """The contract ``model`` answers by: its own, or ``history_format`` forced (``--history``;
+    ``none`` makes any model answer each question alone). Logged, since the model was not
+    necessarily trained that way."""
+    own = model.conversation
+    if history_format is None:
+        return own
+    if history_format == "none":
+        forced = ConversationContract()
+    else:
+        forced = ConversationContract.from_dict({"mode": MULTI_TURN, "history_format": history_format}, "--history")
+    if forced != own:
+        logger.warning("--history %s: answering as %s although the model was tuned %s", history_format,
+                       describe(forced), describe(own))
+        model.cfg = dataclasses.replace(model.cfg, conversation=forced)
+    return forced
+
+
+def describe(contract: ConversationContract) -> str:
+    """In words, for notices and logs."""
+    if not contract.multi_turn:
+        return "on single questions (each question is answered on its own; earlier turns are not used)"
+    return f"on conversations (earlier turns folded in the {contract.history_format} format)"
+
 
 class TokenBudget:
     """Counts an instruction's tokens as the model will see them (prompt template applied).
@@ -59,12 +84,12 @@ class TokenBudget:
         return self.count(instruction) <= self.limit
 
 
-def fold_within(question: str, history: Sequence[Turn], budget: TokenBudget) -> tuple[str, int]:
-    """(instruction, earlier turns kept): the oldest turns are dropped until the instruction fits.
-
-    The question itself is always kept; whether it fits alone is the caller's decision.
-    """
-    kept = list(history)
-    while kept and not budget.fits(fold(question, kept)):
+def fold_within(question: str, history: Sequence[Turn], budget: TokenBudget,
+                contract: ConversationContract) -> tuple[str, list[Turn]]:
+    """(instruction, earlier turns kept) under ``contract``: no turns for a single-turn model;
+    else the oldest are dropped until the instruction fits. The question itself is always
+    kept; whether it fits alone is the caller's decision."""
+    kept = list(history) if contract.multi_turn else []
+    while kept and budget.llm_tokens(contract.fold(question, kept)) > budget.limit:  # the LLM reads history
         kept.pop(0)
-    return fold(question, kept), len(kept)
+    return contract.instruction(question, kept), kept

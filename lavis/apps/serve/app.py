@@ -119,7 +119,9 @@ class ChatService:
                              **self.batcher.stats.as_dict()})
 
     def model_card(self) -> dict[str, Any]:
-        return {"id": self.settings.model_id, "object": "model", "created": int(self.started), "owned_by": "clover"}
+        """The OpenAI model object, plus how the model takes a conversation (its contract)."""
+        return {"id": self.settings.model_id, "object": "model", "created": int(self.started), "owned_by": "clover",
+                "conversation": self.answerer.conversation.as_dict()}
 
     async def models(self, request: Request) -> Response:
         self.authorize(request)

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from lavis.apps.inference import Answer, Decoding
-from lavis.apps.inference.conversation import Turn
+from lavis.common.conversation import Turn
 from lavis.apps.serve.errors import APIError, bad
 
 _ROLES = ("system", "developer", "user", "assistant")

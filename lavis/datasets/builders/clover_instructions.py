@@ -1,8 +1,10 @@
 """CLOVER instruction data written by ``generate_instructions.py``.
 
 ``.jsonl`` files hold one record per line: ``{question, answer, image, caption, caption_id,
-source: generated|template, answer_type?}`` with ``image`` relative to the Quilt-1M image
-folder. ``.json`` files are the LLaVA conversation export of the same data (read like LLaVA-Med).
+source: generated|template, answer_type?, history?}`` with ``image`` relative to the Quilt-1M
+image folder; ``history`` (a turn of a conversation) lists the earlier ``{question, answer}`` turns
+about the same image, oldest first. ``.json`` files are the LLaVA conversation export of the same
+data (read like LLaVA-Med, each turn with its earlier turns).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.jsonio import iter_json_lines
+from lavis.common.errors import DataError
 from lavis.datasets.annotations import field
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.llava_med import read_conversations, strip_image_token
@@ -45,8 +48,21 @@ def read_instructions(path: Path, sources: list[str]) -> list[dict[str, Any]]:
         caption_id = field(record, "caption_id", where, (str, int), required=False)
         declared = field(record, "answer_type", where, required=False)
         qid = f"{caption_id}/{number}" if caption_id is not None else str(number)
-        rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where), where=where))
+        history = history_of(field(record, "history", where, list, required=False), where)
+        rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where), where=where,
+                              history=history))
     return rows
+
+
+def history_of(turns: list | None, where: str) -> list[tuple[str, str]]:
+    """(question, answer) per earlier turn of a record's ``history``; an empty list is no history."""
+    out = []
+    for i, turn in enumerate(turns or []):
+        if not isinstance(turn, dict):
+            raise DataError(f"{where}, field 'history[{i}]': expected {{question, answer}}, got {turn!r}")
+        out.append((strip_image_token(field(turn, "question", f"{where}, history[{i}]")),
+                    field(turn, "answer", f"{where}, history[{i}]").strip()))
+    return out
 
 
 @register_builder("clover_instructions")

@@ -2,9 +2,12 @@
 
 A file is a JSON list of ``{id, image, conversations: [{from: human, value: "...<image>"},
 {from: gpt, value}, ...], answer_type?}``; test files sometimes spell the key ``conversatons``.
-Each (human, gpt) turn becomes one question/answer pair (a multi-turn conversation gives several
-independent pairs; earlier turns are not carried as context). The ``<image>`` placeholder is
-removed from the question: the image reaches the model through its own input.
+Each (human, gpt) turn becomes one question/answer row carrying the earlier turns of its
+conversation as ``history``: every answer of a conversation is trained once, with the reference
+turns before it as context (teacher forcing, as LLaVA trains). A model tuned on conversations
+(``model.conversation: multi_turn``) folds that history into its instruction; a single-turn model
+reads each question alone. The ``<image>`` placeholder is removed from the question: the image
+reaches the model through its own input.
 """
 
 from __future__ import annotations
@@ -68,9 +71,11 @@ def read_conversations(path: Path) -> list[dict[str, Any]]:
         record_id = field(record, "id", where, (int, str), required=False)
         record_id = record_id if record_id is not None else number - 1
         declared = field(record, "answer_type", where, required=False)
-        for turn, (question, answer) in enumerate(conversation_pairs(record, where)):
+        pairs = conversation_pairs(record, where)
+        for turn, (question, answer) in enumerate(pairs):
             qid = record_id if turn == 0 else f"{record_id}_{turn}"
-            rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where), where=where))
+            rows.append(qa_record(image, question, answer, qid, answer_type_of(declared, answer, where), where=where,
+                                  history=pairs[:turn]))
     return rows
 
 

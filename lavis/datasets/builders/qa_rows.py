@@ -1,7 +1,9 @@
 """Question-answer rows shared by every VQA / instruction format, and the HF parquet VQA form.
 
 Every question set becomes the same columns (``image_path, text_input, text_output,
-question_id, answer, answer_type, yes_no_answer``) so that sets mix and evaluate alike.
+question_id, answer, answer_type, yes_no_answer``) so that sets mix and evaluate alike; a turn
+of a conversation also has ``history``, the earlier ``{question, answer}`` turns (oldest first),
+which a model tuned on conversations folds into its instruction (``model.conversation``).
 ``answer_type`` is OPEN or CLOSED (declared, or CLOSED for a bare yes/no answer); for closed
 questions ``yes_no_answer`` holds yes/no, read from the answer's first word unless given.
 """
@@ -21,6 +23,8 @@ from lavis.datasets.annotations import WHERE, read_parquet
 from lavis.datasets.datasets.sample_table import IMAGE_BYTES
 
 QA_COLUMNS = ("image_path", "text_input", "text_output", "question_id", "answer", "answer_type", "yes_no_answer")
+HISTORY = "history"
+HISTORY_TYPE = pa.list_(pa.struct([("question", pa.string()), ("answer", pa.string())]))
 _CLOSED_TYPES = {"closed", "yes/no", "yes_no", "yesno"}
 _OPEN_TYPES = {"open", "other"}
 
@@ -52,14 +56,17 @@ def qa_record(
     answer_type: str | None,
     yes_no_answer: str | None = None,
     where: str | None = None,
+    history: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """One question-answer row; ``text_output`` (training target) and ``answer`` (reference) agree.
 
-    ``where`` ("file: line N") is kept for build-time error messages.
+    ``where`` ("file: line N") is kept for build-time error messages; ``history``: the earlier
+    (question, answer) turns of its conversation.
     """
     if yes_no_answer is None and answer_type == "CLOSED":
         yes_no_answer = yes_no_of(answer)
     return {
+        HISTORY: [{"question": q, "answer": a} for q, a in history] or None,
         "image_path": image_path,
         "text_input": question,
         "text_output": answer,
@@ -76,7 +83,11 @@ def qa_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     data = {name: [r.get(name) for r in records] for name in (*QA_COLUMNS, WHERE)}
     if len({type(q) for q in data["question_id"]}) > 1:
         data["question_id"] = [str(q) for q in data["question_id"]]
-    return pa.table({name: pa.array(values, type=_guess(values)) for name, values in data.items()})
+    columns = {name: pa.array(values, type=_guess(values)) for name, values in data.items()}
+    histories = [r.get(HISTORY) for r in records]
+    if any(histories):  # only conversations carry the column
+        columns[HISTORY] = pa.array(histories, type=HISTORY_TYPE)
+    return pa.table(columns)
 
 
 def _guess(values: list[Any]) -> pa.DataType:

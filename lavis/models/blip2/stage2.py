@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from lavis.common.conversation import ConversationContract, turns_of
 from lavis.common.errors import ConfigError, DataError
 from lavis.models.blip2.base import Blip2Base, Blip2Config
 from lavis.models.llm import CausalBridge, GenerationOptions, LanguageBridge, LLMConfig, Seq2SeqBridge
@@ -29,6 +30,9 @@ class Blip2LLMConfig(Blip2Config):
     prompt: str = "{}"
     max_txt_len: int = 128  # instruction tokens (Q-Former and LLM), truncated on the left
     max_output_txt_len: int = 256  # answer tokens, truncated on the right
+    # How the model is instruction-tuned (lavis.common.conversation): single questions (the default,
+    # as CLOVER's and LAVIS's releases), or conversations folded in a named history format.
+    conversation: ConversationContract = dataclasses.field(default_factory=ConversationContract)
 
     def validate(self) -> None:
         super().validate()
@@ -83,17 +87,37 @@ class Blip2LLMBase(Blip2Base):
         return [*super().frozen_modules(), self.llm]
 
     # ---- inputs -------------------------------------------------------------------------------
+    @property
+    def conversation(self) -> ConversationContract:
+        return self.cfg.conversation
+
     def prompts(self, samples: Mapping[str, Any]) -> list[str]:
-        """``samples["prompt"]`` as given, else ``text_input`` through the config's template."""
+        """What the LLM reads: ``samples["prompt"]`` as given, else ``text_input`` through the
+        config's template, with the earlier turns of ``samples["history"]`` folded in first when
+        the model is tuned on conversations (``model.conversation``; training and serving share
+        this fold). A single-turn model reads the question alone."""
+        return self._prompts(samples, with_history=True)
+
+    def qformer_prompts(self, samples: Mapping[str, Any]) -> list[str]:
+        """What the Q-Former reads: the current question through the template, never the history,
+        so the queries look for what is asked now; the LLM reads the conversation."""
+        return self._prompts(samples, with_history=False)
+
+    def _prompts(self, samples: Mapping[str, Any], with_history: bool) -> list[str]:
         batch = self._batch_size(samples)
-        def per_sample(value: Any) -> list[str]:
-            return [value] * batch if isinstance(value, str) else list(value)
+
+        def per_sample(value: Any) -> list[Any]:
+            return [value] * batch if isinstance(value, str) or value is None else list(value)
 
         if samples.get("prompt") is not None:
             prompts = per_sample(samples["prompt"])
         else:
             questions = per_sample(samples.get("text_input") or "")
-            prompts = [self.cfg.prompt.format(question) for question in questions]
+            histories = per_sample(samples.get("history")) if with_history else [None] * len(questions)
+            if len(histories) != len(questions):
+                raise DataError(f"got {len(histories)} histories for {len(questions)} questions")
+            prompts = [self.cfg.prompt.format(self.conversation.instruction(question, turns_of(history)))
+                       for question, history in zip(questions, histories)]
         if len(prompts) != batch:
             raise DataError(f"got {len(prompts)} prompts/instructions for a batch of {batch} images")
         return prompts
@@ -106,7 +130,8 @@ class Blip2LLMBase(Blip2Base):
         raise DataError("the batch has neither 'image' nor 'image_embeds'")
 
     def prefix(self, samples: Mapping[str, Any], prompts: Sequence[str]) -> torch.Tensor:
-        """(B, num_queries, LLM width) projected query outputs."""
+        """(B, num_queries, LLM width) projected query outputs; ``prompts`` is what the Q-Former
+        reads (``qformer_prompts``)."""
         image_embeds = self.image_embeds(samples)
         if self.QFORMER_TEXT:
             input_ids, mask = self.tokenize(prompts, self.cfg.max_txt_len)
@@ -120,7 +145,7 @@ class Blip2LLMBase(Blip2Base):
         if samples.get("text_output") is None:
             raise DataError("stage-2 training needs samples['text_output'] (the target answers)")
         prompts = self.prompts(samples)
-        loss = self.bridge.loss(self.prefix(samples, prompts), prompts, samples["text_output"])
+        loss = self.bridge.loss(self.prefix(samples, self.qformer_prompts(samples)), prompts, samples["text_output"])
         return {"loss": loss}
 
     # ---- inference ----------------------------------------------------------------------------
@@ -152,7 +177,7 @@ class Blip2LLMBase(Blip2Base):
             num_return_sequences=num_return_sequences,
         )
         prompts = self.prompts(samples)
-        return self.bridge.generate(self.prefix(samples, prompts), prompts, options)
+        return self.bridge.generate(self.prefix(samples, self.qformer_prompts(samples)), prompts, options)
 
     def predict_answers(self, samples: Mapping[str, Any], **generation: Any) -> list[str]:
         """Answers to ``samples["text_input"]`` (questions) through the prompt template."""
@@ -164,7 +189,7 @@ class Blip2LLMBase(Blip2Base):
         if not candidates:
             raise ValueError("rank_answers needs at least one candidate")
         prompts = self.prompts(samples)
-        scores = self.bridge.score(self.prefix(samples, prompts), prompts, list(candidates))
+        scores = self.bridge.score(self.prefix(samples, self.qformer_prompts(samples)), prompts, list(candidates))
         return [candidates[i] for i in scores.argmax(dim=1).tolist()]
 
     @torch.no_grad()
@@ -182,5 +207,5 @@ class Blip2LLMBase(Blip2Base):
         if len(answers) != len(prompts):
             raise DataError(f"got {len(answers)} answers for a batch of {len(prompts)}")
         pairs = [list(verdict_pair(answer)) for answer in answers]
-        scores = self.bridge.score_targets(self.prefix(samples, prompts), prompts, pairs)
+        scores = self.bridge.score_targets(self.prefix(samples, self.qformer_prompts(samples)), prompts, pairs)
         return torch.softmax(scores.float(), dim=1)[:, 0]

@@ -13,6 +13,8 @@ import re
 
 _WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 # Auxiliaries that open a yes/no question in English ("Is there ...", "Does the ...", "Can ...").
+_QUESTION_WORDS = frozenset("what which how where when who whom whose why".split())
+_SHORT_FORM_WORDS = 4  # "Dense?", "Any DAB staining?", "H&E or not?"; longer questions need an auxiliary
 _AUX = frozenset(
     "is are was were am do does did can could should would will shall may might must has have had".split()
 )
@@ -52,10 +54,17 @@ def verdict(answer: str) -> str | None:
 
 
 def is_yes_no_question(question: str) -> bool:
-    """Whether ``question`` reads as a closed (yes/no) question: it opens with an auxiliary verb,
-    in its last sentence ("The tissue is stained with H&E. Is it dense?")."""
+    """Whether ``question`` reads as a closed (yes/no) question: its last sentence opens with an
+    auxiliary verb ("The tissue is stained with H&E. Is it dense?", "Is this an H&E slide?"), or
+    is a short form asked with a question mark and no question word ("Dense?", "Any DAB staining?")."""
     sentences = [part for part in re.split(r"(?<=[.!?])\s+", question.strip()) if part.strip()]
     if not sentences:
         return False
-    words = re.findall(r"[A-Za-z']+", sentences[-1])
-    return bool(words) and words[0].lower() in _AUX
+    last = sentences[-1]
+    words = re.findall(r"[A-Za-z0-9&'-]+", last)
+    if not words:
+        return False
+    if words[0].lower() in _AUX:
+        return True
+    short = len(words) <= _SHORT_FORM_WORDS and last.rstrip().endswith("?")
+    return short and not any(word.lower() in _QUESTION_WORDS for word in words)

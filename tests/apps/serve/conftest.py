@@ -107,6 +107,29 @@ def answerer(tiny_run):
 
 
 @pytest.fixture(scope="session")
+def multi_turn_run(tiny_run, tmp_path_factory) -> Path:
+    """The same weights as ``tiny_run`` in a run folder whose model config says it was tuned on
+    conversations (``model.conversation``), as a multi-turn training run writes it."""
+    import shutil
+
+    source = tiny_run.parent.parent
+    run_dir = tmp_path_factory.mktemp("multi_turn") / "run"
+    shutil.copytree(source, run_dir, symlinks=True)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["model"]["conversation"] = {"mode": "multi_turn", "history_format": "qa_v1", "max_turns": 3}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return run_dir / "checkpoints" / "last"
+
+
+@pytest.fixture(scope="session")
+def multi_turn_answerer(multi_turn_run):
+    from lavis.apps.inference import Answerer
+    from lavis.models import load_pretrained
+
+    return Answerer(load_pretrained(multi_turn_run))
+
+
+@pytest.fixture(scope="session")
 def decoding():
     """Short deterministic answers (a few tokens, 2 beams): fast on a shared CPU."""
     from lavis.apps.inference import Decoding
@@ -167,7 +190,8 @@ def user(data_url):
 
 @pytest.fixture(scope="session")
 def make_server(answerer, decoding):
-    """``with make_server(**settings) as url:`` the app on a free loopback port (in this process)."""
+    """``with make_server(model=answerer, **settings) as (url, service):`` the app on a free
+    loopback port (in this process)."""
     import contextlib
 
     from lavis.apps.serve.app import ServerSettings, create_app
@@ -175,10 +199,11 @@ def make_server(answerer, decoding):
     from lavis.apps.serve.examples import find_examples
 
     @contextlib.contextmanager
-    def serve(**overrides):
+    def serve(model=None, **overrides):
+        model = model or answerer
         settings = ServerSettings(model_id="tiny-clover", defaults=decoding,
-                                  examples=find_examples(answerer.loaded, None), **overrides)
-        app = create_app(answerer, settings)
+                                  examples=find_examples(model.loaded, None), **overrides)
+        app = create_app(model, settings)
         with background_server(app) as url:
             yield url, app.state.service
 

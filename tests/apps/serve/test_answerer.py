@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from lavis.models.llm.verdict import verdict
 import torch
 from PIL import Image
 
@@ -29,7 +31,7 @@ def llama_answerer(tmp_path_factory, minilm_dir, questions):
 @pytest.mark.parametrize("kind", ["t5", "llama"])
 def test_a_batch_answers_as_one_at_a_time(kind, answerer, llama_answerer, questions):
     from lavis.apps.inference import Decoding
-    from lavis.apps.inference.conversation import Turn
+    from lavis.common.conversation import Turn
 
     model = answerer if kind == "t5" else llama_answerer
     rng = np.random.default_rng(1)
@@ -44,7 +46,8 @@ def test_a_batch_answers_as_one_at_a_time(kind, answerer, llama_answerer, questi
         assert [c.text for c in answer.choices] == [c.text for c in alone.choices]
         assert [c.finish_reason for c in answer.choices] == [c.finish_reason for c in alone.choices]
         for mine, theirs in zip(answer.choices, alone.choices):
-            assert (mine.yes_no is None) == (theirs.yes_no is None) == (not query.closed)
+            # a yes/no confidence exactly for the closed questions' answers that state a verdict
+            assert (mine.yes_no is None) == (theirs.yes_no is None) == (not query.closed or verdict(mine.text) is None)
             if mine.yes_no:
                 assert mine.yes_no["yes"] == pytest.approx(theirs.yes_no["yes"], abs=1e-5)
         assert all(c.completion_tokens <= 5 for c in answer.choices)

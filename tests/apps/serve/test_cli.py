@@ -80,7 +80,7 @@ def test_chat_answers_once_and_in_a_conversation(tiny_run, tiles, answerer, deco
     from PIL import Image
 
     from lavis.apps.chat import main
-    from lavis.apps.inference.conversation import Turn
+    from lavis.common.conversation import Turn
 
     generation = ["--generation", "num_beams=2", "max_new_tokens=6", "min_new_tokens=1"]
     image = Image.open(tiles[1]).convert("RGB")

@@ -78,41 +78,6 @@ def test_n_answers_sampling_seed_and_models(client, tiles, user):
     assert client.models.retrieve("tiny-clover").id == "tiny-clover"
 
 
-def test_multi_turn_folds_earlier_turns_and_uses_the_last_image(client, answerer, decoding, tiles, user, questions):
-    from PIL import Image
-
-    from lavis.apps.inference.conversation import Turn
-
-    messages = [
-        {"role": "system", "content": "You are a pathology assistant."},
-        user(questions[2], tiles[0]),
-        {"role": "assistant", "content": "lymphocytes"},
-        user(questions[0], tiles[4]),  # a newer image: the conversation is about it now
-        {"role": "assistant", "content": [{"type": "text", "text": "yes"}]},
-        user(questions[1]),
-    ]
-    reply = client.chat.completions.create(model="tiny-clover", messages=messages)
-    history = [Turn(questions[2], "lymphocytes"), Turn(questions[0], "yes")]
-    query = answerer.query(Image.open(tiles[4]).convert("RGB"), questions[1], history, decoding)
-    assert query.instruction == (f"Q: {questions[2]} A: lymphocytes Q: {questions[0]} A: yes Q: {questions[1]}")
-    assert reply.choices[0].message.content == answerer.answer([query])[0].choices[0].text
-
-
-def test_long_history_is_dropped_oldest_first(answerer, decoding, tiles, questions):
-    from PIL import Image
-
-    from lavis.apps.inference.conversation import Turn
-
-    image = Image.open(tiles[0]).convert("RGB")
-    history = [Turn(f"{questions[3]} number {i}", "glands lined by columnar epithelium") for i in range(12)]
-    query = answerer.query(image, questions[0], history, decoding)
-    assert 0 < query.turns_kept < len(history)
-    assert query.instruction.startswith(f"Q: {questions[3]} number {len(history) - query.turns_kept} A:")
-    assert query.instruction.endswith(f"Q: {questions[0]}") and answerer.budget.fits(query.instruction)
-    longer = answerer.query(image, questions[0], history[: query.turns_kept + 1], decoding)
-    assert longer.turns_kept == query.turns_kept  # exactly as many as fit
-
-
 def test_health_reports_the_batches(server):
     url, _ = server
     with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
