@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from lavis.apps.inference.conversation import TokenBudget, apply_history_override, fold_within
-from lavis.common.conversation import Turn
 from lavis.apps.inference.errors import InputError
+from lavis.common.conversation import Turn
 from lavis.common.errors import ConfigError
 from lavis.models.llm.bridge import GenerationOptions
 from lavis.models.llm.verdict import is_yes_no_question, verdict, verdict_pair

@@ -19,8 +19,8 @@ import re
 from typing import Any
 
 from lavis.apps.inference import Answer, Decoding
-from lavis.common.conversation import Turn
 from lavis.apps.serve.errors import APIError, bad
+from lavis.common.conversation import Turn
 
 _ROLES = ("system", "developer", "user", "assistant")
 _DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNORECASE)

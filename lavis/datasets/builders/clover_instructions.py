@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lavis.common.jsonio import iter_json_lines
 from lavis.common.errors import DataError
+from lavis.common.jsonio import iter_json_lines
 from lavis.datasets.annotations import field
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.llava_med import read_conversations, strip_image_token

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from lavis.models.llm.verdict import verdict
 import torch
 from PIL import Image
+
+from lavis.models.llm.verdict import verdict
 
 
 @pytest.fixture(scope="module")

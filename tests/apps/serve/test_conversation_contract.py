@@ -113,7 +113,7 @@ def test_the_yes_no_confidence_always_agrees_with_the_verdict_in_the_answer(answ
     closed = [(q, a.choices[0]) for q, a in zip(queries, answers) if q.closed]
     assert len(closed) == 4 * len(tiles)  # the short form "Dense?" is a closed question too
     with_verdict = 0
-    for query, choice in closed:
+    for _, choice in closed:
         said = verdict(choice.text)
         if said is None:
             assert choice.yes_no is None, f"{choice.text!r} has no verdict but got a yes/no bar"

@@ -12,8 +12,8 @@ import pytest
 def test_page_answers_about_an_example_tile_and_keeps_the_conversation(server, answerer, decoding, tmp_path):
     from PIL import Image
 
-    from lavis.common.conversation import Turn
     from lavis.apps.serve.screenshot import BrowserMissing, capture, find_chromium
+    from lavis.common.conversation import Turn
 
     try:
         find_chromium()
