@@ -121,3 +121,39 @@ def test_the_yes_no_confidence_always_agrees_with_the_verdict_in_the_answer(answ
         with_verdict += 1
         assert said == ("yes" if choice.yes_no["yes"] >= 0.5 else "no"), (choice.text, choice.yes_no)
     assert with_verdict > 0
+
+
+def notice_shown(url: str) -> str | None:
+    """The page's single-turn notice as a browser shows it (None: hidden)."""
+    from playwright.sync_api import sync_playwright
+
+    from lavis.apps.serve.screenshot import CHROMIUM_FLAGS, find_chromium
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url, timeout=60_000)
+            page.wait_for_selector("#status:text('ready')", timeout=60_000)
+            notice = page.locator("#turn-notice")
+            return notice.inner_text() if notice.is_visible() else None
+        finally:
+            browser.close()
+
+
+def test_the_page_says_when_a_model_answers_each_question_alone_and_follows_up_for_one_tuned_on_turns(
+        make_server, multi_turn_answerer, decoding, tmp_path):
+    from lavis.apps.serve.screenshot import capture
+
+    with make_server() as (url, _):
+        assert "answers each question on its own" in (notice_shown(url) or "")
+    with make_server(model=multi_turn_answerer) as (url, service):
+        assert notice_shown(url) is None
+        example = service.settings.examples[0]
+        follow_up = "which stain is used"
+        shown = capture(url, tmp_path / "page.png", example=0, questions=[None, follow_up])
+    image = Image.open(example.path).convert("RGB")
+    first = multi_turn_answerer.answer([multi_turn_answerer.query(image, example.question, [], decoding)])[0]
+    earlier = [Turn(example.question, first.choices[0].text)]
+    second = multi_turn_answerer.answer([multi_turn_answerer.query(image, follow_up, earlier, decoding)])[0]
+    assert shown == [first.choices[0].text, second.choices[0].text]
