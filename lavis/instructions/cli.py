@@ -21,6 +21,7 @@ from typing import Any
 from lavis.common.errors import ConfigError, LavisError
 from lavis.common.output_lock import OutputLock
 from lavis.instructions.client import ChatClient, RetryPolicy, public_url
+from lavis.instructions.conversations import chain_into_conversations
 from lavis.instructions.filters import PairFilter
 from lavis.instructions.generate import CostBudget, JobSettings, RunOutcome, caption_job, run_generation
 from lavis.instructions.io import read_captions
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; send nothing, write nothing")
     tpl = parser.add_argument_group("templates")
     tpl.add_argument("--templates", type=Path, default=None, help="template bank YAML (default: configs/instructions/templates/default.yaml)")
+    tpl.add_argument("--conversations", action="store_true",
+                     help="chain each image's template questions into conversations of 2-4 turns (each turn "
+                          "carries the earlier ones as history; for models tuned with model.conversation)")
     tpl.add_argument("--umls-names", type=Path, default=None, help="CUI names for med_umls_ids: MRCONSO.RRF or CSV/TSV cui,name")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries and rejected pairs to the console")
@@ -270,7 +274,12 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     template_items = build_template_instructions(records, args.seed, bank) if bank is not None else []
     if bank is not None:
         settings["template_version"] = bank.version
-    instructions = ordered(generated_instructions(raw_records) + template_items, {r["caption_id"]: r["row"] for r in records})
+    if args.conversations:
+        template_items = chain_into_conversations(template_items, seed=args.seed)
+    conversation = generation is not None and generation.protocol.conversation
+    settings["conversations"] = {"template": bool(args.conversations), "generated": conversation}
+    instructions = ordered(generated_instructions(raw_records, conversation) + template_items,
+                           {r["caption_id"]: r["row"] for r in records})
     write_instruction_files(args.out, instructions)
     finished = {str(r["caption_id"]) for r in raw_records}
     pending_after = sum(r["caption_id"] not in finished for r in records) if generation is not None else 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.instructions.conversations import carry_history, conversations_of
 
 INSTRUCTIONS_FILE = "instructions.jsonl"
 LLAVA_FILE = "instructions_llava.json"
@@ -30,8 +31,10 @@ def write_atomic(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def generated_instructions(raw_records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One instruction per accepted pair of every raw record (an answer opening with yes/no is CLOSED)."""
+def generated_instructions(raw_records: Iterable[dict[str, Any]], conversation: bool = False) -> list[dict[str, Any]]:
+    """One instruction per accepted pair of every raw record (an answer opening with yes/no is CLOSED).
+    ``conversation``: the pairs of a caption form one conversation in order (the protocol asked the
+    chat model for one), so each carries the accepted pairs before it as ``history``."""
     out = []
     for record in raw_records:
         for index, pair in enumerate(record.get("pairs") or []):
@@ -49,7 +52,7 @@ def generated_instructions(raw_records: Iterable[dict[str, Any]]) -> list[dict[s
                     **({"yes_no_answer": closed.group(1).lower()} if closed else {}),
                 }
             )
-    return out
+    return carry_history(out) if conversation else out
 
 
 def ordered(instructions: list[dict[str, Any]], rows: dict[str, int]) -> list[dict[str, Any]]:
@@ -64,19 +67,20 @@ def ordered(instructions: list[dict[str, Any]], rows: dict[str, int]) -> list[di
 
 
 def to_llava(instructions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """LLaVA(-Med) conversation records: the human turn is the question followed by ``<image>``."""
-    return [
-        {
-            "id": item["id"],
-            "image": item["image"],
-            "conversations": [
-                {"from": "human", "value": f"{item['question']}\n<image>"},
-                {"from": "gpt", "value": item["answer"]},
-            ],
-            "answer_type": item["answer_type"],
-        }
-        for item in instructions
-    ]
+    """LLaVA(-Med) conversation records, one per conversation (a single instruction is a
+    one-turn conversation): the first human turn is the question followed by ``<image>``."""
+    records = []
+    for turns in conversations_of(instructions):
+        messages = []
+        for index, item in enumerate(turns):
+            question = f"{item['question']}\n<image>" if index == 0 else item["question"]
+            messages += [{"from": "human", "value": question}, {"from": "gpt", "value": item["answer"]}]
+        first = turns[0]
+        record = {"id": first.get("conversation_id") or first["id"], "image": first["image"], "conversations": messages}
+        if len(turns) == 1:
+            record["answer_type"] = first["answer_type"]
+        records.append(record)
+    return records
 
 
 def write_instruction_files(out_dir: Path, instructions: list[dict[str, Any]]) -> None:

@@ -39,6 +39,9 @@ class Protocol:
     filter: FilterRules = dataclasses.field(default_factory=FilterRules)
     max_tokens: int = 800
     temperature: float = 0.7
+    # the pairs of a reply form one conversation in order (later questions follow up on earlier
+    # answers): each instruction then carries the earlier pairs as its history
+    conversation: bool = False
     sha256: str = dataclasses.field(default="", init=False)
 
     def validate(self) -> None:

@@ -87,9 +87,11 @@ class TokenBudget:
 def fold_within(question: str, history: Sequence[Turn], budget: TokenBudget,
                 contract: ConversationContract) -> tuple[str, list[Turn]]:
     """(instruction, earlier turns kept) under ``contract``: no turns for a single-turn model;
-    else the oldest are dropped until the instruction fits. The question itself is always
+    else at most ``max_turns`` (what training showed), the oldest dropped until the instruction fits. The question itself is always
     kept; whether it fits alone is the caller's decision."""
     kept = list(history) if contract.multi_turn else []
+    if contract.max_turns is not None:  # never more earlier turns than training showed
+        kept = kept[len(kept) - contract.max_turns:] if len(kept) > contract.max_turns else kept
     while kept and budget.llm_tokens(contract.fold(question, kept)) > budget.limit:  # the LLM reads history
         kept.pop(0)
     return contract.instruction(question, kept), kept
