@@ -1,7 +1,7 @@
 """The bad inputs and faults the suite tries, what happens, and the test that checks it.
 
-README's "Reliability" table is rendered from this list (``python tests/reliability/render_table.py``)
-and ``test_reliability_table.py`` fails when README is out of date, when a case names a test that
+The table in docs/reliability.md is rendered from this list (``python tests/reliability/render_table.py``)
+and ``test_reliability_table.py`` fails when that page is out of date, when a case names a test that
 does not exist, or when a test in this folder is missing from the list.
 """
 

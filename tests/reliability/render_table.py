@@ -1,4 +1,4 @@
-"""Render README's reliability table from ``cases.py``: ``python tests/reliability/render_table.py``
+"""Render the reliability table of docs/reliability.md from ``cases.py``: ``python tests/reliability/render_table.py``
 rewrites the block between the markers (``--check`` only says whether it is up to date)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-README = HERE.parents[1] / "README.md"
+PAGE = HERE.parents[1] / "docs" / "reliability.md"
 BEGIN = "<!-- reliability-table:begin (generated from tests/reliability/cases.py by tests/reliability/render_table.py) -->"
 END = "<!-- reliability-table:end -->"
 
@@ -45,13 +45,13 @@ def current_block(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README's table is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the table in docs/reliability.md is out of date")
     args = parser.parse_args(argv)
-    text = README.read_text()
+    text = PAGE.read_text()
     block = render(load_cases())
     if args.check:
         return 0 if current_block(text) == block else 1
-    README.write_text(text.replace(current_block(text), block))
+    PAGE.write_text(text.replace(current_block(text), block))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""README's reliability table is the case list, and the case list is the tests."""
+"""The table in docs/reliability.md is the case list, and the case list is the tests."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def _collected(files: list[str]) -> set[str]:
     return {line.strip() for line in proc.stdout.splitlines() if "::" in line}
 
 
-def test_readme_shows_the_current_case_list():
+def test_the_reliability_page_shows_the_current_case_list():
     renderer = _renderer()
     expected = renderer.render(renderer.load_cases())
-    actual = renderer.current_block((REPO / "README.md").read_text())
-    assert actual == expected, "README's reliability table is stale: run python tests/reliability/render_table.py"
+    actual = renderer.current_block(renderer.PAGE.read_text())
+    assert actual == expected, "docs/reliability.md's table is stale: run python tests/reliability/render_table.py"
 
 
 def test_every_case_names_a_real_test_and_every_test_here_has_a_case():
@@ -41,6 +41,6 @@ def test_every_case_names_a_real_test_and_every_test_here_has_a_case():
     listed = {case.test.split("[")[0] for case in cases}
     here = {node.split("[")[0] for node in collected if node.startswith("tests/reliability/")}
     unlisted = sorted(here - listed - {f"tests/reliability/{Path(__file__).name}::{name}" for name in
-                                       ("test_readme_shows_the_current_case_list",
+                                       ("test_the_reliability_page_shows_the_current_case_list",
                                         "test_every_case_names_a_real_test_and_every_test_here_has_a_case")})
-    assert not unlisted, f"tests without a case in tests/reliability/cases.py (so not in README): {unlisted}"
+    assert not unlisted, f"tests without a case in tests/reliability/cases.py (so not in docs/reliability.md): {unlisted}"
