@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo serve browser bench smoke-full lint clean
+.PHONY: venv test demo serve browser bench smoke-full lint docs clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: venv
 # features and a generation on CPU; ~12 GiB of memory; seconds and peak RSS go to RESULTS.md.
 smoke-full: venv
 	$(PY) -m benchmarks.smoke_full
+
+# The documentation as a site (runs/site); strict: a broken link or a page missing from the nav fails.
+docs: venv
+	$(PY) -m mkdocs build --strict
 
 lint: venv
 	$(PY) -m ruff check lavis tests benchmarks *.py

@@ -46,6 +46,6 @@ setup(
         "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7"],
         "slides": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "scipy>=1.10", "matplotlib>=3.7"],
         "tensorboard": ["tensorboard>=2.14"],
-        "dev": ["pytest>=8", "ruff>=0.5", "playwright>=1.45"],
+        "dev": ["pytest>=8", "ruff>=0.5", "playwright>=1.45", "mkdocs>=1.6"],
     },
 )
