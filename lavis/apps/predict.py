@@ -82,8 +82,10 @@ def predict(answerer: Any, decoding: Any, rows: list[QuestionRow], out: Path, ba
                 images = pending.result()
                 if index + 1 < len(parts):
                     pending = reader.submit(load, parts[index + 1])
-                queries = [answerer.query(image, row.question, decoding=decoding, strict=False, yes_no=yes_no)
-                           for image, row in zip(images, batch)]
+                # a conversation file's earlier (reference) turns reach a model tuned on conversations,
+                # as in evaluation; a single-turn model answers each question alone
+                queries = [answerer.query(image, row.question, row.history, decoding=decoding, strict=False,
+                                          yes_no=yes_no) for image, row in zip(images, batch)]
                 lines = []
                 for row, query, answer in zip(batch, queries, answerer.answer(queries)):
                     choice = answer.choices[0]

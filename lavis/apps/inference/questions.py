@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lavis.common.conversation import turns_of
 from lavis.common.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -29,6 +30,7 @@ class QuestionRow:
     image: Path  # the file
     image_name: str  # as the question file writes it
     question: str
+    history: tuple = ()  # a conversation file's earlier turns (Turn), for a model tuned on conversations
 
 
 def read_questions(path: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> list[QuestionRow]:
@@ -40,13 +42,16 @@ def read_questions(path: str | os.PathLike, image_dir: str | os.PathLike | None 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--questions '{path}': no such file")
+    turns: dict = {}
     if path.suffix.lower() == ".jsonl":
         raw = [(qid, image, text) for qid, image, text, _ in read_question_lines(path)]
     else:
         records = read_json_list(path)
         if records and isinstance(records[0], dict) and "question_id" in records[0]:
             raise DataError(f"{path}: records with 'question_id' are the JSON-lines layout; name the file .jsonl")
-        raw = [(r["question_id"], r["image_path"], r["text_input"]) for r in read_conversations(path)]
+        conversations = read_conversations(path)
+        turns = {r["question_id"]: tuple(turns_of(r["history"])) for r in conversations}
+        raw = [(r["question_id"], r["image_path"], r["text_input"]) for r in conversations]
     if not raw:
         raise DataError(f"{path}: no questions found")
     roots = [Path(image_dir)] if image_dir else [path.parent / "images", path.parent]
@@ -56,7 +61,7 @@ def read_questions(path: str | os.PathLike, image_dir: str | os.PathLike | None 
         if found is None:
             where = " or ".join(str(root) for root in roots)
             raise DataError(f"{path}: question {qid!r}: image '{name}' not found under {where} (set --image-dir)")
-        rows.append(QuestionRow(qid, found, name, question))
+        rows.append(QuestionRow(qid, found, name, question, turns.get(qid, ())))
     return rows
 
 

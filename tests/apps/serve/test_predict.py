@@ -107,3 +107,22 @@ def test_predict_reads_conversation_files_and_image_folders(tiny_run, tmp_path, 
     assert main(["--model", str(tiny_run), "--questions", str(tmp_path / "test.json"), "--out",
                  str(tmp_path / "x.jsonl"), *ARGS]) == 2  # images are not beside the file
     assert "image 'tile_0.png' not found" in capsys.readouterr().err
+
+
+def test_predict_follows_the_conversation_contract(tiny_run, multi_turn_run, tmp_path, tiles):
+    """A conversation file's second question: alone for a single-turn model, after the reference
+    first turn for a model tuned on conversations (as evaluation feeds it)."""
+    from lavis.apps.predict import main
+
+    record = {"id": "c0", "image": tiles[0].name, "conversations": [
+        {"from": "human", "value": "<image>\nis the tissue dense"}, {"from": "gpt", "value": "no"},
+        {"from": "human", "value": "which stain is used"}, {"from": "gpt", "value": "hematoxylin and eosin"}]}
+    (tmp_path / "test.json").write_text(json.dumps([record]))
+    prompts = {}
+    for label, run in (("single", tiny_run), ("multi", multi_turn_run)):
+        out = tmp_path / f"{label}.jsonl"
+        assert main(["--model", str(run), "--questions", str(tmp_path / "test.json"), "--image-dir",
+                     str(tiles[0].parent), "--out", str(out), *ARGS]) == 0
+        prompts[label] = [json.loads(line)["prompt"] for line in out.read_text().splitlines()]
+    assert prompts["single"] == ["is the tissue dense", "which stain is used"]
+    assert prompts["multi"] == ["is the tissue dense", "Q: is the tissue dense A: no Q: which stain is used"]
