@@ -6,7 +6,7 @@
 
 import sys
 
-from lavis.cli import main
+from lavis.cli.scripts import evaluate
 
 if __name__ == "__main__":
-    sys.exit(main("Evaluate a model from a run config.", evaluate_only=True))
+    sys.exit(evaluate())

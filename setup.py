@@ -16,21 +16,24 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["lavis", "lavis.*"]),
+    # configs/ stays at the repository root (every doc names it so) and ships inside the wheel as
+    # the data package lavis.configs: lavis.common.paths.config_root() finds either.
+    packages=[*find_packages(include=["lavis", "lavis.*"]), "lavis.configs"],
+    package_dir={"lavis.configs": "configs"},
     include_package_data=True,
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",
         "transformers>=5.0,<6",
+        "huggingface_hub>=1.0",
         "safetensors>=0.4",
         "sentencepiece>=0.2",
         "protobuf>=4",
         "timm>=1.0",
         "open_clip_torch>=2.24",
         "omegaconf>=2.3",
-        "webdataset>=0.2.86",
+        "webdataset>=1.0",
         "pycocoevalcap>=1.2",
-        "accelerate>=0.30",
         "nltk>=3.8",
         "tqdm>=4.60",
         "numpy>=1.24",
@@ -40,7 +43,21 @@ setup(
         "starlette>=0.40",
         "uvicorn>=0.30",
     ],
-    package_data={"lavis.apps.serve": ["static/*"]},
+    package_data={"lavis.apps.serve": ["static/*"], "lavis.configs": ["**/*.yaml"]},
+    # The top-level scripts (train.py, evaluate.py, ...) stay; these are the same commands on PATH.
+    entry_points={
+        "console_scripts": [
+            "lavis-train = lavis.cli.scripts:train",
+            "lavis-train-stage1 = lavis.cli.scripts:train_stage1",
+            "lavis-evaluate = lavis.cli.scripts:evaluate",
+            "lavis-generate-instructions = lavis.instructions.cli:main",
+            "lavis-serve = lavis.apps.serve.__main__:main",
+            "lavis-chat = lavis.apps.chat:main",
+            "lavis-predict = lavis.apps.predict:main",
+            "lavis-slides = lavis.apps.slides.cli:main",
+            "lavis-doctor = lavis.apps.doctor.__main__:main",
+        ]
+    },
     extras_require={
         "instructions": ["openai>=1.30", "matplotlib>=3.7"],
         "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7"],

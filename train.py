@@ -6,7 +6,7 @@
 
 import sys
 
-from lavis.cli import main
+from lavis.cli.scripts import train
 
 if __name__ == "__main__":
-    sys.exit(main("Train a model from a run config (model + datasets + run)."))
+    sys.exit(train())

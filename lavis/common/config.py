@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lavis.common.errors import ConfigError
-from lavis.common.paths import config_path
+from lavis.common.paths import config_path, user_config_file
 from lavis.common.schema import from_mapping, plain, split_mapping, suggest
 
 SECTIONS = ("model", "datasets", "run")
@@ -171,7 +171,7 @@ def load_config(
     run_schema: type | None = None,
 ) -> Config:
     """Merge and validate; every error names the key, its section and what was expected."""
-    user = _load_yaml(cfg_path, "run config") if cfg_path else OmegaConf.create({})
+    user = _load_yaml(user_config_file(cfg_path), "run config") if cfg_path else OmegaConf.create({})
     override = parse_options(options)
     for key in list(user.keys()) + list(override.keys()):
         if key not in SECTIONS:

@@ -8,12 +8,29 @@ from typing import Any
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
+# An installed wheel holds configs/ as the data package lavis.configs (setup.py's package_dir);
+# a checkout (and an editable install) reads the repository's configs/ beside the package.
+PACKAGED_CONFIGS = PACKAGE_ROOT / "configs"
 
 
 def config_root() -> Path:
-    """The ``configs/`` tree (override with ``LAVIS_CONFIG_ROOT`` for non-editable installs)."""
+    """The ``configs/`` tree: ``LAVIS_CONFIG_ROOT`` if set, else the wheel's packaged copy, else
+    the repository's."""
     override = os.environ.get("LAVIS_CONFIG_ROOT")
-    return Path(override) if override else REPO_ROOT / "configs"
+    if override:
+        return Path(override)
+    return PACKAGED_CONFIGS if PACKAGED_CONFIGS.is_dir() else REPO_ROOT / "configs"
+
+
+def user_config_file(path: str | os.PathLike) -> Path:
+    """A config file a user names on a command line: as given when it exists; a relative
+    ``configs/...`` path that does not exist here (an installed package run from any folder)
+    is the packaged file of that name."""
+    given = Path(path)
+    if given.exists() or given.is_absolute() or given.parts[:1] != ("configs",):
+        return given
+    packaged = config_root().joinpath(*given.parts[1:])
+    return packaged if packaged.exists() else given
 
 
 def config_path(relative: str | os.PathLike) -> Path:
