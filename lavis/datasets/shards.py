@@ -1,19 +1,31 @@
-"""The webdataset tar shard format: what ``make_shards`` writes and the stream reads.
+"""Webdataset tar shards, read and written through the ``webdataset`` library.
 
 A shard is a plain tar; a sample is the consecutive members sharing a key (the member name up to
-the first dot of its base name): ``<key>.<image ext>`` holds the original image bytes and
-``<key>.json`` the annotation row (with ``image_id``). Writes are atomic (temp file + rename)
-and reproducible (fixed mtime/owner), so a re-run gives byte-identical shards.
+the first dot of its base name). Shards as the ecosystem writes them (``webdataset.ShardWriter``,
+img2dataset) are read as they are: string keys, the image under any common extension, the
+caption in ``<key>.txt`` and/or a field of ``<key>.json``, no image id required. ``make_shards``
+writes that layout too (plus the CSV row, with ``image_id``, in the JSON), atomically (temp file +
+rename) and reproducibly (fixed mtime), so a re-run gives byte-identical shards.
+
+Shard specs are local globs under the data set's storage or what ``webdataset`` opens: URLs
+(``http(s)://``, ``file:``), ``pipe:`` commands, brace ranges (``{000000..000099}``) and
+``::``-joined lists. webdataset resolves, opens and splits the tars into samples; which shards
+and samples a rank and worker reads stays ours (``quilt1m_stream``), for exactly-once and exact resume.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import posixpath
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from webdataset.shardlists import expand_urls
+from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
+from webdataset.writer import ShardWriter
+
+from lavis.datasets.annotations import data_files
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp")
 MANIFEST = "shards.json"
@@ -29,49 +41,57 @@ class ShardReadError(Exception):
         self.samples_read = samples_read
 
 
-def write_shard(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> int:
-    """Write ``(key, {ext: bytes})`` samples to ``path`` atomically; return how many."""
-    tmp = path.with_name(path.name + ".tmp")
-    count = 0
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, members in samples:
-            for ext, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                info.mode = 0o644
-                info.mtime = 0
-                tar.addfile(info, io.BytesIO(data))
-            count += 1
-    os.replace(tmp, path)
-    return count
+def is_url(spec: str) -> bool:
+    """A shard spec webdataset opens itself (not a local path or glob)."""
+    return "://" in spec or spec.startswith(("pipe:", "file:"))
 
 
-def split_member_name(name: str) -> tuple[str, str]:
-    """``dir/000123.jpg`` -> (``dir/000123``, ``jpg``); the extension is everything after the first dot."""
-    folder, base = posixpath.split(name)
-    stem, _, ext = base.partition(".")
-    return posixpath.join(folder, stem) if folder else stem, ext.lower()
+def expand_shards(spec: str, root: Callable[[], Path], key: str) -> list[str]:
+    """Every shard of ``spec``: braces and ``::`` lists expanded by webdataset, URLs kept as they
+    are, local entries globbed under ``root()`` (sorted; an entry matching nothing is an error)."""
+    shards: list[str] = []
+    for entry in expand_urls(spec):
+        shards.extend([entry] if is_url(entry) else [str(p) for p in data_files(root(), entry, key)])
+    return shards
 
 
-def iter_shard(path: str | os.PathLike) -> Iterator[dict[str, bytes | str]]:
-    """Samples of one shard as ``{"__key__": key, ext: bytes, ...}``, in stored order."""
-    current: dict[str, bytes | str] = {}
+def iter_shard(url: str) -> Iterator[dict[str, Any]]:
+    """Samples of one shard as ``{"__key__": key, "__url__": url, ext: bytes, ...}``, in stored order."""
     read = 0
     try:
-        with tarfile.open(path, "r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, ext = split_member_name(member.name)
-                handle = tar.extractfile(member)
-                data = handle.read() if handle is not None else b""
-                if current and current["__key__"] != key:
-                    yield current
-                    read += 1
-                    current = {}
-                current.setdefault("__key__", key)
-                current[ext] = data
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise ShardReadError(str(path), f"unreadable or truncated shard ({err})", read) from None
-    if current:
-        yield current
+        for sample in group_by_keys(tar_file_expander(url_opener([{"url": str(url)}]))):
+            read += 1
+            yield sample
+    except (tarfile.TarError, OSError, EOFError, ValueError) as err:  # webdataset passes these through
+        raise ShardReadError(str(url), f"unreadable or truncated shard ({err})", read) from None
+
+
+def image_member(sample: dict[str, Any]) -> str | None:
+    """The extension of the sample's image member, if it has one."""
+    return next((ext for ext in IMAGE_EXTENSIONS if ext in sample), None)
+
+
+class AtomicShardWriter:
+    """``webdataset.ShardWriter`` writing each shard to a temp file renamed into place when complete;
+    ``counts`` lists (file name, samples) of the finished shards."""
+
+    def __init__(self, pattern: Path, max_count: int) -> None:
+        self._open: dict[str, Any] = {}
+        self.counts: list[tuple[str, int]] = []
+        self._writer = ShardWriter(str(pattern), maxcount=max_count, opener=self._opener, post=self._finished,
+                                   encoder=False, mtime=0, verbose=0)  # fmt: skip
+
+    def _opener(self, name: str) -> Any:
+        self._open[name] = handle = open(name + ".tmp", "wb")  # noqa: SIM115 (closed in _finished)
+        return handle
+
+    def _finished(self, name: str) -> None:
+        self._open.pop(name).close()
+        os.replace(name + ".tmp", name)
+        self.counts.append((Path(name).name, self._writer.count))
+
+    def write(self, key: str, members: dict[str, bytes]) -> None:
+        self._writer.write({"__key__": key, **members})
+
+    def close(self) -> None:
+        self._writer.close()

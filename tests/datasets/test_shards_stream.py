@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 import torch
+import webdataset
 from torch.utils.data import DataLoader
 
 from lavis.common import dist
@@ -57,13 +58,27 @@ def test_round_trip_rows_in_equal_samples_out(quilt_files):
     rows = [json.loads(s["json"]) for s in samples]
     assert sorted(r["row"] for r in rows) == list(range(1, ROWS + 1))  # 1-based CSV rows
     assert all(r["caption"].startswith(f"caption {r['row'] - 1}:") for r in rows)
-    assert all(set(s) == {"__key__", "jpg", "json"} for s in samples)
+    assert all(set(s) == {"__key__", "__url__", "jpg", "txt", "json"} for s in samples)
+    assert all(s["txt"].decode() == json.loads(s["json"])["caption"] for s in samples)
     by_image = {}
     for row in rows:
         by_image.setdefault(row["image_path"], set()).add(row["image_id"])
     assert all(len(ids) == 1 for ids in by_image.values()) and len({r["image_id"] for r in rows}) == 12
     original = (quilt_files / "quilt_1m" / rows[0]["image_path"]).read_bytes()
     assert next(s for s in samples if json.loads(s["json"]) == rows[0])["jpg"] == original
+
+
+def test_make_shards_output_reads_with_webdataset_unchanged_and_reruns_identically(quilt_files):
+    manifest = _shard(quilt_files, 10)
+    names = [quilt_files / "shards" / s["name"] for s in manifest["shards"]]
+    first = [path.read_bytes() for path in names]
+    dataset = webdataset.WebDataset([str(p) for p in names], shardshuffle=False).decode("pil").to_tuple("jpg", "txt", "json")
+    rows = list(dataset)
+    assert len(rows) == ROWS
+    assert all(image.size == (16, 16) and text == row["caption"] and isinstance(row["image_id"], int) for image, text, row in rows)
+    _shard(quilt_files, 10)
+    assert [path.read_bytes() for path in names] == first  # reproducible: byte-identical shards
+    assert not list((quilt_files / "shards").glob("*.tmp"))
 
 
 def test_missing_images_are_listed_not_written(quilt_files):
@@ -165,8 +180,8 @@ def test_decode_reports_bad_rows(write):
     bad_json = stream.decode({"__key__": "000000002", "jpg": image, "json": b"{not json"})
     assert bad_json.path == "000000002" and "malformed JSON" in bad_json.reason
     no_caption = stream.decode({"__key__": "3", "jpg": image, "json": json.dumps({**good, "caption": " "}).encode()})
-    assert no_caption == SkippedSample("a.jpg", "no 'caption' text in the shard row")
+    assert no_caption == SkippedSample("a.jpg", "no caption: neither a 'caption' text in 3.json nor a non-empty 3.txt")
     no_image = stream.decode({"__key__": "4", "json": json.dumps(good).encode()})
     assert no_image == SkippedSample("a.jpg", "no image bytes")
-    with pytest.raises(DataError, match="a.jpg: no 'caption' text"):
+    with pytest.raises(DataError, match="a.jpg: no caption"):
         Quilt1MStream(["unused.tar"], strict=True).decode({"__key__": "3", "json": json.dumps({**good, "caption": ""}).encode()})

@@ -1,22 +1,24 @@
-"""Quilt-1M from webdataset shards (``make_shards``) as a stream for iteration-based training."""
+"""Image-caption webdataset shards (``make_shards``, img2dataset, ``webdataset.ShardWriter``) as a
+stream for iteration-based training."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 from lavis.common.errors import ConfigError
-from lavis.datasets.annotations import data_files
 from lavis.datasets.builders.base_builder import BaseBuilderConfig, register_builder
 from lavis.datasets.builders.table_builder import StorageBuilder
 from lavis.datasets.datasets.quilt1m_stream import Quilt1MStream
+from lavis.datasets.shards import expand_shards
 
 
 @dataclasses.dataclass
 class Quilt1MWdsConfig(BaseBuilderConfig):
-    # Glob of the shards under storage.
+    # Local glob(s) under storage, or what webdataset opens: URLs, pipe: commands, brace ranges,
+    # '::'-joined lists (storage may then be null).
     shards: str = "shards/quilt1m-*.tar"
-    caption_field: Literal["caption", "corrected_text"] = "caption"
+    # JSON field holding the caption; a sample without it (or with null here) uses <key>.txt.
+    caption_field: str | None = "caption"
     shuffle: bool = True
     # Items held for the within-stream shuffle (memory: about this many encoded images per worker).
     shuffle_buffer: int = 1000
@@ -36,9 +38,8 @@ class Quilt1MWdsBuilder(StorageBuilder):
     DEFAULT_CONFIG = "datasets/quilt1m_wds.yaml"
 
     def build(self) -> dict[str, Quilt1MStream]:
-        shards = data_files(self.root(), self.cfg.shards, f"datasets.{self.name}.shards")
         stream = Quilt1MStream(
-            [str(s) for s in shards],
+            self.shard_list(),
             caption_field=self.cfg.caption_field,
             vis_processor=self.processor("vis_processor", "train"),
             text_processor=self.processor("text_processor", "train"),
@@ -49,3 +50,7 @@ class Quilt1MWdsBuilder(StorageBuilder):
             max_pixels=self.cfg.max_image_pixels,
         )
         return {"train": stream}
+
+    def shard_list(self) -> list[str]:
+        """Shard paths / URLs (storage is read only for local entries)."""
+        return expand_shards(self.cfg.shards, self.root, f"datasets.{self.name}.shards")

@@ -22,7 +22,6 @@ CHECK_FILE = "check.json"
 def check_dataset(name: str, root: Path, options: Sequence[str] = (), workers: int = 4,
                   out_dir: Path | None = None) -> dict[str, Any]:
     """Check one data set; writes ``<out_dir>/check.json`` (default: ``root``) and returns it."""
-    from lavis.datasets.annotations import data_files
     from lavis.datasets.builders.quilt1m import Quilt1MBuilder
     from lavis.datasets.builders.quilt1m_wds import Quilt1MWdsBuilder
     from lavis.datasets.builders.standalone import make_builder
@@ -41,8 +40,7 @@ def check_dataset(name: str, root: Path, options: Sequence[str] = (), workers: i
         report["splits"], extra = check_quilt1m(builder, workers, out_dir)
         report.update(extra)
     elif isinstance(builder, Quilt1MWdsBuilder):
-        shards = data_files(builder.root(), builder.cfg.shards, f"datasets.{name}.shards")
-        report["splits"] = {"train": check_shards(shards, workers, builder.cfg.max_image_pixels)}
+        report["splits"] = {"train": check_shards(builder.shard_list(), workers, builder.cfg.max_image_pixels)}
     elif isinstance(builder, TableBuilder):
         report["splits"] = check_tables(name, builder, workers)
     else:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from lavis.datasets.bad_data import SkippedSample
 from lavis.datasets.check.tables import EXAMPLES
 from lavis.datasets.image_io import load_image_bytes
-from lavis.datasets.shards import IMAGE_EXTENSIONS, ShardReadError, iter_shard
+from lavis.datasets.shards import ShardReadError, image_member, iter_shard
 
 
 def _image_path(sample: dict[str, Any]) -> str:
@@ -28,7 +28,7 @@ def _image_path(sample: dict[str, Any]) -> str:
 
 
 class _Shards(Dataset):
-    def __init__(self, shards: list[Path], max_pixels: int) -> None:
+    def __init__(self, shards: list[str], max_pixels: int) -> None:
         self.shards, self.max_pixels = shards, max_pixels
 
     def __len__(self) -> int:
@@ -42,8 +42,8 @@ class _Shards(Dataset):
         try:
             for sample in iter_shard(path):
                 counts["samples"] += 1
-                ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
-                name = f"{path.name}/{sample['__key__']}{_image_path(sample)}"
+                ext = image_member(sample)
+                name = f"{Path(path).name}/{sample['__key__']}{_image_path(sample)}"
                 if ext is None:
                     counts["missing"] += 1
                     bad.append(f"{name}: no image member")
@@ -56,10 +56,10 @@ class _Shards(Dataset):
                     counts["readable"] += 1
         except ShardReadError as err:
             error = err.reason
-        return {"shard": path.name, **counts, "error": error, "examples": bad[:EXAMPLES]}
+        return {"shard": Path(path).name, **counts, "error": error, "examples": bad[:EXAMPLES]}
 
 
-def check_shards(shards: list[Path], workers: int, max_pixels: int) -> dict[str, Any]:
+def check_shards(shards: list[str], workers: int, max_pixels: int) -> dict[str, Any]:
     """One ``train`` entry with totals, per-shard counts and the shards that are broken."""
     loader = DataLoader(_Shards(shards, max_pixels), batch_size=None, num_workers=workers)
     per_shard = []

@@ -1,4 +1,10 @@
-"""Quilt-1M streamed from tar shards, for iteration-based training at scale.
+"""Quilt-1M (or any image-caption set) streamed from webdataset tar shards, for iteration-based
+training at scale.
+
+A sample needs an image (any of ``shards.IMAGE_EXTENSIONS``) and a caption: the JSON row's
+``caption_field`` when the row has that text, else ``<key>.txt``. Its ``image_id`` (equal ids are
+ITC positives) is the row's integer ``image_id`` when it has one (``make_shards``), else a 63-bit
+hash of the image bytes, so one image's captions are positives in shards from any writer.
 
 Exactly once per pass: the R ranks x W DataLoader workers form R*W slots (slot = rank*W +
 worker). With at least R*W shards, slot s reads shards ``order[s::R*W]``; with fewer, every slot
@@ -14,6 +20,7 @@ process reach the workers at the start of each epoch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from lavis.common import dist
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 from lavis.datasets.image_io import DEFAULT_MAX_PIXELS, decode_size, load_image_bytes
-from lavis.datasets.shards import IMAGE_EXTENSIONS, ShardReadError, iter_shard
+from lavis.datasets.shards import ShardReadError, image_member, iter_shard
 
 Raw = dict[str, Any]
 
@@ -49,7 +56,7 @@ class Quilt1MStream(IterableDataset):
     def __init__(
         self,
         shards: Sequence[str],
-        caption_field: str = "caption",
+        caption_field: str | None = "caption",
         vis_processor: Any = None,
         text_processor: Any = None,
         shuffle: bool = True,
@@ -130,25 +137,39 @@ class Quilt1MStream(IterableDataset):
                 yield raw if isinstance(raw, SkippedSample) else self.decode(raw)
 
     def decode(self, raw: Raw) -> dict[str, Any] | SkippedSample:
-        """One shard sample -> contract item (or a skip naming ``<key>`` and the reason)."""
+        """One shard sample -> contract item (or a skip naming the sample and the reason)."""
         key = str(raw.get("__key__"))
-        try:
-            row = json.loads(raw["json"])
-        except (KeyError, ValueError) as err:
-            return skip_or_raise(key, f"missing or malformed JSON in the shard ({err})", self.strict)
-        name = str(row.get("image_path") or key)
-        caption = row.get(self.caption_field)
-        if not isinstance(caption, str) or not caption.strip():
-            return skip_or_raise(name, f"no '{self.caption_field}' text in the shard row", self.strict)
-        if not isinstance(row.get("image_id"), int):
-            return skip_or_raise(name, "no integer 'image_id' in the shard row (write shards with make_shards)", self.strict)
-        data = next((raw[ext] for ext in IMAGE_EXTENSIONS if ext in raw), None)
+        row: dict[str, Any] = {}
+        if "json" in raw:
+            try:
+                row = json.loads(raw["json"])
+            except ValueError as err:
+                return skip_or_raise(key, f"malformed JSON in the shard ({err})", self.strict)
+            if not isinstance(row, dict):
+                return skip_or_raise(key, f"the shard's JSON is a {type(row).__name__}, expected an object", self.strict)
+        name = str(row.get("image_path") or row.get("url") or (f"{raw['__url__']}/{key}" if "__url__" in raw else key))
+        caption = self._caption(raw, row)
+        if caption is None:
+            where = f"a '{self.caption_field}' text in {key}.json nor " if self.caption_field else ""
+            return skip_or_raise(name, f"no caption: neither {where}a non-empty {key}.txt", self.strict)
+        ext = image_member(raw)
+        data = raw[ext] if ext is not None else None
         image = load_image_bytes(data, name, self.strict, self.max_pixels, decode_size(self.vis_processor))
         if isinstance(image, SkippedSample):
             return image
+        image_id = row.get("image_id")
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            image_id = int.from_bytes(hashlib.sha256(data).digest()[:8], "big") >> 1  # fits int64
         return {
             "image": self.vis_processor(image) if self.vis_processor is not None else image,
-            "image_id": row["image_id"],
+            "image_id": image_id,
             "image_path": name,
             "text_input": self.text_processor(caption) if self.text_processor is not None else caption,
         }
+
+    def _caption(self, raw: Raw, row: dict[str, Any]) -> str | None:
+        """The JSON row's ``caption_field`` text, else the ``.txt`` member's."""
+        candidates = [row.get(self.caption_field)] if self.caption_field else []
+        if isinstance(raw.get("txt"), bytes):
+            candidates.append(raw["txt"].decode("utf-8", errors="replace"))
+        return next((c for c in candidates if isinstance(c, str) and c.strip()), None)

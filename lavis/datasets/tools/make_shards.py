@@ -3,8 +3,11 @@
     python -m lavis.datasets.tools.make_shards --csv quilt_1M_lookup.csv --images quilt_1m \\
         --out shards/ [--shard-size 5000] [--split train] [--subsets quilt openpath] [--verify]
 
-Each sample stores the original image bytes and the CSV row as JSON (plus ``image_id``, dense per
-unique image over the selected rows, and ``row``, the 1-based CSV row, which is also the key). Rows are
+Shards use the standard webdataset layout, readable by ``webdataset.WebDataset`` unchanged: per
+sample ``<key>.jpg`` (the original image bytes, under their own extension when not a JPEG),
+``<key>.txt`` (the caption, from ``--caption-field``) and ``<key>.json`` (the CSV row plus
+``image_id``, dense per unique image over the selected rows, and ``row``, the 1-based CSV row,
+which is also the key). Every shard but the last holds ``--shard-size`` samples. Rows are
 shuffled once (``--shuffle-seed``; negative keeps CSV order) so that one image's captions do not
 sit side by side. Missing images (or undecodable ones with ``--verify``) are left out and listed
 in ``shards.json`` with the reason, beside the sample count of every shard.
@@ -32,9 +35,10 @@ from lavis.datasets.bad_data import SkippedSample
 from lavis.datasets.builders.quilt1m import Quilt1MFilter, read_lookup
 from lavis.datasets.builders.table_builder import SplitTable, with_image_ids
 from lavis.datasets.image_io import load_image_bytes
-from lavis.datasets.shards import IMAGE_EXTENSIONS, MANIFEST, write_shard
+from lavis.datasets.shards import IMAGE_EXTENSIONS, MANIFEST, AtomicShardWriter
 
 logger = logging.getLogger("make_shards")
+_ROWS_IN_MEMORY = 10_000  # CSV rows turned into dicts at a time (1M at once would take gigabytes)
 
 
 def select_rows(csv: Path, images: Path, rules: Quilt1MFilter, split: str | None, seed: int) -> pa.Table:
@@ -59,7 +63,8 @@ def _read(path: Path) -> bytes | str:
 
 
 def _samples(
-    rows: list[dict[str, Any]], images: Path, verify: bool, workers: int, skipped: list[dict[str, Any]]
+    rows: list[dict[str, Any]], images: Path, caption_field: str, verify: bool, workers: int,
+    skipped: list[dict[str, Any]],
 ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, members) for every row whose image can be read, in row order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -72,7 +77,8 @@ def _samples(
                 continue
             ext = Path(row["image_path"]).suffix.lower().lstrip(".")
             ext = ext if ext in IMAGE_EXTENSIONS else "jpg"
-            yield f"{row['row']:09d}", {ext: data, "json": json.dumps(row, ensure_ascii=False).encode()}
+            members = {ext: data, "txt": str(row[caption_field]).encode(), "json": json.dumps(row, ensure_ascii=False).encode()}
+            yield f"{row['row']:09d}", members
 
 
 def make_shards(
@@ -93,14 +99,15 @@ def make_shards(
     table = select_rows(csv, images, rules, split, seed)
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[dict[str, Any]] = []
-    shards = []
     digits = max(6, len(str(math.ceil(table.num_rows / shard_size))))
-    for number, start in enumerate(range(0, table.num_rows, shard_size)):
-        rows = table.slice(start, shard_size).to_pylist()
-        name = f"{prefix}-{number:0{digits}d}.tar"
-        count = write_shard(out / name, _samples(rows, images, verify, workers, skipped))
-        shards.append({"name": name, "samples": count})
-        logger.info("%s: %d samples", name, count)
+    writer = AtomicShardWriter(out / f"{prefix}-%0{digits}d.tar", shard_size)
+    for start in range(0, table.num_rows, _ROWS_IN_MEMORY):
+        rows = table.slice(start, _ROWS_IN_MEMORY).to_pylist()
+        for key, members in _samples(rows, images, rules.caption_field, verify, workers, skipped):
+            writer.write(key, members)
+    writer.close()
+    shards = [{"name": name, "samples": count} for name, count in writer.counts]
+    logger.info("%d shard(s): %s", len(shards), shards[:3])
     manifest = {
         "csv": str(csv),
         "split": split,
