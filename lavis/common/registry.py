@@ -23,6 +23,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.base = base
         self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}  # another project's name -> ours
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: ``@MODELS.register("blip2")``."""
@@ -52,22 +53,37 @@ class Registry(Generic[T]):
             )
         self._entries[name] = cls
 
+    def add_alias(self, alias: str, name: str) -> None:
+        """Let ``alias`` (e.g. LAVIS's name for the same class) stand for the registered ``name``."""
+        if name not in self._entries:
+            raise RegistryError(f"{self.kind} registry: alias '{alias}' points at unregistered '{name}'")
+        if alias in self._entries or self._aliases.get(alias, name) != name:
+            raise RegistryError(f"{self.kind} registry: '{alias}' is already taken")
+        self._aliases[alias] = name
+
+    def canonical(self, name: str) -> str:
+        """The registered name ``name`` stands for (itself, or what its alias points at)."""
+        self.get(name)
+        return self._aliases.get(name, name)
+
     def get(self, name: str) -> T:
         try:
-            return self._entries[name]
+            return self._entries[self._aliases.get(name, name)]
         except KeyError:
             known = sorted(self._entries)
-            close = difflib.get_close_matches(str(name), known, n=1)
+            close = difflib.get_close_matches(str(name), [*known, *self._aliases], n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
+            aliases = ", ".join(f"{a} -> {n}" for a, n in sorted(self._aliases.items()))
             raise RegistryError(
                 f"unknown {self.kind} '{name}'.{hint} Known {self.kind}s: {', '.join(known) or '(none)'}"
+                + (f" (also accepted: {aliases})" if aliases else "")
             ) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

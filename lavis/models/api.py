@@ -22,27 +22,35 @@ def model_config(arch: str, model_type: str, overrides: Mapping[str, Any] | None
     if "model" not in raw:
         raise ConfigError(f"{path}: expected a top-level 'model:' section")
     section = raw.model
-    for key, expected in (("arch", arch), ("model_type", model_type)):
-        if section.get(key, expected) != expected:
-            raise ConfigError(f"{path}: model.{key} is {section.get(key)!r}, expected {expected!r}")
+    if MODELS.canonical(section.get("arch", arch)) != MODELS.canonical(arch):  # LAVIS aliases name our class
+        raise ConfigError(f"{path}: model.arch is {section.get('arch')!r}, expected {MODELS.canonical(arch)!r}")
+    if section.get("model_type", model_type) != model_type:
+        raise ConfigError(f"{path}: model.model_type is {section.get('model_type')!r}, expected {model_type!r}")
     merged = OmegaConf.merge(section, OmegaConf.create(dict(overrides or {})))
     return model_cls.parse_config(merged, "model")
+
+
+# ``load_model``'s checkpoint when the caller names none: the YAML's (None means "load none").
+YAML_CHECKPOINT = "<the model_type YAML's checkpoint>"
 
 
 def load_model(
     arch: str,
     model_type: str,
-    checkpoint: str | None = None,
+    checkpoint: str | None = YAML_CHECKPOINT,
     device: str | torch.device = "cpu",
     is_eval: bool = False,
     **overrides: Any,
 ) -> BaseModel:
-    """Build ``arch`` with ``model_type``'s defaults; ``checkpoint`` (if given) replaces the config's.
+    """Build ``arch`` with ``model_type``'s defaults. ``checkpoint``: left out, the YAML's; a path
+    replaces it; None loads none (CLOVER's ``checkpoint: null`` + ``init_checkpoint`` flow:
+    ``load_model("blip2_vicuna_instruct", "vicuna7b", checkpoint=None, init_checkpoint=stage1)``).
 
     ``overrides`` are config keys, e.g. ``load_model("blip2_t5_instruct", "tiny",
-    llm={"name_or_path": folder}, qformer={"tokenizer": vocab_folder})``.
+    llm={"name_or_path": folder}, qformer={"tokenizer": vocab_folder})``. ``arch`` may be LAVIS's
+    name (``blip2_opt``, ``blip2_feature_extractor``, ``blip2_image_text_matching``).
     """
-    if checkpoint is not None:
+    if checkpoint != YAML_CHECKPOINT:
         overrides["checkpoint"] = checkpoint
     cfg = model_config(arch, model_type, overrides)
     model = MODELS.get(arch).from_config(cfg)

@@ -36,7 +36,14 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_overrides(minilm_dir, tiny_t5_dir, tiny_llama_dir):
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    from lavis.models.llm.tiny import save_tiny_gpt2
+
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"), CORPUS * 5)
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(minilm_dir, tiny_t5_dir, tiny_llama_dir, request):
     """Config overrides that point the tiny YAMLs at local files (per arch)."""
 
     def overrides(arch: str, **extra) -> dict:
@@ -45,6 +52,8 @@ def tiny_overrides(minilm_dir, tiny_t5_dir, tiny_llama_dir):
             out["llm"] = {"name_or_path": str(tiny_t5_dir)}
         elif arch in ("blip2_vicuna_instruct", "blip2_llm"):
             out["llm"] = {"name_or_path": str(tiny_llama_dir)}
+        elif arch == "blip2_biomed_instruct":  # built only by the tests that use it
+            out["llm"] = {"name_or_path": str(request.getfixturevalue("tiny_gpt2_dir"))}
         for key, value in extra.items():
             out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
         return out

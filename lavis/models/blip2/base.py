@@ -133,7 +133,12 @@ class Blip2Base(BaseModel):
         from lavis.models.interop.layouts import to_our_layout  # interop imports this module
 
         hint = {"missing_hint": missing_hint} if missing_hint else {}
-        return load_state_into(self, to_our_layout(self, read_state_dict(path)), str(path), strict=strict, **hint)
+        state = to_our_layout(self, read_state_dict(path))
+        self.fit_to_checkpoint(state, str(path))
+        return load_state_into(self, state, str(path), strict=strict, **hint)
+
+    def fit_to_checkpoint(self, state: Mapping[str, torch.Tensor], source: str) -> None:
+        """Adapt the model to what a checkpoint legitimately holds before loading it (no-op here)."""
 
     # ---- frozen parts stay in eval mode -----------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from lavis.models.base_model import register_model
+from lavis.models.base_model import MODELS, register_model
 from lavis.models.blip2.stage2 import Blip2LLMBase
 
 
@@ -30,3 +30,6 @@ class Blip2LLM(Blip2LLMBase):
     LLM_KIND: ClassVar[str] = "causal"
     LLM_ATTR: ClassVar[str] = "llm_model"
     PROJ_ATTR: ClassVar[str] = "llm_proj"
+
+
+MODELS.add_alias("blip2_opt", "blip2_llm")  # LAVIS's name (its opt_proj / opt_model load into ours)

@@ -24,7 +24,7 @@ from torch import nn
 
 from lavis.common.dist import all_gather_no_grad, all_gather_with_grad, get_rank
 from lavis.common.errors import DataError
-from lavis.models.base_model import register_model
+from lavis.models.base_model import MODELS, register_model
 from lavis.models.blip2.base import Blip2Base, Blip2Config
 from lavis.models.blip2.losses import contrastive_loss, sample_hard_negatives
 
@@ -178,3 +178,9 @@ class Blip2Qformer(Blip2Base):
         image_feats = self.extract_features({key: image}, mode="image").image_embeds_proj
         text_feats = self.extract_features({"text_input": list(text)}, mode="text").text_embeds_proj[:, 0]
         return torch.einsum("iqe,te->itq", image_feats, text_feats).amax(dim=-1)
+
+
+# LAVIS registers this class under these names too (feature extraction, image-text matching), so
+# ``load_model("blip2_feature_extractor", "pretrain")`` works as it does there.
+MODELS.add_alias("blip2_feature_extractor", "blip2")
+MODELS.add_alias("blip2_image_text_matching", "blip2")

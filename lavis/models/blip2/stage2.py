@@ -9,6 +9,7 @@ on to the LLM. Trainable: Q-Former, query tokens, projection. Frozen: image enco
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -21,6 +22,11 @@ from lavis.models.blip2.base import Blip2Base, Blip2Config
 from lavis.models.llm import CausalBridge, GenerationOptions, LanguageBridge, LLMConfig, Seq2SeqBridge
 from lavis.models.llm.loading import load_llm, load_llm_tokenizer
 from lavis.models.llm.verdict import verdict_pair
+
+logger = logging.getLogger(__name__)
+# Most embedding rows a checkpoint's LLM may hold beyond ours: tokens added to the tokenizer (LAVIS's
+# InstructBLIP Vicuna adds [PAD], one row); more means another LLM, reported as a shape mismatch.
+MAX_ADDED_TOKENS = 8
 
 
 @dataclasses.dataclass
@@ -85,6 +91,21 @@ class Blip2LLMBase(Blip2Base):
 
     def frozen_modules(self) -> list[nn.Module]:
         return [*super().frozen_modules(), self.llm]
+
+    def fit_to_checkpoint(self, state: Mapping[str, torch.Tensor], source: str) -> None:
+        """A full state dict of LAVIS's InstructBLIP Vicuna holds the LLM with one more embedding
+        row (the ``[PAD]`` token LAVIS adds to the tokenizer): grow the LLM's input and output
+        embeddings to that size, so every row loads and the model computes what LAVIS's did, the
+        [PAD] logit included (never an input here: ours pads with the tokenizer's unk token)."""
+        embeddings = self.llm.get_input_embeddings().weight
+        names = [name for name, value in self.state_dict(keep_vars=True).items() if value is embeddings]
+        rows = next((state[name].shape[0] for name in names if name in state), embeddings.shape[0])
+        if not 0 < rows - embeddings.shape[0] <= MAX_ADDED_TOKENS:
+            return
+        logger.info("%s: the LLM holds %d embedding rows, this model %d (tokens LAVIS added, e.g. [PAD]); "
+                    "growing the LLM's embeddings to load them", source, rows, embeddings.shape[0])
+        self.llm.resize_token_embeddings(rows)
+        self.llm.requires_grad_(False)
 
     # ---- inputs -------------------------------------------------------------------------------
     @property

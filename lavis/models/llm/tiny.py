@@ -139,3 +139,38 @@ def save_tiny_llama(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return _save(model, tokenizer, folder)
+
+
+def save_tiny_gpt2(
+    folder: str | os.PathLike,
+    texts: Iterable[str],
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = 320,
+    seed: int = 0,
+    initializer_range: float = 0.1,
+) -> Path:
+    """A random GPT-2 (the architecture of BioMedLM, CLOVER's ``blip2_biomed_instruct`` LLM) + a
+    byte-level BPE tokenizer trained on ``texts`` (``<|endoftext|>`` as BOS/EOS/unk, as GPT-2's)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    lines = [line.strip() for line in texts if line and line.strip()]
+    if not lines:
+        raise DataError("save_tiny_gpt2: no non-empty text to train the tokenizer on")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"],
+                            show_progress=False)  # fmt: skip
+    bpe.save_model(str(folder))
+    tokenizer = GPT2TokenizerFast.from_pretrained(str(folder))  # transformers 5 ignores vocab_file=
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=512,
+        initializer_range=initializer_range, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+    return _save(model, tokenizer, folder)
