@@ -4,6 +4,8 @@
     python -m lavis.models.convert --from lavis --to hf --src instruct_blip_vicuna7b_trimmed.pth \\
         --arch blip2_vicuna_instruct --model-type vicuna7b --out hf/ivicuna
     python -m lavis.models.convert --from ours --to hf --src converted/ivicuna --out hf/ivicuna --verify
+    python -m lavis.models.convert --from ours --to hf --src runs/clover/checkpoints/best --out hf/clover \
+        --push-to-hub user/clover-flant5xl
 
 Sources: ``hf`` (an HF checkpoint folder or hub id; its config decides the architecture), ``lavis``
 (a LAVIS ``.pth``, built as ``--arch`` / ``--model-type``; the LLM and, for trimmed checkpoints,
@@ -11,7 +13,9 @@ the encoder come from that config's sources), ``ours`` (a folder written by ``--
 training checkpoint with ``--arch`` / ``--model-type``). Targets: ``hf`` (``to_hf``) and ``ours``
 (:func:`lavis.models.interop.save_model_folder`). ``--set key=value`` overrides config keys, e.g.
 ``--set llm.name_or_path=/models/vicuna-7b-v1.1``. ``--verify`` reloads what was written and
-compares its LLM logits with the source model's on a random image.
+compares its LLM logits with the source model's on a random image. ``--push-to-hub REPO`` uploads
+the written folder with a model card (the conversation contract, and for a run's checkpoint the
+run's evaluation figures and training config; :mod:`lavis.models.interop.hub`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="precision of the encoder and LLM")
     parser.add_argument("--verify", action="store_true", help="reload the output and compare logits")
     parser.add_argument("--atol", type=float, default=None, help="--verify tolerance (default: 1e-4 fp32, 5e-2 otherwise)")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="upload --out to this Hugging Face repo with a model card")
+    parser.add_argument("--private", action="store_true", help="create the --push-to-hub repo private")
     return parser.parse_args(argv)
 
 
@@ -114,6 +120,20 @@ def write_target(model: Any, args: argparse.Namespace) -> None:
         save_model_folder(model, args.out)
 
 
+def push(model: Any, args: argparse.Namespace) -> str:
+    """Upload ``args.out`` with its model card; the run folder (figures, config) is the source's, if any."""
+    from pathlib import Path
+
+    from lavis.common.provenance import read_provenance
+    from lavis.models.interop.hub import conversation_of, model_card, push_to_hub
+    from lavis.models.pretrained import run_of_checkpoint
+
+    run_dir = run_of_checkpoint(Path(args.src)) if args.source == "ours" and Path(args.src).exists() else None
+    contract = conversation_of(model, read_provenance(args.src) if run_dir is not None else None)
+    card = model_card(model, args.push_to_hub, contract, run_dir)
+    return push_to_hub(args.out, args.push_to_hub, card, args.private)
+
+
 def verify_samples(model: Any) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     size = model.visual_encoder.image_size
@@ -159,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if worst > atol:
                 print("error: the written checkpoint does not reproduce the source's logits", file=sys.stderr)
                 return 1
+        if args.push_to_hub:
+            print(f"pushed {args.out} to {args.push_to_hub}: {push(model, args)}")
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

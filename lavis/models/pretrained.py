@@ -6,7 +6,8 @@
   folder itself (``best`` when validation chose one, else ``last``); the model section comes from
   the run's ``config.yaml``, relative paths in it from the folder the run was started in;
 - a folder written by ``python -m lavis.models.convert --to ours`` (``config.yaml`` + weights);
-- a Hugging Face BLIP-2 / InstructBLIP folder (or hub id, from the local cache when offline);
+- a Hugging Face BLIP-2 / InstructBLIP folder, or a hub id holding that layout or ours (from the
+  local cache when offline; ``convert --push-to-hub`` uploads either);
 - a single weights file (LAVIS ``.pth``, our ``.safetensors``) with ``config=`` naming a run or
   model YAML (or ``"arch/model_type"``) that says what to build.
 
@@ -89,7 +90,7 @@ def load_pretrained(
     elif source.is_dir():
         loaded = _from_folder(source, precision, require)
     elif not str(path).startswith((".", "/", "~")) and str(path).count("/") == 1:
-        loaded = _from_hf(str(path), precision, require)
+        loaded = _from_hub(str(path), precision, require)
     else:
         raise CheckpointError(
             f"'{path}': no such file or folder. Expected a run's checkpoint folder (runs/X/checkpoints/last), "
@@ -124,6 +125,11 @@ def _from_folder(folder: Path, precision: str | None, require: Capability | None
         "runs/X/checkpoints/), a run folder (config.yaml + checkpoints/), a converted folder (config.yaml + "
         "model.safetensors) or a Hugging Face folder (config.json)"
     )
+
+
+def run_of_checkpoint(path: Path) -> Path | None:
+    """The run folder of a training checkpoint (or of the run folder itself), else None."""
+    return _run_and_checkpoint(path)[0] if path.is_dir() else None
 
 
 def _run_and_checkpoint(folder: Path) -> tuple[Path | None, Path | None]:
@@ -179,6 +185,16 @@ def _from_hf(source: str, precision: str | None, require: Capability | None) -> 
     _check_capability(Blip2LLMBase, source, require)  # HF BLIP-2 checkpoints are all stage-2 models
     model, vis, txt = from_hf(source, dtype=precision)
     return PretrainedModel(model, vis.get("eval"), txt.get("eval"), source, "hf", Path(source).name or source)
+
+
+def _from_hub(repo_id: str, precision: str | None, require: Capability | None) -> PretrainedModel:
+    """A hub repo in our layout (``convert --to ours``) or transformers' BLIP-2 / InstructBLIP one."""
+    from lavis.models.interop.hub import hub_folder
+
+    folder, layout = hub_folder(repo_id)
+    loaded = _from_folder(folder, precision, require) if layout == "ours" else _from_hf(str(folder), precision, require)
+    loaded.source, loaded.name = repo_id, repo_id
+    return loaded
 
 
 def _from_file(

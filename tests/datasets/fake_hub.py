@@ -9,7 +9,12 @@ dataset download, so the real client code runs against it (``HF_ENDPOINT=http://
 - ``GET /cdn/<sha256>``: the bytes, honouring ``Range: bytes=N-`` (206 + ``Content-Range``);
 - gated repos answer 401 with ``X-Error-Code: GatedRepo`` unless the right bearer token is sent;
 - ``stall_after`` bytes into a body the server stops sending until ``resume`` is set, so a test
-  can kill a client mid-file at a known point.
+  can kill a client mid-file at a known point;
+- model repos too (``/api/models/<repo>/revision/<rev>``, ``/<repo>/resolve/<rev>/<path>``) and
+  what ``HfApi.create_repo`` / ``upload_folder`` call: ``POST /api/repos/create``,
+  ``/api/validate-yaml``, ``/api/models/<repo>/preupload/<rev>`` (every file "regular") and
+  ``/api/models/<repo>/commit/<rev>`` (the NDJSON commit, applied as a new commit); writes need
+  ``Authorization: Bearer <write_token>``.
 
 Every request is logged as (method, path, Range header, body bytes sent), before its reply is
 sent, so a client that has its answer always finds the request in the log.
@@ -17,6 +22,7 @@ sent, so a client that has its answer always finds the request in the log.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -56,6 +62,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.log: list[Logged] = []
         self.stall_after: int | None = None
+        self.write_token = "hf_fake_write_token"
         self.resume = threading.Event()
         self._lock = threading.Lock()
         hub = self
@@ -69,6 +76,9 @@ class FakeHub:
 
             def do_GET(self) -> None:
                 hub._serve(self, head=False)
+
+            def do_POST(self) -> None:
+                hub._post(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -129,6 +139,12 @@ class FakeHub:
             self._resolve(handler, f"{parts[1]}/{parts[2]}", parts[4], "/".join(parts[5:]), head)
         elif parts[0] == "cdn" and len(parts) == 2:
             self._cdn(handler, parts[1], head)
+        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+            self._info(handler, f"{parts[2]}/{parts[3]}", parts[5])
+        elif parts[0] == "api" and len(parts) >= 6 and parts[4] == "tree":
+            self._tree(handler, f"{parts[2]}/{parts[3]}", parts[5], "/".join(parts[6:]))
+        elif len(parts) >= 5 and parts[2] == "resolve":
+            self._resolve(handler, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head)
         else:
             self._error(handler, 404, "EntryNotFound", f"no route {handler.path}")
 
@@ -144,6 +160,29 @@ class FakeHub:
             siblings.append(entry)
         body = json.dumps({"id": repo_id, "sha": repo.commit, "private": False,
                            "gated": "auto" if repo.token else False, "siblings": siblings}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        self._record(handler, len(body))
+
+    def _tree(self, handler: BaseHTTPRequestHandler, repo_id: str, revision: str, under: str) -> None:
+        """``list_repo_tree(recursive=True)``: every file (and folder) under ``under``, one page."""
+        repo = self._repo(handler, repo_id, revision)
+        if repo is None:
+            return
+        entries, folders = [], set()
+        for path, data in sorted(repo.files.items()):
+            if under and not path.startswith(under.rstrip("/") + "/"):
+                continue
+            folders.update("/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1))
+            entry = {"type": "file", "oid": git_sha1(data), "size": len(data), "path": path}
+            if len(data) > LFS_THRESHOLD:
+                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            entries.append(entry)
+        entries += [{"type": "directory", "oid": git_sha1(f.encode()), "size": 0, "path": f} for f in sorted(folders)]
+        body = json.dumps(entries).encode()
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
@@ -181,7 +220,9 @@ class FakeHub:
         for repo in self.repos.values():
             for path, data in repo.files.items():
                 if len(data) > LFS_THRESHOLD and repo.etag(path) == sha:
-                    self._body(handler, data, head, {"ETag": f'"{sha}"'})
+                    # huggingface_hub follows a redirect to the same host (this one) and reads the
+                    # commit from the final response: give it, as the real Hub's first hop does.
+                    self._body(handler, data, head, {"ETag": f'"{sha}"', "X-Repo-Commit": repo.commit})
                     return
         self._error(handler, 404, "EntryNotFound", f"no blob {sha}")
 
@@ -211,3 +252,55 @@ class FakeHub:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (a killed download): log what was sent
         self._record(handler, sent)
+
+    # ---- writes (create_repo, upload_folder) ---------------------------------------------------
+    def _json_reply(self, handler: BaseHTTPRequestHandler, payload: dict, status: int = 200) -> None:
+        body = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        self._record(handler, len(body))
+
+    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.logged = Logged("POST", urlparse(handler.path).path, None, 0)
+        with self._lock:
+            self.log.append(handler.logged)
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        if handler.headers.get("Authorization") != f"Bearer {self.write_token}":
+            self._error(handler, 401, "Unauthorized", "Invalid credentials in Authorization header")
+            return
+        parts = unquote(urlparse(handler.path).path).strip("/").split("/")
+        if parts == ["api", "repos", "create"]:
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+            if repo_id in self.repos:
+                self._error(handler, 409, "RepoExists", "You already created this model repo")
+                return
+            self.add(repo_id, {})
+            self._json_reply(handler, {"url": f"{self.endpoint}/{repo_id}", "name": repo_id})
+        elif parts == ["api", "validate-yaml"]:
+            self._json_reply(handler, {"errors": [], "warnings": []})
+        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("preupload", "commit"):
+            repo = self._repo(handler, f"{parts[2]}/{parts[3]}", parts[5])
+            if repo is None:
+                return
+            if parts[4] == "preupload":
+                files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                         for f in json.loads(body)["files"]]
+                self._json_reply(handler, {"files": files, "commitOid": repo.commit})
+                return
+            files = dict(repo.files)
+            for line in body.splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                elif item["key"] == "deletedFile":
+                    files.pop(item["value"]["path"], None)
+            repo_id = f"{parts[2]}/{parts[3]}"
+            commit = self.add(repo_id, files, repo.token)
+            self._json_reply(handler, {"commitUrl": f"{self.endpoint}/{repo_id}/commit/{commit}", "commitOid": commit,
+                                       "pullRequestUrl": None})
+        else:
+            self._error(handler, 404, "EntryNotFound", f"no route POST {handler.path}")

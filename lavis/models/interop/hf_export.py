@@ -27,6 +27,7 @@ from lavis.common.image_norm import CLIP_MEAN, CLIP_STD
 from lavis.models.blip2.stage2 import Blip2LLMBase
 from lavis.models.interop.hf_config import hf_config_for
 from lavis.models.interop.hf_keys import OurNames, join_for_hf, our_keys_for
+from lavis.models.interop.hub import HF_CONFIG_KEY, conversation_of
 from lavis.models.llm.loading import load_llm_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def to_hf(model: Blip2LLMBase, out_dir: str | os.PathLike, max_shard_size: str |
     vocab = max(rows, image_token_index + 1)
     config = hf_config_for(model, image_token_index, vocab)
     config.dtype = model.llm.get_input_embeddings().weight.dtype
+    setattr(config, HF_CONFIG_KEY, conversation_of(model).as_dict())  # read back by from_hf
     state = hf_state_dict(model, config)
     out.mkdir(parents=True, exist_ok=True)
     save_torch_state_dict(state, out, max_shard_size=max_shard_size)

@@ -14,6 +14,7 @@ is the same sequence. Ours pads a batch to the side each step needs and masks pa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from lavis.common.conversation import ConversationContract
 from lavis.common.errors import CheckpointError, WeightsNotFoundError
 from lavis.models.api import load_preprocess
 from lavis.models.base_model import MODELS
@@ -35,6 +37,7 @@ from lavis.models.interop.hf_config import (
     read_hf_config,
 )
 from lavis.models.interop.hf_keys import OurNames, hf_to_ours
+from lavis.models.interop.hub import HF_CONFIG_KEY
 from lavis.models.vision.weights import hub_repo_id, offline_mode, read_state_dict, weight_files
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,9 @@ def from_hf(
     mapping = our_mapping(config, folder, dtype_name(dtype, config))
     if model_cls.LLM_KIND == "causal":
         mapping["llm"]["bos_token"] = prompt_start_token(_lm_tokenizer(folder))
+    contract = getattr(config, HF_CONFIG_KEY, None)  # written by to_hf; absent: single-turn
+    if contract and "conversation" in {f.name for f in dataclasses.fields(model_cls.Config)}:
+        mapping["conversation"] = ConversationContract.from_dict(contract, f"{folder}/config.json {HF_CONFIG_KEY}").as_dict()
     cfg = model_cls.parse_config(mapping, "model")
     model = model_cls.from_config(cfg, load_weights=False, llm_config=config.text_config)
     load_hf_weights(model, folder, config)
