@@ -158,14 +158,8 @@ class FakeHub:
             if len(data) > LFS_THRESHOLD:
                 entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             siblings.append(entry)
-        body = json.dumps({"id": repo_id, "sha": repo.commit, "private": False,
-                           "gated": "auto" if repo.token else False, "siblings": siblings}).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-        self._record(handler, len(body))
+        self._json_reply(handler, {"id": repo_id, "sha": repo.commit, "private": False,
+                                   "gated": "auto" if repo.token else False, "siblings": siblings})
 
     def _tree(self, handler: BaseHTTPRequestHandler, repo_id: str, revision: str, under: str) -> None:
         """``list_repo_tree(recursive=True)``: every file (and folder) under ``under``, one page."""
@@ -182,13 +176,7 @@ class FakeHub:
                 entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             entries.append(entry)
         entries += [{"type": "directory", "oid": git_sha1(f.encode()), "size": 0, "path": f} for f in sorted(folders)]
-        body = json.dumps(entries).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-        self._record(handler, len(body))
+        self._json_reply(handler, entries)
 
     def _resolve(self, handler: BaseHTTPRequestHandler, repo_id: str, revision: str, path: str, head: bool) -> None:
         repo = self._repo(handler, repo_id, revision)
@@ -254,7 +242,7 @@ class FakeHub:
         self._record(handler, sent)
 
     # ---- writes (create_repo, upload_folder) ---------------------------------------------------
-    def _json_reply(self, handler: BaseHTTPRequestHandler, payload: dict, status: int = 200) -> None:
+    def _json_reply(self, handler: BaseHTTPRequestHandler, payload: dict | list, status: int = 200) -> None:
         body = json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")

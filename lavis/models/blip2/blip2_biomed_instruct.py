@@ -19,17 +19,15 @@ from __future__ import annotations
 from typing import ClassVar
 
 from lavis.models.base_model import register_model
-from lavis.models.blip2.stage2 import Blip2LLMBase
+from lavis.models.blip2.blip2_vicuna_instruct import Blip2VicunaInstruct
 
 
 @register_model("blip2_biomed_instruct")
-class Blip2BiomedInstruct(Blip2LLMBase):
-    """Instruction-aware queries + any GPT-2 ``AutoModelForCausalLM`` (BioMedLM)."""
+class Blip2BiomedInstruct(Blip2VicunaInstruct):
+    """Instruction-aware queries + any GPT-2 ``AutoModelForCausalLM`` (BioMedLM): the Vicuna
+    model's path and names, its own model types."""
 
     MODEL_TYPES: ClassVar[dict[str, str]] = {
         "biomed": "models/blip2_biomed_instruct/biomed.yaml",
         "tiny": "models/blip2_biomed_instruct/tiny.yaml",
     }
-    LLM_KIND: ClassVar[str] = "causal"
-    LLM_ATTR: ClassVar[str] = "llm_model"
-    PROJ_ATTR: ClassVar[str] = "llm_proj"
