@@ -110,26 +110,34 @@ def load_source(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     return load_model(args.arch, args.model_type, checkpoint=args.src, is_eval=True, **overrides)
 
 
-def write_target(model: Any, args: argparse.Namespace) -> None:
+def source_contract(model: Any, args: argparse.Namespace) -> Any:
+    """The source's conversation contract: a run checkpoint's provenance record, else the model config's."""
+    from pathlib import Path
+
+    from lavis.common.provenance import read_provenance
+    from lavis.models.interop.hub import conversation_of
+
+    return conversation_of(model, read_provenance(args.src) if args.source == "ours" and Path(args.src).exists() else None)
+
+
+def write_target(model: Any, args: argparse.Namespace, contract: Any) -> None:
     from lavis.models import to_hf
     from lavis.models.interop.folder import save_model_folder
 
     if args.target == "hf":
-        to_hf(model, args.out)
+        to_hf(model, args.out, conversation=contract)
     else:
         save_model_folder(model, args.out)
 
 
-def push(model: Any, args: argparse.Namespace) -> str:
+def push(model: Any, args: argparse.Namespace, contract: Any) -> str:
     """Upload ``args.out`` with its model card; the run folder (figures, config) is the source's, if any."""
     from pathlib import Path
 
-    from lavis.common.provenance import read_provenance
-    from lavis.models.interop.hub import conversation_of, model_card, push_to_hub
+    from lavis.models.interop.hub import model_card, push_to_hub
     from lavis.models.pretrained import run_of_checkpoint
 
     run_dir = run_of_checkpoint(Path(args.src)) if args.source == "ours" and Path(args.src).exists() else None
-    contract = conversation_of(model, read_provenance(args.src) if run_dir is not None else None)
     card = model_card(model, args.push_to_hub, contract, run_dir)
     return push_to_hub(args.out, args.push_to_hub, card, args.private)
 
@@ -168,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_combination(args)
         model = load_source(args, parse_overrides(args.set))
-        write_target(model, args)
+        contract = source_contract(model, args)
+        write_target(model, args, contract)
         print(f"wrote {args.target} checkpoint of {type(model).__name__} to {args.out}")
         if args.verify:
             if not hasattr(model, "llm"):
@@ -180,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("error: the written checkpoint does not reproduce the source's logits", file=sys.stderr)
                 return 1
         if args.push_to_hub:
-            print(f"pushed {args.out} to {args.push_to_hub}: {push(model, args)}")
+            print(f"pushed {args.out} to {args.push_to_hub}: {push(model, args, contract)}")
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from lavis.common.conversation import ConversationContract
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.common.image_norm import CLIP_MEAN, CLIP_STD
 from lavis.models.blip2.stage2 import Blip2LLMBase
@@ -35,8 +36,12 @@ logger = logging.getLogger(__name__)
 IMAGE_TOKEN = "<image>"
 
 
-def to_hf(model: Blip2LLMBase, out_dir: str | os.PathLike, max_shard_size: str | int = "5GB") -> Path:
-    """Write ``model`` (weights in their current dtypes, config, tokenizer(s), processor) to ``out_dir``."""
+def to_hf(
+    model: Blip2LLMBase, out_dir: str | os.PathLike, max_shard_size: str | int = "5GB",
+    conversation: ConversationContract | None = None,
+) -> Path:
+    """Write ``model`` (weights in their current dtypes, config, tokenizer(s), processor) to ``out_dir``;
+    ``conversation`` (default: the model config's, else single-turn) goes into config.json."""
     from huggingface_hub import save_torch_state_dict
 
     if not isinstance(model, Blip2LLMBase):
@@ -51,7 +56,7 @@ def to_hf(model: Blip2LLMBase, out_dir: str | os.PathLike, max_shard_size: str |
     vocab = max(rows, image_token_index + 1)
     config = hf_config_for(model, image_token_index, vocab)
     config.dtype = model.llm.get_input_embeddings().weight.dtype
-    setattr(config, HF_CONFIG_KEY, conversation_of(model).as_dict())  # read back by from_hf
+    setattr(config, HF_CONFIG_KEY, (conversation or conversation_of(model)).as_dict())  # read back by from_hf
     state = hf_state_dict(model, config)
     out.mkdir(parents=True, exist_ok=True)
     save_torch_state_dict(state, out, max_shard_size=max_shard_size)

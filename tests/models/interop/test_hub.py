@@ -11,11 +11,14 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from lavis.common.provenance import provenance_metadata
 from lavis.models import load_pretrained, save_model_folder
 from lavis.models.convert import main as convert_main
 from lavis.models.interop.hub import model_card, push_to_hub
 from lavis.models.interop.parity import our_lm_logits
 from tests.datasets.fake_hub import FakeHub
+
+CONTRACT = {"mode": "multi_turn", "history_format": "qa_v1", "max_turns": 3}
 
 
 @pytest.fixture()
@@ -47,7 +50,8 @@ def _run_folder(tmp_path, source, tiny_overrides) -> tuple:
     best.mkdir(parents=True)
     # The trainable tensors and, since the tiny encoder is random (no pretrained weights), the encoder's.
     state = {k: v.contiguous() for k, v in source.state_dict().items() if not k.startswith("t5_model.")}
-    save_file(state, str(best / "model.safetensors"))
+    # The checkpoint's provenance record names its conversation contract (a multi-turn model here).
+    save_file(state, str(best / "model.safetensors"), metadata=provenance_metadata({"conversation": CONTRACT}))
     config = {"model": {"arch": "blip2_t5_instruct", "model_type": "tiny", **tiny_overrides("blip2_t5_instruct")},
               "datasets": {"quilt_vqa": {"storage": "/data/quilt_vqa"}}, "run": {"task": "vqa", "init_lr": 1e-5}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
@@ -69,8 +73,9 @@ def test_push_a_run_checkpoint_as_hf_with_its_card_and_load_it_back(hub, tmp_pat
     assert {"config.json", "model.safetensors", "README.md", "tokenizer_config.json"} <= set(files)
     card = files["README.md"].decode()
     assert "| quilt_vqa_test_eval_metrics.json | protocols.quilt.open_recall | 54.33 |" in card
-    assert "num_questions | 1283 |" in card and "init_lr: 1.0e-05" in card and '"mode": "single_turn"' in card
-    assert json.loads(files["config.json"])["clover_conversation"] == {"mode": "single_turn"}
+    assert "num_questions | 1283 |" in card and "init_lr: 1.0e-05" in card
+    assert json.dumps(CONTRACT, indent=1) in card
+    assert json.loads(files["config.json"])["clover_conversation"] == CONTRACT
 
     loaded = load_pretrained("pathlab/clover-tiny")
     assert loaded.kind == "hf" and loaded.source == "pathlab/clover-tiny"
@@ -86,7 +91,9 @@ def test_our_layout_round_trips_through_the_hub(hub, tmp_path, build_tiny, make_
     model = build_tiny("blip2_t5_instruct", seed=3).eval()
     folder = save_model_folder(model, tmp_path / "ours")
     push_to_hub(folder, "pathlab/clover-ours", model_card(model, "pathlab/clover-ours", ConversationContract()))
-    assert {"config.yaml", "model.safetensors", "README.md"} <= set(hub.repos["pathlab/clover-ours"].files)
+    files = hub.repos["pathlab/clover-ours"].files
+    assert {"config.yaml", "model.safetensors", "README.md"} <= set(files)
+    assert '"mode": "single_turn"' in files["README.md"].decode()  # no record, no config: single-turn
     loaded = load_pretrained("pathlab/clover-ours")
     assert loaded.kind == "folder" and loaded.name == "pathlab/clover-ours"
     batch = make_batch(2)
