@@ -115,8 +115,8 @@ class DecodingLoop:
 
     # ---- the loop thread ---------------------------------------------------------------------
     @torch.no_grad()
-    def step(self) -> None:
-        """One decoding step for the running requests and the ones that join now."""
+    def step(self) -> int:
+        """One decoding step for the running requests and the ones that join now; how many took part."""
         with self.model.autocast(self.answerer.amp_dtype):
             self._drop_cancelled()
             parts, logits = [], []
@@ -134,9 +134,18 @@ class DecodingLoop:
                 parts.append(rows)
                 logits.append(first)
             if not parts:
-                return
+                return 0
             self.steps += 1
+            size = len(self.running) + len(joining)
             self._advance(concat_rows(parts), torch.cat(logits), joining)
+            return size
+
+    def fail_all(self, err: BaseException) -> None:
+        """After an unexpected error of the loop itself: every request fails, the loop starts afresh."""
+        with self._lock:
+            waiting, self._waiting = list(self._waiting), deque()
+        self._fail(self.running + waiting, err)
+        self.running, self._rows, self._tokens = [], None, None
 
     def _admit(self) -> list[LoopRequest]:
         taken = []
@@ -271,6 +280,8 @@ class DecodingLoop:
         self.running = going_on
 
     def _fail(self, requests: Sequence[LoopRequest], err: BaseException) -> None:
+        if not requests:
+            return
         logger.error("generation failed for %d request(s): %s: %s", len(requests), type(err).__name__, err,
                      exc_info=err)
         for request in requests:

@@ -193,8 +193,8 @@ def make_server(answerer, decoding):
 
     @contextlib.contextmanager
     def serve(**overrides):
-        settings = ServerSettings(model_id="tiny-clover", defaults=decoding,
-                                  examples=find_examples(answerer.loaded, None), **overrides)
+        settings = ServerSettings(**{"model_id": "tiny-clover", "defaults": decoding,
+                                     "examples": find_examples(answerer.loaded, None), **overrides})
         app = create_app(answerer, settings)
         with background_server(app) as url:
             yield url, app.state.service
