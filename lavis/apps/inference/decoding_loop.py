@@ -58,8 +58,12 @@ class TextStream:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.sent = ""
+        self.seen: list[int] = []
 
     def delta(self, tokens: Sequence[int]) -> str:
+        if len(tokens) == len(self.seen) and list(tokens) == self.seen:
+            return ""  # nothing new (a beam search whose settled prefix did not grow)
+        self.seen = list(tokens)
         text = self.tokenizer.decode(list(tokens), skip_special_tokens=True).strip().rstrip("\ufffd")
         if len(text) <= len(self.sent) or not text.startswith(self.sent):
             return ""
@@ -75,6 +79,15 @@ class LoopRequest:
     streams: list[TextStream] = dataclasses.field(default_factory=list)
     cancelled: bool = False
     batch: int = 0
+
+
+def _offsets(sizes: Sequence[int]) -> list[int]:
+    """Where each of consecutive blocks of ``sizes`` starts."""
+    starts, total = [], 0
+    for size in sizes:
+        starts.append(total)
+        total += size
+    return starts
 
 
 class DecodingLoop:
@@ -192,40 +205,46 @@ class DecodingLoop:
     def _search(self, query: Query) -> Search:
         decoding = query.decoding
         options = decoding.options()
-        processors = logits_processors(self.bridge, options, len(self.decoder.initial_ids))
-        tokenizer = self.bridge.tokenizer
+        initial, tokenizer = self.decoder.initial_ids, self.bridge.tokenizer
+        processors = logits_processors(self.bridge, options, len(initial), min_new_tokens=False)
+        min_new, max_new = min(options.min_new_tokens, options.max_new_tokens), options.max_new_tokens
         if options.num_beams > 1:
             penalty = self.bridge.default_length_penalty if options.length_penalty is None else options.length_penalty
-            return BeamSearch(options.num_beams, decoding.n, processors, tokenizer.eos_token_id,
-                              options.max_new_tokens, penalty, self.decoder.initial_ids)
+            return BeamSearch(options.num_beams, decoding.n, processors, tokenizer.eos_token_id, min_new, max_new,
+                              penalty, initial)
         generator = None
         if decoding.sampling and decoding.seed is not None:
             generator = torch.Generator(device=self.model.device).manual_seed(decoding.seed)
-        return TokenSearch(decoding.n, processors, tokenizer.eos_token_id, tokenizer.pad_token_id,
-                           options.max_new_tokens, self.decoder.initial_ids, decoding.sampling, generator)
+        return TokenSearch(decoding.n, processors, tokenizer.eos_token_id, tokenizer.pad_token_id, min_new, max_new,
+                           initial, decoding.sampling, generator)
 
     def _advance(self, rows: DecoderRows, logits: torch.Tensor, joining: list[LoopRequest]) -> None:
         """Each request picks its tokens; the rows of the requests that go on are kept, in order."""
         everyone = self.running + joining
-        batch = len(everyone)
+        # a joining request has one prefilled row; its search sees ``width`` alike rows, as generate's
+        firsts = [0 if number < len(self.running) else r.search.width for number, r in enumerate(everyone)]
+        owned = [r.search.width if first == 0 else 1 for r, first in zip(everyone, firsts)]
+        spread = [row for start, n, first in zip(_offsets(owned), owned, firsts)
+                  for row in (range(start, start + n) if first == 0 else [start] * first)]
+        if len(spread) != len(logits):
+            logits = logits.index_select(0, torch.tensor(spread, device=logits.device))
+        logits, log_probs, best = self._ban_early_eos(logits, everyone)
         index, tokens, going_on, finished = [], [], [], []
-        row = block = 0  # where a request's rows start in ``rows`` and in ``logits``
-        for number, request in enumerate(everyone):
+        block = 0  # where a request's rows start in ``logits``
+        for request, start, first in zip(everyone, _offsets(owned), firsts):
             search = request.search
-            new = number >= len(self.running)  # one prefilled row, seen by the search as ``width`` alike rows
-            own_rows = 1 if new else search.width
-            width_logits = logits[block : block + 1].repeat(search.width, 1) if new else logits[block : block + own_rows]
-            parents, chosen = search.advance(width_logits)
-            request.batch = max(request.batch, batch)
+            width = search.width
+            parents, chosen = search.advance(logits[block : block + width], log_probs[block : block + width],
+                                             best[block : block + width])
+            block += width
+            request.batch = max(request.batch, len(everyone))
             if search.done:
                 finished.append(request)
-            else:
-                index += [row + (0 if new else p) for p in parents]
-                tokens += chosen
-                going_on.append(request)
-                self._send_text(request)
-            row += own_rows
-            block += own_rows
+                continue
+            index += [start + (p if first == 0 else 0) for p in parents]  # rows in ``rows``
+            tokens += chosen
+            going_on.append(request)
+            self._send_text(request)
         keep = torch.tensor(index, dtype=torch.long, device=rows.mask.device)
         reorder_only = not joining and not finished  # every row replaced by a row of its own request
         if len(keep) and not (reorder_only and torch.equal(keep, torch.arange(len(rows), device=keep.device))):
@@ -233,6 +252,24 @@ class DecodingLoop:
         self.running, self._rows = going_on, (rows if going_on else None)
         self._tokens = torch.tensor(tokens, dtype=torch.long, device=rows.mask.device) if going_on else None
         self._finish(finished)
+
+    def _ban_early_eos(self, logits: torch.Tensor,
+                       requests: list[LoopRequest]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """For every row at once: the log-softmax of its logits (beam search scores log-probabilities
+        before EOS is banned, as ``generate`` does), then EOS made impossible in both for the rows of
+        requests still short of ``min_new_tokens``, and each row's most likely token (what a greedy
+        request takes)."""
+        banned, row = [], 0
+        for request in requests:
+            if request.search.bans_eos():
+                banned += range(row, row + request.search.width)
+            row += request.search.width
+        log_probs = torch.log_softmax(logits, dim=-1)
+        if banned:
+            where = (torch.tensor(banned, device=logits.device), torch.tensor(self.bridge.tokenizer.eos_token_id))
+            minus_inf = torch.tensor(float("-inf"), device=logits.device)
+            logits, log_probs = logits.index_put(where, minus_inf), log_probs.index_put(where, minus_inf)
+        return logits, log_probs, logits.argmax(dim=-1).tolist()
 
     def _send_text(self, request: LoopRequest) -> None:
         deltas = [stream.delta(tokens) for stream, tokens in zip(request.streams, request.search.settled())]

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 
 DROPPED = -1.0e9  # the score transformers gives a beam that must not be picked
 
@@ -31,9 +32,17 @@ class Search:
     width: int = 1
     done: bool = False
 
-    def advance(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
-        """From (width, vocab) float logits: (parent row of each next row, token fed to it)."""
+    def advance(self, logits: torch.Tensor, log_probs: torch.Tensor, best: Sequence[int]) -> tuple[list[int], list[int]]:
+        """From its rows' (width, vocab) float logits, their log-softmax and each row's most likely
+        token (both computed once for the whole batch, EOS already banned where :meth:`bans_eos`):
+        (parent row of each next row, token fed to it)."""
         raise NotImplementedError
+
+    def bans_eos(self) -> bool:
+        """Whether EOS is still banned (``min_new_tokens`` not reached): the caller sets its logit
+        and log-probability to -inf for all such rows at once, as ``generate``'s processor does
+        first (no other processor here touches EOS while it is banned)."""
+        return False
 
     def settled(self) -> list[list[int]]:
         """Per answer, the tokens that will not change any more (EOS excluded)."""
@@ -44,30 +53,44 @@ class Search:
         raise NotImplementedError
 
 
-def _ids(initial: Sequence[int], rows: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
-    """``generate``'s ``input_ids`` for the logits processors: the initial ids, then each row's tokens."""
-    return torch.tensor([[*initial, *row] for row in rows], dtype=torch.long, device=device)
+def _process(processors: Sequence, initial: Sequence[int], rows: Sequence[Sequence[int]],
+             scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` through the logits processors, which see ``generate``'s ``input_ids``: the
+    initial ids, then each row's tokens."""
+    if not processors:
+        return scores
+    ids = torch.tensor([[*initial, *row] for row in rows], dtype=torch.long, device=scores.device)
+    for processor in processors:
+        scores = processor(ids, scores)
+    return scores
 
 
 class TokenSearch(Search):
-    """Greedy (``processors`` without warpers, ``sample=False``) or sampling of ``n`` answers."""
+    """Greedy (``processors`` without warpers, ``sample=False``) or sampling of ``n`` answers.
+    ``processors`` leave out the EOS ban before ``min_new`` tokens, which the caller applies to the
+    whole batch at once (:meth:`bans_eos`)."""
 
-    def __init__(self, n: int, processors, eos: int, pad: int, max_new: int, initial: Sequence[int],
+    def __init__(self, n: int, processors, eos: int, pad: int, min_new: int, max_new: int, initial: Sequence[int],
                  sample: bool, generator: torch.Generator | None = None) -> None:
         self.width = n
-        self.processors, self.eos, self.pad, self.max_new = processors, eos, pad, max_new
+        self.processors, self.eos, self.pad, self.min_new, self.max_new = processors, eos, pad, min_new, max_new
         self.initial, self.sample, self.generator = list(initial), sample, generator
         self.tokens: list[list[int]] = [[] for _ in range(n)]  # every token fed, padding after the end too
         self.lengths: list[int | None] = [None] * n  # generated length of a finished answer
 
-    def advance(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
-        scores = self.processors(_ids(self.initial, self.tokens, logits.device), logits)
+    def bans_eos(self) -> bool:
+        return len(self.tokens[0]) < self.min_new
+
+    def advance(self, logits: torch.Tensor, log_probs: torch.Tensor, best: Sequence[int]) -> tuple[list[int], list[int]]:
         if self.sample:
-            chosen = torch.multinomial(F.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1)
+            scores = _process(self.processors, self.initial, self.tokens, logits)
+            chosen = torch.multinomial(F.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1).tolist()
+        elif self.processors:
+            chosen = _process(self.processors, self.initial, self.tokens, logits).argmax(dim=-1).tolist()
         else:
-            chosen = scores.argmax(dim=-1)
+            chosen = list(best)
         tokens = []
-        for row, token in enumerate(chosen.tolist()):
+        for row, token in enumerate(chosen):
             if self.lengths[row] is not None:
                 token = self.pad  # a finished row is fed padding, as generate does
             self.tokens[row].append(token)
@@ -90,53 +113,61 @@ class TokenSearch(Search):
 
 class BeamSearch(Search):
     """``beams`` rows; the ``n`` best finished hypotheses when done (scores: summed log-probabilities
-    divided by length ** ``length_penalty``, as in ``generate``)."""
+    divided by length ** ``length_penalty``, as in ``generate``).
 
-    def __init__(self, beams: int, n: int, processors, eos: int, max_new: int, length_penalty: float,
+    The bookkeeping of the 2 x ``beams`` candidates is in float32 numpy, the precision ``generate``
+    ranks them in (small arrays: numpy's per-call cost is a fraction of torch's)."""
+
+    def __init__(self, beams: int, n: int, processors, eos: int, min_new: int, max_new: int, length_penalty: float,
                  initial: Sequence[int]) -> None:
         self.width, self.n = beams, n
-        self.processors, self.eos, self.max_new, self.length_penalty = processors, eos, max_new, length_penalty
+        self.processors, self.eos, self.length_penalty = processors, eos, length_penalty
+        self.min_new, self.max_new = min_new, max_new
         self.initial = list(initial)
         self.running: list[list[int]] = [[] for _ in range(beams)]
-        self.running_scores = torch.full((beams,), DROPPED)
+        self.running_scores = np.full(beams, DROPPED, dtype=np.float32)
         self.running_scores[0] = 0.0  # all rows start alike: only the first one's continuations count
         self.finished: list[list[int]] = [[] for _ in range(beams)]
-        self.finished_scores = torch.full((beams,), DROPPED)
-        self.is_finished = torch.zeros(beams, dtype=torch.bool)
+        self.finished_scores = np.full(beams, DROPPED, dtype=np.float32)
+        self.is_finished = np.zeros(beams, dtype=bool)
         self.can_improve = True
 
-    def advance(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
+    def bans_eos(self) -> bool:
+        return len(self.running[0]) < self.min_new
+
+    def advance(self, logits: torch.Tensor, log_probs: torch.Tensor, best: Sequence[int]) -> tuple[list[int], list[int]]:
         k, vocab = logits.shape
-        log_probs = self.processors(_ids(self.initial, self.running, logits.device), F.log_softmax(logits, dim=-1))
-        total = (log_probs + self.running_scores.to(logits.device)[:, None]).view(1, -1)
-        top_scores, top_index = (t[0].cpu() for t in torch.topk(total, 2 * k))  # only 2k values leave the device
+        log_probs = _process(self.processors, self.initial, self.running, log_probs)
+        total = log_probs + torch.from_numpy(self.running_scores).to(logits.device)[:, None]
+        top_scores, top_index = torch.topk(total.view(1, -1), 2 * k)
+        top_scores, top_index = top_scores[0].cpu().numpy(), top_index[0].cpu().numpy()  # only 2k values leave
         parents, tokens = (top_index // vocab).tolist(), (top_index % vocab).tolist()
-        candidates = [self.running[p] + [t] for p, t in zip(parents, tokens)]
-        length = len(self.running[0]) + 1
-        ends = torch.tensor([t == self.eos or length >= self.max_new for t in tokens])
+        before = self.running
+        length = len(before[0]) + 1
+        ends = np.array([t == self.eos or length >= self.max_new for t in tokens])
 
         # the k best candidates that go on
-        going_on = top_scores + ends.float() * DROPPED
-        keep = torch.topk(going_on, k).indices.tolist()
-        self.running = [candidates[i] for i in keep]
+        going_on = top_scores + ends.astype(np.float32) * np.float32(DROPPED)
+        keep = _top(going_on, k)
+        self.running = [before[parents[i]] + [tokens[i]] for i in keep]
         self.running_scores = going_on[keep]
 
         # finished hypotheses: only among the first k candidates, scored with the length penalty
-        just_ended = ends & (torch.arange(2 * k) < k)
+        just_ended = ends & (np.arange(2 * k) < k)
         scored = top_scores / (length ** self.length_penalty)
         if not self.can_improve:
-            scored = scored + DROPPED
-        scored = scored + (~just_ended).float() * DROPPED
-        merged_scores = torch.cat([self.finished_scores, scored])
-        best = torch.topk(merged_scores, k).indices.tolist()
-        merged = self.finished + candidates
-        self.finished = [merged[i] for i in best]
+            scored = scored + np.float32(DROPPED)
+        scored = scored + (~just_ended).astype(np.float32) * np.float32(DROPPED)
+        merged_scores = np.concatenate([self.finished_scores, scored])
+        best = _top(merged_scores, k)
+        old = len(self.finished)
+        self.finished = [self.finished[i] if i < old else before[parents[i - old]] + [tokens[i - old]] for i in best]
         self.finished_scores = merged_scores[best]
-        self.is_finished = torch.cat([self.is_finished, just_ended])[best]
+        self.is_finished = np.concatenate([self.is_finished, just_ended])[best]
 
         # can a running beam still beat the worst kept hypothesis? (generate's heuristic)
         best_running = self.running_scores[0] / (length ** self.length_penalty)
-        worst = torch.where(self.is_finished, self.finished_scores.min(), torch.tensor(DROPPED))
+        worst = np.where(self.is_finished, self.finished_scores.min(), np.float32(DROPPED))
         self.can_improve = self.can_improve and bool((best_running > worst).any())
         self.done = not self.can_improve or bool(ends.all())
         return [parents[i] for i in keep], [tokens[i] for i in keep]
@@ -150,6 +181,11 @@ class BeamSearch(Search):
 
     def results(self) -> list[list[int]]:
         return [list(h) for h in self.finished[: self.n]]
+
+
+def _top(values: np.ndarray, k: int) -> list[int]:
+    """Indices of the ``k`` largest values, largest first (``torch.topk``'s order)."""
+    return np.argsort(-values, kind="stable")[:k].tolist()
 
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> list[int]:

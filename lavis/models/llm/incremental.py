@@ -115,6 +115,7 @@ class IncrementalDecoder:
     def __init__(self, bridge: LanguageBridge) -> None:
         self.bridge = bridge
         self.model = bridge.model
+        self.cache_keyword = cache_argument(self.model)
 
     @property
     def initial_ids(self) -> list[int]:
@@ -148,7 +149,7 @@ class CausalDecoder(IncrementalDecoder):
         rows.mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)
         with self.bridge.precision():
             out = self.model(input_ids=tokens[:, None], attention_mask=rows.mask, position_ids=rows.positions[:, None],
-                             use_cache=True, **{cache_argument(self.model): rows.cache})
+                             use_cache=True, **{self.cache_keyword: rows.cache})
         rows.positions = rows.positions + 1
         return out.logits[:, -1].float()
 
@@ -181,11 +182,12 @@ class Seq2SeqDecoder(IncrementalDecoder):
         from transformers.modeling_outputs import BaseModelOutput
 
         rows.mask = torch.cat([rows.mask, torch.ones_like(rows.encoder_mask[:, :1])], dim=1)
+        padded = not bool(rows.mask.all())  # without padding, the plain causal mask (cheaper to build)
         with self.bridge.precision():
             out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=rows.encoder),
                              attention_mask=rows.encoder_mask, decoder_input_ids=tokens[:, None],
-                             decoder_attention_mask=rows.mask, use_cache=True,
-                             **{cache_argument(self.model): rows.cache})
+                             decoder_attention_mask=rows.mask if padded else None, use_cache=True,
+                             **{self.cache_keyword: rows.cache})
         return out.logits[:, -1].float()
 
 
@@ -194,12 +196,13 @@ def incremental_decoder(bridge: LanguageBridge) -> IncrementalDecoder:
     return Seq2SeqDecoder(bridge) if isinstance(bridge, Seq2SeqBridge) else CausalDecoder(bridge)
 
 
-def logits_processors(bridge: LanguageBridge, options: Any, initial_length: int) -> Any:
+def logits_processors(bridge: LanguageBridge, options: Any, initial_length: int, min_new_tokens: bool = True) -> list[Any]:
     """The logits processors ``generate`` applies for ``options`` (a ``GenerationOptions``), in its
     order: repetition penalty, min new tokens, then for sampling temperature, top-k (the model's
-    generation config, else transformers' 50) and top-p."""
+    generation config, else transformers' 50) and top-p. Call each as ``scores = p(ids, scores)``
+    (a plain list: ``LogitsProcessorList`` inspects signatures on every call). ``min_new_tokens=False``
+    leaves out the EOS ban before ``min_new_tokens`` (for a caller that bans EOS itself)."""
     from transformers.generation.logits_process import (
-        LogitsProcessorList,
         MinNewTokensLengthLogitsProcessor,
         RepetitionPenaltyLogitsProcessor,
         TemperatureLogitsWarper,
@@ -208,13 +211,13 @@ def logits_processors(bridge: LanguageBridge, options: Any, initial_length: int)
     )
 
     config = bridge.generation_config(options)
-    processors = LogitsProcessorList()
+    processors: list[Any] = []
     if config.repetition_penalty is not None and config.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(penalty=config.repetition_penalty))
-    if config.min_new_tokens and config.eos_token_id is not None:
+    if min_new_tokens and config.min_new_tokens and config.eos_token_id is not None:
         processors.append(MinNewTokensLengthLogitsProcessor(initial_length, config.min_new_tokens, config.eos_token_id))
     if config.do_sample:
-        keep = 2 if config.num_beams > 1 else 1
+        keep = 1  # sampling here is never beam sampling
         if config.temperature is not None and config.temperature != 1.0:
             processors.append(TemperatureLogitsWarper(config.temperature))
         top_k = getattr(bridge.model.generation_config, "top_k", None)
