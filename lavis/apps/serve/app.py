@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -37,8 +37,10 @@ from lavis.apps.inference import Answerer, Decoding, InputError, Query
 from lavis.apps.inference.images import image_from_bytes
 from lavis.apps.serve.batcher import DynamicBatcher, GenerationFailed, QueueFull
 from lavis.apps.serve.continuous import ContinuousBatcher
-from lavis.apps.serve.errors import APIError, bad
+from lavis.apps.serve.errors import APIError
 from lavis.apps.serve.examples import Example
+from lavis.apps.serve.guard import LOOPBACK_NAMES, RequestGuard
+from lavis.apps.serve.json_body import parse_json
 from lavis.apps.serve.wire import (
     DONE,
     ChatRequest,
@@ -67,6 +69,8 @@ class ServerSettings:
     api_key: str | None = None
     examples: list[Example] = dataclasses.field(default_factory=list)
     batching: str = "continuous"  # or "wave": a batch runs until its longest answer is done
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES  # Host names answered (with the bound address); "*": any
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API from a browser
 
     @property
     def max_body_bytes(self) -> int:
@@ -113,10 +117,7 @@ class ChatService:
         if size > limit:
             raise APIError(413, f"the request body is over this server's limit of {limit / 1024 / 1024:.1f} MB "
                                 f"(--max-image-mb {self.settings.limits.max_image_mb:g})", "request_too_large")
-        try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise bad(f"the request body is not valid JSON ({err})", None, "invalid_json") from None
+        return parse_json(b"".join(chunks))
 
     # ---- routes ------------------------------------------------------------------------------
     async def page(self, request: Request) -> Response:
@@ -284,6 +285,8 @@ def create_app(answerer: Answerer, settings: ServerSettings) -> Starlette:
         Route("/examples/{index:int}", service.example, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(RequestGuard, allowed_hosts=settings.allowed_hosts,
+                                           cors_origins=settings.cors_origins)],
                     exception_handlers={APIError: api_error, HTTPException: http_error, Exception: server_error})
     app.state.service = service
     return app
