@@ -204,6 +204,15 @@ class Answerer:
         closed = yes_no and closed_question(text)
         return Query(tensor, instruction, decoding or Decoding(), closed, prompt_tokens, processed, kept)
 
+    def samples(self, queries: Sequence[Query]) -> dict[str, Any]:
+        """The model's input batch for ``queries``: stacked images, the questions, and the earlier
+        turns the contract lets the model see (folded by the model, as in its training)."""
+        return {
+            "image": torch.stack([q.image for q in queries]).to(self.model.device),
+            "text_input": [q.question or q.instruction for q in queries],
+            "history": [q.history for q in queries],
+        }
+
     @torch.no_grad()
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         """Answers to ``queries`` (same ``group_key``) from one batched ``generate`` call."""
@@ -214,26 +223,31 @@ class Answerer:
         if len(queries) > 1 and (key is None or any(q.decoding.group_key() != key for q in queries)):
             raise ValueError("queries answered together must share their decoding settings (Decoding.group_key)")
         model = self.model
-        samples = {
-            "image": torch.stack([q.image for q in queries]).to(model.device),
-            "text_input": [q.question or q.instruction for q in queries],
-            "history": [q.history for q in queries],  # folded by the model, as in its training
-        }
+        samples = self.samples(queries)
         with model.autocast(self.amp_dtype):
             prompts = model.prompts(samples)
             prefix = model.prefix(samples, model.qformer_prompts(samples))
             if decoding.sampling and decoding.seed is not None:
                 torch.manual_seed(decoding.seed)  # every device's generator
             ids = model.bridge.generate_ids(prefix, prompts, decoding.options())
-            texts = model.bridge.decode(ids)
-            yes = self._p_yes(samples, queries, texts, decoding.n)
+            return self.answers_from_ids(queries, ids, samples)
+
+    @torch.no_grad()
+    def answers_from_ids(self, queries: Sequence[Query], ids: torch.Tensor,
+                         samples: dict[str, Any] | None = None) -> list[Answer]:
+        """Answers from generated token ids (``n`` rows per query, as ``generate`` returns them, padded):
+        the text, token counts and finish reasons, and yes/no probabilities for closed questions.
+        Call it under the model's autocast, as generation ran."""
+        n = queries[0].decoding.n
+        texts = self.model.bridge.decode(ids)
+        yes = self._p_yes(samples if samples is not None else self.samples(queries), queries, texts, n)
         texts = [settle_verdict(text, yes.get(k)) for k, text in enumerate(texts)]
         counts = self._token_counts(ids)
         answers = []
         for i, query in enumerate(queries):
             choices = []
-            for j in range(decoding.n):
-                k = i * decoding.n + j
+            for j in range(n):
+                k = i * n + j
                 yes_no = None if yes.get(k) is None else {"yes": yes[k], "no": 1.0 - yes[k]}
                 choices.append(Choice(texts[k], counts[k][1], counts[k][0], yes_no))
             answers.append(Answer(choices, query.prompt_tokens))

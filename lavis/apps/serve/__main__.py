@@ -1,7 +1,8 @@
 """``python -m lavis.serve --model runs/demo/stage2/checkpoints/last``: serve a trained model.
 
 The chat-completions API at /v1 (the official ``openai`` client works unchanged), a web page at
-/, dynamic batching of concurrent requests. See docs/serving.md.
+/, continuous batching of concurrent requests with answers streamed token by token. See
+docs/serving.md.
 """
 
 from __future__ import annotations
@@ -30,10 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key-env", default=None, metavar="NAME",
                         help="require 'Authorization: Bearer <key>' with the key read from this environment variable")
+    parser.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
+                        help="host names the server answers for besides the bound address, localhost and 127.0.0.1 "
+                             "(the name clients use in their URL; '*' for any: not safe from web pages)")
+    parser.add_argument("--cors-origins", nargs="+", default=[], metavar="ORIGIN",
+                        help="web pages (e.g. https://viewer.example.org) allowed to call the API from a browser; "
+                             "default none")
     parser.add_argument("--model-name", default=None, help="the model id clients send (default: the run/step name)")
-    parser.add_argument("--max-batch", type=int, default=16, help="most requests in one generate call")
+    parser.add_argument("--batching", choices=["continuous", "wave"], default="continuous",
+                        help="continuous: a request joins the running batch at the next decoding step and leaves "
+                             "when done, its tokens streamed as they are decided (default); wave: one generate call "
+                             "per batch, which runs until its longest answer is done")
+    parser.add_argument("--max-batch", type=int, default=16, help="most requests decoded together")
     parser.add_argument("--max-wait-ms", type=float, default=20.0,
-                        help="longest a request waits for others to share its batch")
+                        help="--batching wave: longest a request waits for others to share its batch")
     parser.add_argument("--max-queue", type=int, default=256, help="waiting requests beyond this get 429")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="the largest max_tokens a request may ask")
     parser.add_argument("--max-n", type=int, default=8, help="the largest n (answers per request)")
@@ -77,14 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_loopback(args.host) and api_key is None:
             logger.warning("binding %s without --api-key-env: anyone who can reach this port can use the model; "
                            "set a key (--api-key-env NAME) or bind 127.0.0.1", args.host)
+        if args.host in ("0.0.0.0", "::") and not args.allowed_hosts:
+            logger.warning("binding %s: only requests for localhost and 127.0.0.1 are answered; add the names other "
+                           "machines use for this one with --allowed-hosts", args.host)
         app, settings = build_app(args, api_key)
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     import uvicorn
 
-    logger.info("serving '%s' on http://%s:%d (page: /, API: /v1, batches up to %d, wait %g ms)",
-                settings.model_id, args.host, args.port, args.max_batch, args.max_wait_ms)
+    logger.info("serving '%s' on http://%s:%d (page: /, API: /v1, %s batching of up to %d requests)",
+                settings.model_id, args.host, args.port, args.batching, args.max_batch)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                 timeout_graceful_shutdown=5)
     return 0
@@ -94,6 +108,7 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> tuple[Any, Any]:
     from lavis.apps.inference.cli import load_answerer
     from lavis.apps.serve.app import ServerSettings, create_app
     from lavis.apps.serve.examples import find_examples
+    from lavis.apps.serve.guard import allowed_hosts
     from lavis.apps.serve.wire import Limits
 
     answerer, defaults = load_answerer(args, chat=True)
@@ -104,6 +119,9 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> tuple[Any, Any]:
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
+        batching=args.batching,
+        allowed_hosts=tuple(allowed_hosts(args.host, args.allowed_hosts)),
+        cors_origins=tuple(args.cors_origins),
         api_key=api_key,
         examples=find_examples(answerer.loaded, args.examples),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -36,14 +36,18 @@ from starlette.routing import Route
 from lavis.apps.inference import Answerer, Decoding, InputError, Query
 from lavis.apps.inference.images import image_from_bytes
 from lavis.apps.serve.batcher import DynamicBatcher, GenerationFailed, QueueFull
-from lavis.apps.serve.errors import APIError, bad
+from lavis.apps.serve.continuous import ContinuousBatcher
+from lavis.apps.serve.errors import APIError
 from lavis.apps.serve.examples import Example
+from lavis.apps.serve.guard import LOOPBACK_NAMES, RequestGuard
+from lavis.apps.serve.json_body import parse_json
 from lavis.apps.serve.wire import (
     DONE,
     ChatRequest,
     Limits,
     answer_chunks,
     completion,
+    content_chunk,
     error_event,
     parse_chat_request,
     role_chunks,
@@ -64,6 +68,9 @@ class ServerSettings:
     max_queue: int = 256
     api_key: str | None = None
     examples: list[Example] = dataclasses.field(default_factory=list)
+    batching: str = "continuous"  # or "wave": a batch runs until its longest answer is done
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES  # Host names answered (with the bound address); "*": any
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API from a browser
 
     @property
     def max_body_bytes(self) -> int:
@@ -77,7 +84,13 @@ class ChatService:
     def __init__(self, answerer: Answerer, settings: ServerSettings) -> None:
         self.answerer = answerer
         self.settings = settings
-        self.batcher = DynamicBatcher(answerer.answer, settings.max_batch, settings.max_wait_ms, settings.max_queue)
+        if settings.batching == "continuous":
+            self.batcher: ContinuousBatcher | DynamicBatcher = ContinuousBatcher(
+                answerer, settings.max_batch, settings.max_queue)
+        elif settings.batching == "wave":
+            self.batcher = DynamicBatcher(answerer.answer, settings.max_batch, settings.max_wait_ms, settings.max_queue)
+        else:
+            raise ValueError(f"batching must be 'continuous' or 'wave', got {settings.batching!r}")
         self.started = time.time()
 
     # ---- checks ------------------------------------------------------------------------------
@@ -104,10 +117,7 @@ class ChatService:
         if size > limit:
             raise APIError(413, f"the request body is over this server's limit of {limit / 1024 / 1024:.1f} MB "
                                 f"(--max-image-mb {self.settings.limits.max_image_mb:g})", "request_too_large")
-        try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise bad(f"the request body is not valid JSON ({err})", None, "invalid_json") from None
+        return parse_json(b"".join(chunks))
 
     # ---- routes ------------------------------------------------------------------------------
     async def page(self, request: Request) -> Response:
@@ -115,8 +125,8 @@ class ChatService:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": self.settings.model_id,
-                             "uptime_s": round(time.time() - self.started, 1), "queued": self.batcher.queued,
-                             **self.batcher.stats.as_dict()})
+                             "uptime_s": round(time.time() - self.started, 1), "batching": self.batcher.mode,
+                             "queued": self.batcher.queued, **self.batcher.stats.as_dict()})
 
     def model_card(self) -> dict[str, Any]:
         """The OpenAI model object, plus how the model takes a conversation (its contract)."""
@@ -190,26 +200,36 @@ class ChatService:
     async def submit(self, query: Query):
         try:
             return await self.batcher.submit(query)
-        except QueueFull as err:
-            raise APIError(429, f"the server is busy: {err}; retry shortly", "server_busy") from None
-        except GenerationFailed as err:
-            raise APIError(500, f"generation failed for this request: {err}", "generation_failed") from None
+        except (QueueFull, GenerationFailed) as err:
+            raise _api_error(err) from None
 
     async def stream(self, parsed: ChatRequest, query: Query, start: float) -> AsyncIterator[str]:
+        """Server-sent events: the role chunks at once, each choice's text as it is decided, then
+        what is left of it, its closing chunk, the usage, ``[DONE]``."""
         completion_id, created, model_id = _completion_id(), int(time.time()), self.settings.model_id
         usage = parsed.include_usage
         yield role_chunks(completion_id, created, model_id, parsed.decoding.n, usage)
+        sent = [""] * parsed.decoding.n
+        answer = None
         try:
-            answer, batch = await self.submit(query)
-        except asyncio.CancelledError:  # the client went away; its queued query is dropped
+            async for event in self.batcher.stream(query):
+                if event.kind == "answer":
+                    answer, batch = event.answer, event.batch
+                    continue
+                for index, piece in enumerate(event.text or []):
+                    if piece:
+                        sent[index] += piece
+                        yield content_chunk(completion_id, created, model_id, index, piece, usage)
+        except asyncio.CancelledError:  # the client went away; the batcher drops its request
             self.log(499, start, detail="client closed the stream")
             raise
-        except APIError as err:
-            self.log(err.status, start, detail=f"{err.code} (in stream)")
-            yield error_event(err)
+        except (QueueFull, GenerationFailed) as err:
+            failure = _api_error(err)
+            self.log(failure.status, start, detail=f"{failure.code} (in stream)")
+            yield error_event(failure)
             yield DONE
             return
-        for event in answer_chunks(completion_id, created, model_id, answer, usage):
+        for event in answer_chunks(completion_id, created, model_id, answer, usage, sent):
             yield event
         yield DONE
         self.log(200, start, batch, answer.prompt_tokens, answer.completion_tokens, parsed)
@@ -224,6 +244,12 @@ class ChatService:
                         len(parsed.history) + 1)
         else:
             logger.info("chat %d %.0f ms error=%s", status, ms, detail)
+
+
+def _api_error(err: QueueFull | GenerationFailed) -> APIError:
+    if isinstance(err, QueueFull):
+        return APIError(429, f"the server is busy: {err}; retry shortly", "server_busy")
+    return APIError(500, f"generation failed for this request: {err}", "generation_failed")
 
 
 def _completion_id() -> str:
@@ -261,6 +287,8 @@ def create_app(answerer: Answerer, settings: ServerSettings) -> Starlette:
         Route("/examples/{index:int}", service.example, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(RequestGuard, allowed_hosts=settings.allowed_hosts,
+                                           cors_origins=settings.cors_origins)],
                     exception_handlers={APIError: api_error, HTTPException: http_error, Exception: server_error})
     app.state.service = service
     return app

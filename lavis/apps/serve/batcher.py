@@ -19,10 +19,11 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from lavis.apps.inference import Answer, Query
+from lavis.apps.inference.decoding_loop import Event
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,11 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    """``await batcher.submit(query)`` -> (answer, size of the batch it ran in)."""
+    """``await batcher.submit(query)`` -> (answer, size of the batch it ran in). Batches form in
+    waves: a batch runs until its longest answer is done (``--batching wave``, the baseline of
+    continuous batching in :mod:`lavis.apps.serve.continuous`)."""
+
+    mode = "wave"
 
     def __init__(self, answer: Callable[[Sequence[Query]], list[Answer]], max_batch: int = 16,
                  max_wait_ms: float = 20.0, max_queue: int = 256) -> None:
@@ -107,6 +112,11 @@ class DynamicBatcher:
         self._pending.append(job)
         self._wakeup.set()
         return await job.future
+
+    async def stream(self, query: Query) -> AsyncIterator[Event]:
+        """The answer as one event when its batch is done (nothing is decided token by token here)."""
+        answer, batch = await self.submit(query)
+        yield Event("answer", answer=answer, batch=batch)
 
     # ---- the loop ------------------------------------------------------------------------------
     async def _loop(self) -> None:

@@ -249,13 +249,23 @@ def chunk(completion_id: str, created: int, model_id: str, choices: list[dict[st
     return f"data: {json.dumps(body)}\n\n"
 
 
-def answer_chunks(completion_id: str, created: int, model_id: str, answer: Answer, with_usage: bool) -> list[str]:
-    """The content and the closing chunk of each choice (the role chunks went out first)."""
+def content_chunk(completion_id: str, created: int, model_id: str, index: int, text: str, with_usage: bool) -> str:
+    """A piece of choice ``index``'s text, as it is decided."""
+    return chunk(completion_id, created, model_id,
+                 [{"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}],
+                 with_usage=with_usage)
+
+
+def answer_chunks(completion_id: str, created: int, model_id: str, answer: Answer, with_usage: bool,
+                  sent: list[str] | None = None) -> list[str]:
+    """What is left of each choice's text after the pieces already ``sent``, its closing chunk
+    (``finish_reason``, ``yes_no``), and the usage chunk when asked for."""
     events = []
     for index, choice in enumerate(answer.choices):
-        events.append(chunk(completion_id, created, model_id, [
-            {"index": index, "delta": {"content": choice.text}, "logprobs": None, "finish_reason": None}
-        ], with_usage=with_usage))
+        already = sent[index] if sent else ""
+        rest = choice.text[len(already):] if choice.text.startswith(already) else ""
+        if rest:
+            events.append(content_chunk(completion_id, created, model_id, index, rest, with_usage))
         closing: dict[str, Any] = {"index": index, "delta": {}, "logprobs": None, "finish_reason": choice.finish_reason}
         if choice.yes_no is not None:
             closing["yes_no"] = choice.yes_no

@@ -130,6 +130,23 @@ def multi_turn_answerer(multi_turn_run):
 
 
 @pytest.fixture(scope="session")
+def llama_answerer(tmp_path_factory, minilm_dir):
+    """A decoder-only (tiny LLaMA, random) model as an Answerer: the second LLM kind."""
+    from lavis.apps.inference import Answerer
+    from lavis.common.schema import to_dict
+    from lavis.models import load_model
+    from lavis.models.llm.tiny import save_tiny_llama
+    from lavis.models.pretrained import PretrainedModel, eval_processors
+
+    folder = save_tiny_llama(tmp_path_factory.mktemp("llama"), QUESTIONS * 10, vocab_size=96)
+    torch.manual_seed(0)
+    model = load_model("blip2_vicuna_instruct", "tiny", qformer={"tokenizer": str(minilm_dir)},
+                       llm={"name_or_path": str(folder)}).eval()
+    vis, txt = eval_processors(to_dict(model.cfg), {})
+    return Answerer(PretrainedModel(model, vis, txt, str(folder), "run", "tiny-llama"))
+
+
+@pytest.fixture(scope="session")
 def decoding():
     """Short deterministic answers (a few tokens, 2 beams): fast on a shared CPU."""
     from lavis.apps.inference import Decoding
@@ -201,8 +218,8 @@ def make_server(answerer, decoding):
     @contextlib.contextmanager
     def serve(model=None, **overrides):
         model = model or answerer
-        settings = ServerSettings(model_id="tiny-clover", defaults=decoding,
-                                  examples=find_examples(model.loaded, None), **overrides)
+        settings = ServerSettings(**{"model_id": "tiny-clover", "defaults": decoding,
+                                     "examples": find_examples(model.loaded, None), **overrides})
         app = create_app(model, settings)
         with background_server(app) as url:
             yield url, app.state.service

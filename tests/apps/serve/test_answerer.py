@@ -6,26 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from lavis.models.llm.verdict import verdict
-
-
-@pytest.fixture(scope="module")
-def llama_answerer(tmp_path_factory, minilm_dir, questions):
-    from lavis.apps.inference import Answerer
-    from lavis.common.schema import to_dict
-    from lavis.models import load_model
-    from lavis.models.llm.tiny import save_tiny_llama
-    from lavis.models.pretrained import PretrainedModel, eval_processors
-
-    folder = save_tiny_llama(tmp_path_factory.mktemp("llama"), questions * 10, vocab_size=96)
-    torch.manual_seed(0)
-    model = load_model("blip2_vicuna_instruct", "tiny", qformer={"tokenizer": str(minilm_dir)},
-                       llm={"name_or_path": str(folder)}).eval()
-    vis, txt = eval_processors(to_dict(model.cfg), {})
-    return Answerer(PretrainedModel(model, vis, txt, str(folder), "run", "tiny-llama"))
 
 
 @pytest.mark.parametrize("kind", ["t5", "llama"])

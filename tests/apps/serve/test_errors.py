@@ -122,15 +122,16 @@ def test_unknown_routes_and_methods_answer_in_the_same_format(limited):
 def test_a_generation_failure_fails_only_its_request(make_server, tiles, user):
     from concurrent.futures import ThreadPoolExecutor
 
-    with make_server(max_wait_ms=300) as (url, service):
-        answer = service.batcher._answer
+    with make_server() as (url, service):
+        decoder = service.batcher.loop.decoder
+        start = decoder.start
 
-        def flaky(queries):  # a request whose question breaks the model
-            if any("explode" in q.instruction for q in queries):
+        def flaky(prefix, prompts):  # a request whose question breaks the model
+            if any("explode" in prompt for prompt in prompts):
                 raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            return answer(queries)
+            return start(prefix, prompts)
 
-        service.batcher._answer = flaky
+        decoder.start = flaky
         bodies = [{"model": "tiny-clover", "messages": [user(q, tiles[0])], "max_tokens": 4}
                   for q in ("is the tissue dense", "please explode", "which stain is used")]
         with ThreadPoolExecutor(3) as pool:

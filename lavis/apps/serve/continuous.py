@@ -1,0 +1,106 @@
+"""Continuous batching for the server: the :class:`~lavis.apps.inference.decoding_loop.DecodingLoop`
+on one generation thread, and an asyncio face for the request handlers.
+
+A request joins the running batch at the next decoding step (there is no batching wait: the
+step it joins is the next one anyway) and leaves when its answer is done; ``stream`` yields its
+text as the loop settles it, then its answer. A client that goes away (a closed stream, the
+page's stop button) is dropped from the batch at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+
+from lavis.apps.inference import Answer, Answerer, Query
+from lavis.apps.inference.decoding_loop import DecodingLoop, Event
+from lavis.apps.serve.batcher import BatchStats, GenerationFailed, QueueFull
+
+logger = logging.getLogger(__name__)
+
+
+class ContinuousBatcher:
+    """``async for event in batcher.stream(query)``; ``await batcher.submit(query)`` -> (answer, batch size)."""
+
+    mode = "continuous"
+
+    def __init__(self, answerer: Answerer, max_batch: int = 16, max_queue: int = 256) -> None:
+        self.loop = DecodingLoop(answerer, max_batch)
+        self.max_queue = max_queue
+        self.stats = BatchStats()  # here a "batch" is one decoding step, its size the requests in it
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="generate", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+        self.loop.fail_all(GenerationFailed("the server is shutting down"))
+
+    @property
+    def queued(self) -> int:
+        return self.loop.waiting
+
+    async def stream(self, query: Query) -> AsyncIterator[Event]:
+        """The request's events: ``text`` pieces as they are decided, then its ``answer``."""
+        if self._thread is None:
+            raise RuntimeError("ContinuousBatcher.start() was not called")
+        if self.loop.waiting >= self.max_queue:
+            raise QueueFull(f"{self.loop.waiting} requests are already waiting (--max-queue {self.max_queue})")
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def notify(event: Event) -> None:  # on the generation thread
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+            except RuntimeError:  # the event loop has closed (shutdown)
+                pass
+
+        request = self.loop.submit(query, notify)
+        self._wake.set()
+        finished = False
+        try:
+            while True:
+                event = await events.get()
+                if event.kind == "error":
+                    finished = True
+                    self.stats.failed += 1
+                    raise GenerationFailed(f"{type(event.error).__name__}: {event.error}")
+                if event.kind == "answer":
+                    finished = True
+                    self.stats.requests += 1
+                yield event
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self.loop.cancel(request)  # the client went away: its rows leave at the next step
+
+    async def submit(self, query: Query) -> tuple[Answer, int]:
+        async for event in self.stream(query):
+            if event.kind == "answer":
+                return event.answer, event.batch
+        raise GenerationFailed("the request ended without an answer")
+
+    def _run(self) -> None:
+        while not self._stopping:
+            if self.loop.idle:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                size = self.loop.step()
+            except Exception as err:  # noqa: BLE001  (a bug in the loop fails its requests, not the server)
+                logger.error("the decoding loop failed: %s: %s", type(err).__name__, err, exc_info=err)
+                self.loop.fail_all(err)
+                continue
+            if size:
+                self.stats.batches[size] += 1
