@@ -271,9 +271,10 @@ def variant_hours(counts: RecipeCounts, stage1: dict[str, Any], stage2: dict[str
                         s2["cached"]["samples_per_s"], s2["cache_build_images_per_s"], answers)
 
 
-def run(sizes: list[str], settings: Settings, counts: RecipeCounts = RecipeCounts()) -> dict[str, Any]:
-    info = machine()
-    settings.peak = settings.peak or peak_tflops(info.get("gpu", ""))
+def run(sizes: list[str], settings: Settings, counts: RecipeCounts | None = None) -> dict[str, Any]:
+    counts = counts or RecipeCounts()
+    info = {"gpu": None, "cuda": None, **machine()}  # the keys stay on a CPU check run
+    settings.peak = settings.peak or peak_tflops(info["gpu"] or "")
     first = SIZES[sizes[0]]
     stage1 = measure_stage1(first, settings)  # the same ViT + Q-Former for every LLM
     models = {}
@@ -289,7 +290,7 @@ def run(sizes: list[str], settings: Settings, counts: RecipeCounts = RecipeCount
     return {"machine": info, "peak_bf16_tflops": settings.peak, "settings": plain,
             "precision": f"vision {settings.vision_precision}, LLM bf16, bf16 autocast",
             "recipe_counts": dataclasses.asdict(counts), "stage1_data": loader, "models": models,
-            "headline": headline(models, info.get("gpu", info["cpu"]))}
+            "headline": headline(models, info["gpu"] or info["cpu"])}
 
 
 def main(argv: list[str] | None = None) -> None:
