@@ -21,6 +21,7 @@ and optimised. Writes ``benchmarks/results_gpu_recipe.json``.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,16 +142,44 @@ def write_profile(run: Callable[[], None], path: Path, device: str) -> None:
     path.with_suffix(".txt").write_text(table)
 
 
+def host_syncs(run: Callable[[], None], device: str) -> int | None:
+    """Host synchronisations CUDA reports during ``run`` (torch's sync debug mode); None off CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def compile_counters() -> dict[str, int]:
+    """Graphs dynamo compiled and graph breaks so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return {"compiled_graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
+
+
 def measure_paths(runs: dict[str, Callable[[], None]], samples: int, flops: dict[str, int], settings: Settings,
                   profile_name: str) -> dict[str, Any]:
-    """Per path: samples/s (median of alternating rounds), MFU, peak memory."""
+    """Per path: samples/s (median of alternating rounds), MFU, peak memory, host syncs per pass;
+    the seconds of the warm-up passes (where compilation happens)."""
+    start = time.perf_counter()
     for _ in range(settings.warmup_passes):
         for run in runs.values():
             run()
-    out: dict[str, Any] = {}
+    sync()
+    out: dict[str, Any] = {"warmup_seconds": time.perf_counter() - start, **compile_counters()}
     for name, run in runs.items():
         _, peak_bytes = timed(run, 1, 0, settings.device)
-        out[name] = {"peak_memory_gib": peak_bytes / 2**30 if peak_bytes else None}
+        out[name] = {"peak_memory_gib": peak_bytes / 2**30 if peak_bytes else None,
+                     "host_syncs_per_pass": host_syncs(run, settings.device)}
         if settings.profile:
             write_profile(run, settings.profile / f"{profile_name}_{name}", settings.device)
     rates = alternate(runs, items_per_call=samples, rounds=settings.rounds, calls_per_round=1, warmup=0)

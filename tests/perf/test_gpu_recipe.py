@@ -36,7 +36,9 @@ def test_the_recipe_script_writes_eager_and_optimised_figures_for_every_phase(tm
         assert figures["batch"] == (3 if phase == "stage1" else 2)
         assert figures["compiled_blocks"] > 0 and figures["compiled_vs_eager"]["equal"]
         for variant in ("eager", "optimised"):
+            assert figures[variant]["warmup_seconds"] > 0 and figures[variant]["compiled_graphs"] >= 0
             for path in paths:
+                assert figures[variant][path]["host_syncs_per_pass"] is None  # counted on CUDA only
                 assert figures[variant][path]["samples_per_s"] > 0 and figures[variant][path]["mfu"] is None
             assert (profile / f"{phase}{'' if phase == 'stage1' else '_tiny'}_{variant}_image.json").exists()
         assert figures["samples_per_s"] == figures["optimised"]["image"]["samples_per_s"]
