@@ -15,6 +15,7 @@ generated vs sorted by length with closed questions ranked (``--eval-questions 0
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,13 @@ def eval_batches(questions: int, batch: int, sort: bool) -> list[tuple[list[int]
             + [(open_[i : i + batch], False) for i in range(0, len(open_), batch)])
 
 
-def measure_eval(model: Any, questions: int, batch: int, device: str, new_tokens: int = 40) -> dict[str, Any]:
-    """Answers/s over the same questions: file order, all generated vs sorted, closed ranked."""
+EVAL_ORDERS = {"file_order_generate_all": False, "sorted_rank_closed": True}
+
+
+def measure_eval(model: Any, questions: int, batch: int, device: str, new_tokens: int = 40,
+                 orders: tuple[str, ...] = tuple(EVAL_ORDERS)) -> dict[str, Any]:
+    """Answers/s over the same questions: file order, all generated vs sorted, closed ranked
+    (``orders``: which of the two)."""
     from benchmarks.eval_throughput import question_words
     from benchmarks.sizes import CORPUS
 
@@ -80,11 +86,26 @@ def measure_eval(model: Any, questions: int, batch: int, device: str, new_tokens
         model.generate(warm, **settings)
         model.rank_answers(warm)
     out: dict[str, Any] = {"questions": questions, "batch": batch, **settings}
-    for name, sort in (("file_order_generate_all", False), ("sorted_rank_closed", True)):
-        seconds, memory = timed(lambda s=sort: evaluate(s), 1, 0, device)
+    for name in orders:
+        seconds, memory = timed(lambda s=EVAL_ORDERS[name]: evaluate(s), 1, 0, device)
         out[name] = {"answers_per_s": questions / seconds, "peak_memory_gib": memory / 2**30 if memory else None}
-    out["speedup"] = out["sorted_rank_closed"]["answers_per_s"] / out["file_order_generate_all"]["answers_per_s"]
+    if len(orders) == 2:
+        out["speedup"] = out["sorted_rank_closed"]["answers_per_s"] / out["file_order_generate_all"]["answers_per_s"]
     return out
+
+
+def train_step(model: Any, optimizer: Any, device: str) -> Callable[[dict[str, Any]], None]:
+    """One training step on a batch: forward under bf16 autocast, backward, AdamW, zero grads."""
+    amp = device.split(":")[0]
+
+    def step(samples: dict[str, Any]) -> None:
+        with torch.autocast(device_type=amp, dtype=torch.bfloat16):
+            loss = model(samples)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
 
 
 def timed(fn: Callable[[], Any], steps: int, warmup: int, device: str) -> tuple[float, int | None]:
@@ -117,21 +138,12 @@ def measure(size_name: str, batch: int, steps: int = 10, warmup: int = 3, device
         embeds = model.encode_image_frozen(images).half()  # what the feature cache serves
     tokens = model_tokens(model, data.prompts, data.answers)
     amp = device.split(":")[0]
-
-    def train(samples: dict[str, Any]) -> Callable[[], None]:
-        def step() -> None:
-            with torch.autocast(device_type=amp, dtype=torch.bfloat16):
-                loss = model(samples)["loss"]
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        return step
+    train_on = train_step(model, optimizer, device)
 
     result: dict[str, Any] = {"batch": batch, "tokens": tokens.__dict__}
     for name, samples, cached in (("train", {**data.ours(), "image": images}, False),
                                   ("train_cached", data.cached(embeds), True)):
-        step = train(samples)
+        step = functools.partial(train_on, samples)
         seconds, memory = timed(step, steps, warmup, device)
         flops = counted_flops(step)
         result[name] = {

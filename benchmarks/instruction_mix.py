@@ -5,7 +5,7 @@ Two sources, as ``generate_instructions.py`` writes them:
 - **template** (40%): the shipped template bank (configs/instructions/templates/default.yaml) -
   a detailed-description prompt answered by the caption, or an attribute's open / closed
   question with its answer; word counts are the bank's own, values 1-2 words, captions
-  log-normal around 17 words (1 to 150);
+  log-normal around 17 words (1 to 150; ``captions`` writes stage 1's);
 - **generated** (60%): GPT-style pairs with questions of 5-60 words (log-normal, median 12) and
   answers of 1-150 words (log-normal, median 22: "one to three sentences", the prompt's worked
   example has 8-25 words), within the filter's bounds.
@@ -59,6 +59,18 @@ def _template_shapes() -> list[tuple[int, int | None, str]]:
     return shapes
 
 
+def caption_words(rng: np.random.Generator) -> int:
+    """Words of one Quilt-1M-like caption: log-normal around 17 words (1 to 150)."""
+    return _lognormal(rng, 17, 0.7, *ANSWER_WORDS)
+
+
+def captions(count: int, seed: int = 0) -> list[str]:
+    """``count`` stage-1 captions with the lengths of ``caption_words`` (corpus words)."""
+    rng, pick = np.random.default_rng(seed), random.Random(seed)
+    vocabulary = sorted({w for line in CORPUS for w in line.split()})
+    return [" ".join(pick.choice(vocabulary) for _ in range(caption_words(rng))) for _ in range(count)]
+
+
 def make_pairs(count: int, seed: int = 0) -> list[Pair]:
     """``count`` question-answer pairs of the mix, deterministic per seed."""
     rng = np.random.default_rng(seed)
@@ -78,7 +90,7 @@ def make_pairs(count: int, seed: int = 0) -> list[Pair]:
             continue
         question, answer, kind = shapes[int(rng.integers(len(shapes)))]
         extra = int(rng.integers(0, 2))  # a value of 1-2 words in question and answer
-        caption = _lognormal(rng, 17, 0.7, *ANSWER_WORDS)
+        caption = caption_words(rng)
         answer_words = caption if answer is None else answer + extra
         pairs.append(Pair(text(question + extra), text(answer_words), "template", kind))
     return pairs

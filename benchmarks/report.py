@@ -1,4 +1,4 @@
-"""RESULTS.md from results.json (CPU, ``run_all``), results_gpu.json (``gpu_throughput``) and
+"""RESULTS.md from results.json (CPU, ``run_all``), results_gpu.json (``gpu_throughput``), results_gpu_recipe.json (``gpu_recipe``) and
 results_smoke.json (``make smoke-full``).
 
     python -m benchmarks.report     # re-render after a GPU or smoke run, without re-running the CPU ones
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report_recipe import recipe_section
 from benchmarks.report_sections import (
     cpu_precision_section,
     eval_section,
@@ -193,7 +194,8 @@ def serve_section(d: dict[str, Any]) -> list[str]:
             "", f"Answers identical with and without batching: {d['identical_answers']}.", ""]
 
 
-def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str, Any] | None = None) -> str:
+def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str, Any] | None = None,
+           recipe: dict[str, Any] | None = None) -> str:
     d, m = results.get("details", {}), results.get("machine", {})
     lines = ["# Benchmark results", "",
              f"Written by `make bench` (`python -m benchmarks.run_all`) on {m.get('date')}: {m.get('cpu')} "
@@ -268,7 +270,7 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str,
         lines += image_keys_section(d["image_keys"])
     if "serve_batching" in d:
         lines += serve_section(d["serve_batching"])
-    lines += memory_section(d, gpu) + smoke_section(smoke) + gpu_section(gpu)
+    lines += memory_section(d, gpu) + smoke_section(smoke) + gpu_section(gpu) + recipe_section(recipe)
     lines += ["## Commands", "", *table(["benchmark", "command", "seconds"],
                                          [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]
     return "\n".join(lines)
@@ -283,7 +285,8 @@ def write_report(results: dict[str, Any]) -> None:
     """RESULTS.md from ``results`` plus the GPU and smoke results when their files exist."""
     from lavis.common.checkpoint import atomic_write_text
 
-    atomic_write_text(HERE / "RESULTS.md", render(results, _optional("results_gpu.json"), _optional("results_smoke.json")))
+    atomic_write_text(HERE / "RESULTS.md", render(results, _optional("results_gpu.json"), _optional("results_smoke.json"),
+                                                  _optional("results_gpu_recipe.json")))
 
 
 def main() -> None:

@@ -152,8 +152,10 @@ def command_line(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
 
 
 def emit(result: Any, out: Path | None) -> None:
-    """Print the result JSON (and write it to ``out``)."""
+    """Print the result JSON (and write it to ``out``, atomically: a stopped run leaves the old file)."""
+    from lavis.common.checkpoint import atomic_write_text
+
     text = json.dumps(result, indent=1)
     if out:
-        out.write_text(text)
+        atomic_write_text(out, text)
     print(text)

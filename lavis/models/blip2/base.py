@@ -20,6 +20,7 @@ from torch import nn
 from lavis.common.errors import ConfigError, DataError
 from lavis.models.base_model import BaseModel, BaseModelConfig
 from lavis.models.blip2.checkpoint import CheckpointReport, load_state_into, read_state_dict
+from lavis.models.compiled_blocks import COMPILE_MODES, compile_blocks
 from lavis.models.llm.loading import precision
 from lavis.models.qformer import QFormer, QFormerConfig, load_bert_weights, load_qformer_tokenizer
 from lavis.models.vision.base import VISION_ENCODERS, VisionEncoder
@@ -42,8 +43,15 @@ class Blip2Config(BaseModelConfig):
     ln_vision_eps: float = 1e-5
     # LAVIS trains ``ln_vision`` in stage 1 and stage 2 (only the ViT is frozen); false freezes it.
     train_ln_vision: bool = True
+    # The optimised step: torch.compile the repeated blocks of the ViT, Q-Former and LLM in place
+    # (same math, same parameter names; see lavis.models.compiled_blocks). ``compile_mode`` is
+    # torch's: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs.
+    compile: bool = False
+    compile_mode: str = "default"
 
     def validate(self) -> None:
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"'compile_mode' must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}")
         if not isinstance(self.vision.get("name"), str):
             raise ConfigError("'vision.name' must name a registered vision encoder (e.g. eva_clip_g)")
         # the encoder's own keys, checked now (not when the model is built, nor never for --print-config)
@@ -124,6 +132,8 @@ class Blip2Base(BaseModel):
                 model.load_checkpoint(cfg.init_checkpoint, strict=False)
             if cfg.checkpoint:
                 model.load_checkpoint(cfg.checkpoint, strict=True, missing_hint=CHECKPOINT_HINT)
+        if cfg.compile:
+            compile_blocks(model, cfg.compile_mode)
         return model
 
     def load_checkpoint(self, path: str, strict: bool = True, missing_hint: str | None = None) -> CheckpointReport:

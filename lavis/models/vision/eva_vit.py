@@ -84,6 +84,9 @@ class EvaVisionTransformer(TokenEncoder):
             )
             for rate in rates
         )
+        for block in self.blocks:
+            # SDPA (fused attention) always: timm follows a process-wide switch (TIMM_FUSED_ATTN).
+            block.attn.fused_attn = True
         self._init_weights()
 
     def _init_weights(self) -> None:
