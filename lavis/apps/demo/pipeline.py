@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from lavis.apps.demo.jobs import Job, JobFailed, run_jobs, start_job
 from lavis.common.checkpoint import latest_checkpoint
 from lavis.common.config import package_dir
+from lavis.common.conversation import ConversationContract
 from lavis.common.errors import LavisError
 from lavis.common.jsonio import iter_json_lines
 from lavis.common.logger import setup_logging
@@ -130,7 +131,14 @@ class Pipeline:
 
         d = self.s.data
         return build_demo_data(self.data, self.s.seed, d.questions, d.max_tiles, d.train_per_attribute,
-                               d.ask_magnification)
+                               d.ask_magnification, self.conversation())
+
+    def conversation(self) -> ConversationContract:
+        """The stage-2 model's conversation contract (its run YAML, ``model.conversation``): the
+        data is built to match it (conversations with history for a multi-turn model)."""
+        stage2 = OmegaConf.load(config_path(self.s.stage2))
+        return ConversationContract.from_dict(OmegaConf.to_container(stage2.model).get("conversation"),
+                                              f"{self.s.stage2}: model.conversation")
 
     def pretrain_vision(self) -> dict:
         import csv

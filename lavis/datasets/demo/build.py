@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.common.conversation import ConversationContract, Turn
 from lavis.common.jsonio import read_json
 from lavis.common.paths import config_path
 from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
 from lavis.datasets.demo.tiles import SPLITS, TILE_PX, Tile, extract_tiles
 from lavis.datasets.demo.wordings import Wordings, render_all, reword, split_wordings
+from lavis.instructions.conversations import chain_into_conversations
 from lavis.instructions.templates import TemplateBank, build_template_instructions, load_template_bank
 
 FORMAT_VERSION = "clover-demo-v8"
@@ -84,14 +86,17 @@ def value_texts(bank: TemplateBank | None = None) -> dict[str, dict[str, str]]:
             for name, spec in bank.attributes.items()}
 
 
-def language_corpus(tiles: list[Tile], bank: TemplateBank, generated: Wordings | None = None
-                    ) -> list[dict[str, str]]:
+def language_corpus(tiles: list[Tile], bank: TemplateBank, generated: Wordings | None = None,
+                    conversation: ConversationContract | None = None, seed: int = 0) -> list[dict[str, str]]:
     """The text the demo's language model is pretrained on: every caption the training tiles' label
     values can form (each attribute present or not) with every question the template bank asks
     about it, and every training wording of the paraphrase grammar (``generated``; never a held-out
     one), and its answer. Text only, no pixels: the model learns to read a caption and answer (an
     open value, a verdict that compares the asked value with the stated one) however the question
-    is put, for every combination, not only those the training tiles happen to show.
+    is put, for every combination, not only those the training tiles happen to show. For a model
+    tuned on conversations (``conversation`` multi-turn) every question also comes once after
+    earlier turns about the same caption, folded by the model's own history format, so the frozen
+    LM can read a conversation before stage 2 teaches the Q-Former to talk to it.
     """
     values: dict[str, dict[str, set[str]]] = {}
     for tile in tiles:
@@ -109,10 +114,30 @@ def language_corpus(tiles: list[Tile], bank: TemplateBank, generated: Wordings |
                 detailed = [*bank.detailed_prompts, *(generated.detailed if generated else [])]
                 corpus += [{"caption": caption, "question": q, "answer": caption, "attribute": "detailed"}
                            for q in detailed]
-                corpus += _questions_about(labels, caption, bank)
+                examples = _questions_about(labels, caption, bank)
                 if generated is not None:
-                    corpus += _generated_about(labels, caption, bank, generated)
+                    examples += _generated_about(labels, caption, bank, generated)
+                corpus += examples
+                if conversation is not None and conversation.multi_turn:
+                    corpus += _after_earlier_turns(examples, conversation, random.Random(f"{seed}:{caption}"))
     return corpus
+
+
+def _after_earlier_turns(examples: list[dict[str, str]], conversation: ConversationContract,
+                         rng: random.Random) -> list[dict[str, str]]:
+    """Each example again after 1 to ``max_turns`` earlier questions about the same caption (other
+    attributes' when there are; answers as the bank gives them), folded in the model's format."""
+    out = []
+    most = conversation.max_turns or 1
+    attributes = {e["attribute"] for e in examples}
+    others_of = {a: [e for e in examples if e["attribute"] != a] for a in attributes}
+    for example in examples:
+        others = others_of[example["attribute"]]
+        if not others:
+            continue  # a caption with one attribute: an earlier turn would be about the same thing
+        history = [Turn(e["question"], e["answer"]) for e in rng.sample(others, min(len(others), rng.randint(1, most)))]
+        out.append({**example, "question": conversation.fold(example["question"], history)})
+    return out
 
 
 def _generated_about(labels: dict[str, str], caption: str, bank: TemplateBank,
@@ -213,13 +238,17 @@ def build_demo_data(
     max_tiles: int | None = None,
     train_per_attribute: int = 800,
     ask_magnification: bool = False,
+    conversation: ConversationContract | None = None,
 ) -> dict:
-    """Build (or reuse, when already built with the same settings) the demo data in ``out``."""
+    """Build (or reuse, when already built with the same settings) the demo data in ``out``. For a
+    model tuned on conversations (``conversation`` multi-turn) each tile's training and validation
+    instructions are chained into conversations of 2 to ``max_turns`` + 1 turns (``history``)."""
     out = Path(out)
     budget = budget or QuestionBudget()
+    conversation = conversation or ConversationContract()
     settings = {"version": FORMAT_VERSION, "seed": seed, "budget": dataclasses.asdict(budget),
                 "max_tiles": max_tiles, "train_per_attribute": train_per_attribute,
-                "ask_magnification": ask_magnification}
+                "ask_magnification": ask_magnification, "conversation": conversation.as_dict()}
     stamp = _stamp(settings)
     info_file = out / "demo_data.json"
     if info_file.exists():
@@ -244,15 +273,17 @@ def build_demo_data(
         questions = build_template_instructions(records[split], seed=seed + offset, bank=bank)
         if split == "train":
             train = training_questions(questions, train_per_attribute, seed, generated=(wordings["generated"], values))
+            train = _as_conversations(train, conversation, seed)
             _write_jsonl(out / "instructions.jsonl", train)
-            _write_jsonl(out / "language_corpus.jsonl", language_corpus(tiles["train"], bank, wordings["generated"]))
+            _write_jsonl(out / "language_corpus.jsonl",
+                         language_corpus(tiles["train"], bank, wordings["generated"], conversation, seed))
             info["train_instructions"] = Counter(q["attribute"] for q in train)
             info["train_instructions_by_source"] = Counter(q["source"] for q in train)
             continue
         if split == "val":  # the validation loss of stage 2 weighs the attributes as training does, in val wordings
-            _write_jsonl(out / "instructions_val.jsonl",
-                         training_questions(questions, train_per_attribute // 4, seed, reuse=False,
-                                            generated=(wordings["val"], values)))
+            val = training_questions(questions, train_per_attribute // 4, seed, reuse=False,
+                                     generated=(wordings["val"], values))
+            _write_jsonl(out / "instructions_val.jsonl", _as_conversations(val, conversation, seed))
         chosen = sample_questions(questions, budget, seed, heldout=(wordings[split], values))
         _write_quilt_vqa(out, split, chosen)
         attributes.update({q["id"]: q["attribute"] for q in chosen})
@@ -280,6 +311,24 @@ def build_demo_data(
     info["labels"] = info_tiles
     atomic_write_text(info_file, json.dumps(info, indent=1))
     return info
+
+
+def _as_conversations(questions: list[dict[str, Any]], conversation: ConversationContract, seed: int
+                      ) -> list[dict[str, Any]]:
+    """Single questions, or for a multi-turn model each tile's attribute questions chained into
+    conversations in which no two turns ask about the same attribute, and descriptions alone: an
+    earlier answer about the same attribute, or a description (the caption), would give the next
+    answer away, and the model would learn to read the history instead of the image."""
+    if not conversation.multi_turn:
+        return questions
+    seen: Counter = Counter()
+    slotted = []
+    for index, q in enumerate(questions):  # the k-th question of a tile about an attribute: the tile's slot k
+        seen[(q["caption_id"], q["attribute"])] += 1
+        slot = f"d{index}" if q["attribute"] == "detailed" else seen[(q["caption_id"], q["attribute"])]
+        slotted.append({**q, "caption_id": f"{q['caption_id']}#{slot}"})
+    chained = chain_into_conversations(slotted, turns=(2, (conversation.max_turns or 1) + 1), seed=seed)
+    return [{**q, "caption_id": q["caption_id"].rsplit("#", 1)[0]} for q in chained]
 
 
 def _split_tiles(tiles: list[Tile]) -> dict[str, list[Tile]]:
