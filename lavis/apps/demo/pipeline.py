@@ -34,7 +34,7 @@ from lavis.common.conversation import ConversationContract
 from lavis.common.errors import LavisError
 from lavis.common.jsonio import iter_json_lines
 from lavis.common.logger import setup_logging
-from lavis.common.paths import config_path
+from lavis.common.paths import REPO_ROOT, config_path
 from lavis.common.schema import from_mapping
 from lavis.datasets.demo.build import QuestionBudget, quilt_vqa_files
 
@@ -136,7 +136,7 @@ class Pipeline:
     def conversation(self) -> ConversationContract:
         """The stage-2 model's conversation contract (its run YAML, ``model.conversation``): the
         data is built to match it (conversations with history for a multi-turn model)."""
-        stage2 = OmegaConf.load(config_path(self.s.stage2))
+        stage2 = OmegaConf.load(REPO_ROOT / self.s.stage2)  # as the entry point reads it (run from the repo root)
         return ConversationContract.from_dict(OmegaConf.to_container(stage2.model).get("conversation"),
                                               f"{self.s.stage2}: model.conversation")
 
