@@ -60,7 +60,7 @@ setup(
     },
     extras_require={
         "instructions": ["openai>=1.30", "matplotlib>=3.7"],
-        "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7"],
+        "demo": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "matplotlib>=3.7", "openai>=1.30"],
         "slides": ["openslide-python>=1.3", "openslide-bin>=4", "scikit-image>=0.22", "scipy>=1.10", "matplotlib>=3.7"],
         "tensorboard": ["tensorboard>=2.14"],
         "dev": ["pytest>=8", "ruff>=0.5", "playwright>=1.45", "mkdocs>=1.6"],

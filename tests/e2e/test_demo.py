@@ -20,6 +20,9 @@ REPORT_KEYS = {
     "open_recall", "open_recall_ci95", "open_recall_question_only", "open_recall_blind", "open_f1",
     "num_test_tiles", "by_attribute", "density_spearman", "validation", "by_protocol",
     "trainable_params", "frozen_params", "wall_seconds", "cpu_seconds", "goals",
+    "closed_accuracy_heldout_wording", "closed_accuracy_heldout_wording_ci95", "open_recall_heldout_wording",
+    "open_recall_heldout_wording_ci95", "followup_closed_accuracy", "followup_alone_closed_accuracy",
+    "verdict_confidence_agreement", "served", "heldout_wording",
 }
 ATTRIBUTE_KEYS = {"closed_accuracy", "closed_accuracy_ci95", "open_recall", "open_recall_ci95", "num_closed",
                   "num_open", "num_tiles"}
@@ -54,11 +57,36 @@ def test_quick_demo_runs_every_stage_writes_the_report_and_fails_on_missed_goals
     assert set(report["by_protocol"]["image"]) == {"quilt", "strict", "llava_med"}
     assert report["by_protocol"]["image"]["strict"]["closed_accuracy"] == report["closed_accuracy"]
 
-    # the test files: closed questions in yes/no pairs, distinct tiles counted
+    # the test files: closed questions in yes/no pairs, each asked again in a held-out wording
     test_truth = json.loads((out / "data" / "quiltvqa_test_w_ans.json").read_text())
+    wordings = json.loads((out / "data" / "question_wordings.json").read_text())
+    template = [q for q in test_truth if wordings[q["id"]] == "template"]
+    heldout = [q for q in test_truth if wordings[q["id"]] == "heldout"]
+    assert report["num_closed"] + report["num_open"] == len(template) and len(heldout) == len(template)
     closed = [q for q in test_truth if q["answer_type"] == "CLOSED"]
-    assert report["num_closed"] + report["num_open"] == len(test_truth)
     assert sum(q["yes_no_answer"] == "yes" for q in closed) * 2 == len(closed)
+
+    # held-out wordings: never a training wording (instructions or the LM's corpus), val and test apart
+    def questions(name: str) -> set[str]:
+        return {r.get("question", r.get("text")) for r in _rows(out / "data" / name)}
+
+    trained = questions("instructions.jsonl") | questions("language_corpus.jsonl")
+    test_heldout = {q["text"] for q in _rows(out / "data" / "quiltvqa_test_wo_ans.jsonl") if wordings[q["question_id"]] == "heldout"}
+    val_heldout = {q["text"] for q in _rows(out / "data" / "quiltvqa_val_wo_ans.jsonl") if wordings[q["question_id"]] == "heldout"}
+    assert test_heldout and val_heldout and not (test_heldout | val_heldout) & trained and not test_heldout & val_heldout
+    assert {r["source"] for r in _rows(out / "data" / "instructions.jsonl")} == {"template", "generated"}
+
+    # the served measurement: every held-out test question alone, every closed one as a follow-up
+    served = [json.loads(line) for line in (out / "served" / "answers.jsonl").read_text().splitlines()]
+    alone = [r for r in served if r["mode"] == "alone"]
+    followups = [r for r in served if r["mode"] == "followup"]
+    assert {r["question_id"] for r in alone} == {q["id"] for q in heldout}
+    assert {r["question_id"] for r in followups} == {q["id"] for q in heldout if q["answer_type"] == "CLOSED"}
+    assert all(r["earlier"]["question"] != r["question"] and r["earlier"]["answer"] is not None for r in followups)
+    assert report["served"]["num_closed_answers_checked"] == len(followups) * 2
+    assert 0.0 <= report["verdict_confidence_agreement"] <= 100.0
+    assert "## Held-out wordings and follow-ups" in (out / "report.md").read_text()
+    assert "Not asked: magnification" in (out / "report.md").read_text()
     images = {q["image"] for q in _rows(out / "data" / "quiltvqa_test_wo_ans.jsonl")}
     assert report["num_test_tiles"] == len(images) and all(i.startswith("test/") for i in images)
     assert all(q["image"].startswith("val/") for q in _rows(out / "data" / "quiltvqa_val_wo_ans.jsonl"))

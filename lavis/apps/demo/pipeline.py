@@ -7,7 +7,9 @@ evaluation through the real entry points, then write the report and check the go
 Evidence the report carries: the stage-2 model evaluated on held-out test tiles; the same stage 2
 trained and evaluated on blank images (the question-only baseline: what the wording alone gives);
 the seeing model shown blank images at test; per-attribute scores with tile-bootstrap intervals;
-and the density check on fresh fields of the held-out slide region (lavis/apps/demo/density.py).
+the density check on fresh fields of the held-out slide region (lavis/apps/demo/density.py); and the
+test questions in wordings held out from training, alone and as follow-ups, asked of the real server
+with the official openai client (lavis/apps/demo/served.py).
 Checkpoints are chosen on the validation split, whose scores the report lists separately.
 """
 
@@ -28,10 +30,11 @@ from omegaconf import OmegaConf
 from lavis.apps.demo.jobs import Job, JobFailed, run_jobs, start_job
 from lavis.common.checkpoint import latest_checkpoint
 from lavis.common.config import package_dir
+from lavis.common.conversation import ConversationContract
 from lavis.common.errors import LavisError
 from lavis.common.jsonio import iter_json_lines
 from lavis.common.logger import setup_logging
-from lavis.common.paths import config_path
+from lavis.common.paths import REPO_ROOT, config_path
 from lavis.common.schema import from_mapping
 from lavis.datasets.demo.build import QuestionBudget, quilt_vqa_files
 
@@ -77,6 +80,11 @@ class Goals:
     attribute_closed_accuracy: float = 85.0  # every attribute
     attribute_open_recall: float = 75.0  # every attribute
     density_spearman: float = 0.5  # P(yes) "dense" vs measured hematoxylin, held-out region
+    # measured through the server (lavis/apps/demo/served.py), test questions in held-out wordings
+    heldout_closed_accuracy: float = 85.0  # strict
+    heldout_open_recall: float = 75.0
+    followup_max_drop: float = 3.0  # points below the same closed questions asked alone
+    verdict_agreement: float = 100.0  # percent of closed answers
 
 
 @dataclasses.dataclass
@@ -123,7 +131,14 @@ class Pipeline:
 
         d = self.s.data
         return build_demo_data(self.data, self.s.seed, d.questions, d.max_tiles, d.train_per_attribute,
-                               d.ask_magnification)
+                               d.ask_magnification, self.conversation())
+
+    def conversation(self) -> ConversationContract:
+        """The stage-2 model's conversation contract (its run YAML, ``model.conversation``): the
+        data is built to match it (conversations with history for a multi-turn model)."""
+        stage2 = OmegaConf.load(REPO_ROOT / self.s.stage2)  # as the entry point reads it (run from the repo root)
+        return ConversationContract.from_dict(OmegaConf.to_container(stage2.model).get("conversation"),
+                                              f"{self.s.stage2}: model.conversation")
 
     def pretrain_vision(self) -> dict:
         import csv
@@ -211,9 +226,12 @@ class Pipeline:
 
         density = self.timed("density_check", lambda: density_agreement(seeing, self.out, self.s.density_fields))
         density["slide_heatmap"] = self.timed("slide_heatmap", lambda: self.slide_heatmap(seeing))
+        from lavis.apps.demo.served import measure_served
+
+        served = self.timed("served", lambda: measure_served(seeing, self.out, seed=self.s.seed))
         from lavis.apps.demo.report import write_report
 
-        return write_report(self.out, self.s, data, pretraining, density, self.timings, time.time() - start)
+        return write_report(self.out, self.s, data, pretraining, density, served, self.timings, time.time() - start)
 
     def slide_heatmap(self, model: Path) -> dict:
         """The density question over the held-out slide region by the whole-slide job (its heatmap

@@ -8,11 +8,15 @@
     <out>/quiltvqa_<split>_wo_ans.jsonl  QUILT-VQA evaluation layout (``quilt_vqa``), val and test
     <out>/quiltvqa_<split>_w_ans.json
     <out>/question_attributes.json     question id -> the attribute it asks about (val and test)
+    <out>/question_wordings.json       question id -> "template" or "heldout" (val and test)
     <out>/demo_data.json               counts and the label and measurements of every tile
 
 Captions are written from each tile's labels; questions and answers come from the template
-instruction builder with ``configs/demo/templates.yaml``. Validation serves development and
-checkpoint choice; the test files serve only the report.
+instruction builder with ``configs/demo/templates.yaml``. Training asks half of its questions in
+the template wordings (``source: template``) and half in the paraphrase grammar's
+(``source: generated``, ``lavis/datasets/demo/wordings.py``); validation and test ask each of
+their questions twice, in a template wording and in a wording held out from training (ids ending
+``:w``). Validation serves development and checkpoint choice; the test files serve only the report.
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.common.conversation import ConversationContract, Turn
 from lavis.common.jsonio import read_json
 from lavis.common.paths import config_path
 from lavis.datasets.builders.quilt1m import QUILT_COLUMNS
 from lavis.datasets.demo.tiles import SPLITS, TILE_PX, Tile, extract_tiles
+from lavis.datasets.demo.wordings import Wordings, render_all, reword, split_wordings
+from lavis.instructions.conversations import chain_into_conversations
 from lavis.instructions.templates import TemplateBank, build_template_instructions, load_template_bank
 
-FORMAT_VERSION = "clover-demo-v7"
+FORMAT_VERSION = "clover-demo-v8"
 ORGAN = {"cmu1_he": "Dermatopathology", "skimage_ihc": "Gastrointestinal"}
 TISSUE = {"cmu1_he": "skin", "skimage_ihc": "colonic mucosa"}
 ATTRIBUTES = ("tissue_fraction", "tissue_density", "stain", "magnification", "dab_staining")
+HELDOUT_SUFFIX = ":w"  # question id of the held-out-wording copy of an evaluation question
+GENERATED_SHARE = 0.5  # of the training units asked in a generated-style wording
 
 
 @dataclasses.dataclass
@@ -77,12 +86,17 @@ def value_texts(bank: TemplateBank | None = None) -> dict[str, dict[str, str]]:
             for name, spec in bank.attributes.items()}
 
 
-def language_corpus(tiles: list[Tile], bank: TemplateBank) -> list[dict[str, str]]:
+def language_corpus(tiles: list[Tile], bank: TemplateBank, generated: Wordings | None = None,
+                    conversation: ConversationContract | None = None, seed: int = 0) -> list[dict[str, str]]:
     """The text the demo's language model is pretrained on: every caption the training tiles' label
     values can form (each attribute present or not) with every question the template bank asks
-    about it, and its answer. Text only, no pixels: the model learns to read a caption and answer
-    (an open value, a verdict that compares the asked value with the stated one), for every
-    combination, not only those the training tiles happen to show.
+    about it, and every training wording of the paraphrase grammar (``generated``; never a held-out
+    one), and its answer. Text only, no pixels: the model learns to read a caption and answer (an
+    open value, a verdict that compares the asked value with the stated one) however the question
+    is put, for every combination, not only those the training tiles happen to show. For a model
+    tuned on conversations (``conversation`` multi-turn) every question also comes once after
+    earlier turns about the same caption, folded by the model's own history format, so the frozen
+    LM can read a conversation before stage 2 teaches the Q-Former to talk to it.
     """
     values: dict[str, dict[str, set[str]]] = {}
     for tile in tiles:
@@ -97,10 +111,53 @@ def language_corpus(tiles: list[Tile], bank: TemplateBank) -> list[dict[str, str
             for combo in itertools.product(*[[*sorted(seen[name]), None] for name in names]):
                 labels = {"stain": stain_value, **{n: v for n, v in zip(names, combo) if v is not None}}
                 caption = caption_from_labels(labels, source)
+                detailed = [*bank.detailed_prompts, *(generated.detailed if generated else [])]
                 corpus += [{"caption": caption, "question": q, "answer": caption, "attribute": "detailed"}
-                           for q in bank.detailed_prompts]
-                corpus += _questions_about(labels, caption, bank)
+                           for q in detailed]
+                examples = _questions_about(labels, caption, bank)
+                if generated is not None:
+                    examples += _generated_about(labels, caption, bank, generated)
+                corpus += examples
+                if conversation is not None and conversation.multi_turn:
+                    corpus += _after_earlier_turns(examples, conversation, random.Random(f"{seed}:{caption}"))
     return corpus
+
+
+def _after_earlier_turns(examples: list[dict[str, str]], conversation: ConversationContract,
+                         rng: random.Random) -> list[dict[str, str]]:
+    """Each example again after 1 to ``max_turns`` earlier questions about the same caption (other
+    attributes' when there are; answers as the bank gives them), folded in the model's format."""
+    out = []
+    most = conversation.max_turns or 1
+    attributes = {e["attribute"] for e in examples}
+    others_of = {a: [e for e in examples if e["attribute"] != a] for a in attributes}
+    for example in examples:
+        others = others_of[example["attribute"]]
+        if not others:
+            continue  # a caption with one attribute: an earlier turn would be about the same thing
+        history = [Turn(e["question"], e["answer"]) for e in rng.sample(others, min(len(others), rng.randint(1, most)))]
+        out.append({**example, "question": conversation.fold(example["question"], history)})
+    return out
+
+
+def _generated_about(labels: dict[str, str], caption: str, bank: TemplateBank,
+                     generated: Wordings) -> list[dict[str, str]]:
+    """Every grammar wording about the labelled attributes, answered as the template bank answers."""
+    out = []
+    for attribute, spec in bank.attributes.items():
+        true_value = labels.get(attribute)
+        if true_value is None:
+            continue
+        answer = spec.open.answers[0].format(value=true_value, Value=true_value, true_value=true_value)
+        for frame in generated.open.get(attribute, []) if spec.open else []:
+            out += [{"caption": caption, "question": q, "answer": answer, "attribute": attribute}
+                    for q in render_all(frame, spec.values)]
+        for frame in generated.closed.get(attribute, []) if spec.closed else []:
+            for asked in spec.values:
+                verdict = spec.closed.yes_answers if asked == true_value else spec.closed.no_answers
+                out += [{"caption": caption, "question": q, "answer": verdict[0].format(true_value=true_value),
+                         "attribute": attribute} for q in render_all(frame, [asked])]
+    return out
 
 
 def _questions_about(labels: dict[str, str], caption: str, bank: TemplateBank) -> list[dict[str, str]]:
@@ -148,7 +205,8 @@ def _records(tiles: list[Tile], split: str) -> list[dict[str, Any]]:
 def _stamp(settings: dict[str, Any]) -> str:
     """Changes whenever the settings, the question bank or the tile extraction change."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for source in (config_path("demo/templates.yaml"), Path(__file__).with_name("tiles.py"), Path(__file__)):
+    for source in (config_path("demo/templates.yaml"), config_path("demo/wordings.yaml"),
+                   Path(__file__).with_name("tiles.py"), Path(__file__).with_name("wordings.py"), Path(__file__)):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -180,13 +238,17 @@ def build_demo_data(
     max_tiles: int | None = None,
     train_per_attribute: int = 800,
     ask_magnification: bool = False,
+    conversation: ConversationContract | None = None,
 ) -> dict:
-    """Build (or reuse, when already built with the same settings) the demo data in ``out``."""
+    """Build (or reuse, when already built with the same settings) the demo data in ``out``. For a
+    model tuned on conversations (``conversation`` multi-turn) each tile's training and validation
+    instructions are chained into conversations of 2 to ``max_turns`` + 1 turns (``history``)."""
     out = Path(out)
     budget = budget or QuestionBudget()
+    conversation = conversation or ConversationContract()
     settings = {"version": FORMAT_VERSION, "seed": seed, "budget": dataclasses.asdict(budget),
                 "max_tiles": max_tiles, "train_per_attribute": train_per_attribute,
-                "ask_magnification": ask_magnification}
+                "ask_magnification": ask_magnification, "conversation": conversation.as_dict()}
     stamp = _stamp(settings)
     info_file = out / "demo_data.json"
     if info_file.exists():
@@ -201,23 +263,31 @@ def build_demo_data(
         if max_tiles is not None and len(tiles[split]) > max_tiles:
             tiles[split] = sample_covering(tiles[split], max_tiles, seed)
     bank = load_template_bank(config_path("demo/templates.yaml"))
+    wordings = split_wordings(bank)
+    values = {name: list(spec.values) for name, spec in bank.attributes.items()}
     records = {split: _records(tiles[split], split) for split in SPLITS}
     info: dict[str, Any] = {"stamp": stamp, **settings}
     attributes: dict[str, str] = {}
+    kinds: dict[str, str] = {}
     for offset, split in enumerate(SPLITS):
         questions = build_template_instructions(records[split], seed=seed + offset, bank=bank)
         if split == "train":
-            train = training_questions(questions, train_per_attribute, seed)
+            train = training_questions(questions, train_per_attribute, seed, generated=(wordings["generated"], values))
+            train = _as_conversations(train, conversation, seed)
             _write_jsonl(out / "instructions.jsonl", train)
-            _write_jsonl(out / "language_corpus.jsonl", language_corpus(tiles["train"], bank))
+            _write_jsonl(out / "language_corpus.jsonl",
+                         language_corpus(tiles["train"], bank, wordings["generated"], conversation, seed))
             info["train_instructions"] = Counter(q["attribute"] for q in train)
+            info["train_instructions_by_source"] = Counter(q["source"] for q in train)
             continue
-        if split == "val":  # the validation loss of stage 2 weighs the attributes as training does
-            _write_jsonl(out / "instructions_val.jsonl",
-                         training_questions(questions, train_per_attribute // 4, seed, reuse=False))
-        chosen = sample_questions(questions, budget, seed)
+        if split == "val":  # the validation loss of stage 2 weighs the attributes as training does, in val wordings
+            val = training_questions(questions, train_per_attribute // 4, seed, reuse=False,
+                                     generated=(wordings["val"], values))
+            _write_jsonl(out / "instructions_val.jsonl", _as_conversations(val, conversation, seed))
+        chosen = sample_questions(questions, budget, seed, heldout=(wordings[split], values))
         _write_quilt_vqa(out, split, chosen)
         attributes.update({q["id"]: q["attribute"] for q in chosen})
+        kinds.update({q["id"]: q["wording"] for q in chosen})
         info[f"{split}_questions"] = Counter(q["answer_type"] for q in chosen)
         info[f"{split}_questions_by_attribute"] = Counter(q["attribute"] for q in chosen)
         info[f"{split}_question_tiles"] = len({q["image"] for q in chosen})
@@ -237,9 +307,28 @@ def build_demo_data(
     write_csv(out / "quilt_1M_lookup.csv", rows)
     info["tiles"] = {split: len(records[split]) for split in SPLITS}
     atomic_write_text(out / "question_attributes.json", json.dumps(attributes, indent=0, sort_keys=True))
+    atomic_write_text(out / "question_wordings.json", json.dumps(kinds, indent=0, sort_keys=True))
     info["labels"] = info_tiles
     atomic_write_text(info_file, json.dumps(info, indent=1))
     return info
+
+
+def _as_conversations(questions: list[dict[str, Any]], conversation: ConversationContract, seed: int
+                      ) -> list[dict[str, Any]]:
+    """Single questions, or for a multi-turn model each tile's attribute questions chained into
+    conversations in which no two turns ask about the same attribute, and descriptions alone: an
+    earlier answer about the same attribute, or a description (the caption), would give the next
+    answer away, and the model would learn to read the history instead of the image."""
+    if not conversation.multi_turn:
+        return questions
+    seen: Counter = Counter()
+    slotted = []
+    for index, q in enumerate(questions):  # the k-th question of a tile about an attribute: the tile's slot k
+        seen[(q["caption_id"], q["attribute"])] += 1
+        slot = f"d{index}" if q["attribute"] == "detailed" else seen[(q["caption_id"], q["attribute"])]
+        slotted.append({**q, "caption_id": f"{q['caption_id']}#{slot}"})
+    chained = chain_into_conversations(slotted, turns=(2, (conversation.max_turns or 1) + 1), seed=seed)
+    return [{**q, "caption_id": q["caption_id"].rsplit("#", 1)[0]} for q in chained]
 
 
 def _split_tiles(tiles: list[Tile]) -> dict[str, list[Tile]]:
@@ -310,9 +399,12 @@ def _cycle(items: list[Any], length: int, rng: random.Random) -> list[Any]:
 
 
 def training_questions(questions: list[dict[str, Any]], per_attribute: int, seed: int,
-                       reuse: bool = True) -> list[dict[str, Any]]:
+                       reuse: bool = True, generated: tuple[Wordings, dict[str, list[str]]] | None = None,
+                       ) -> list[dict[str, Any]]:
     """Every detailed description and, per attribute, ``per_attribute`` questions: half closed in
     yes/no pairs sharing a wording, half open in tuples with one question per answer value.
+    With ``generated`` (wordings, attribute values), ``GENERATED_SHARE`` of the units are asked in
+    one of those wordings instead of the template's (``source: generated``).
 
     Tiles are unevenly labelled (a sixth of the H&E training tiles have a density label, a third
     of the IHC tiles are DAB-negative), so an attribute's questions come round again (``reuse``)
@@ -320,7 +412,16 @@ def training_questions(questions: list[dict[str, Any]], per_attribute: int, seed
     then neither skip an attribute nor lean on a prior.
     """
     rng = random.Random(seed)
-    chosen = [q for q in questions if q["attribute"] == "detailed"]
+    reword_rng = random.Random(f"{seed}:generated")
+
+    def worded(units: list[tuple]) -> list[dict[str, Any]]:
+        out = []
+        for unit in units:
+            new = reword(unit, *generated, reword_rng) if generated and reword_rng.random() < GENERATED_SHARE else None
+            out += [{**q, "source": "generated"} for q in new] if new else list(unit)
+        return out
+
+    chosen = worded([(q,) for q in questions if q["attribute"] == "detailed"])
     for attribute in ATTRIBUTES:
         asked = [q for q in questions if q["attribute"] == attribute]
         closed_pairs = _balanced_tuples([q for q in asked if q["answer_type"] == "CLOSED"], "question",
@@ -332,26 +433,33 @@ def training_questions(questions: list[dict[str, Any]], per_attribute: int, seed
                 continue
             wanted = per_attribute // 2 // len(tuples[0])
             drawn = _cycle(tuples, wanted, rng) if reuse else rng.sample(tuples, min(wanted, len(tuples)))
-            chosen += [q for unit in drawn for q in unit]
+            chosen += worded(drawn)
     return chosen
 
 
-def sample_questions(questions: list[dict[str, Any]], budget: QuestionBudget, seed: int) -> list[dict[str, Any]]:
+def sample_questions(questions: list[dict[str, Any]], budget: QuestionBudget, seed: int,
+                     heldout: tuple[Wordings, dict[str, list[str]]] | None = None) -> list[dict[str, Any]]:
     """Evaluation questions per attribute: closed yes/no pairs sharing a wording, open tuples with
     one question per answer value, and a few detailed descriptions (the question never predicts
-    the answer)."""
+    the answer). Each is ``wording: template``; with ``heldout`` (wordings, attribute values) each
+    unit is asked again in one held-out wording (``wording: heldout``, id + ``HELDOUT_SUFFIX``)."""
     rng = random.Random(seed)
-    chosen: list[dict[str, Any]] = []
+    units: list[tuple] = []
     for attribute in ATTRIBUTES:
         asked = [q for q in questions if q["attribute"] == attribute]
         closed = [q for q in asked if q["answer_type"] == "CLOSED"]
         pairs = _balanced_tuples(closed, "question", "yes_no_answer", seed)
-        chosen += [q for pair in rng.sample(pairs, min(len(pairs), budget.closed_pairs)) for q in pair]
+        units += rng.sample(pairs, min(len(pairs), budget.closed_pairs))
         open_ = [q for q in asked if q["answer_type"] == "OPEN"]
         groups = _balanced_tuples(open_, "attribute", "answer", seed)
-        chosen += [q for group in rng.sample(groups, min(len(groups), budget.open_tuples)) for q in group]
+        units += rng.sample(groups, min(len(groups), budget.open_tuples))
     detailed = [q for q in questions if q["attribute"] == "detailed"]
-    chosen += rng.sample(detailed, min(len(detailed), budget.detailed))
+    units += [(q,) for q in rng.sample(detailed, min(len(detailed), budget.detailed))]
+    chosen = [{**q, "wording": "template"} for unit in units for q in unit]
+    reword_rng = random.Random(f"{seed}:heldout")
+    for unit in units if heldout else []:
+        new = reword(unit, *heldout, reword_rng)
+        chosen += [{**q, "id": q["id"] + HELDOUT_SUFFIX, "wording": "heldout"} for q in new or []]
     return sorted(chosen, key=lambda q: q["id"])
 
 
