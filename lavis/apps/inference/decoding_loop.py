@@ -5,7 +5,8 @@ when their answer is done; their tokens stream out as they are decided.
 chosen last time, starts the requests that arrived since (their images, Q-Former and prompt in
 one batched pass), lets each request pick its next tokens from its own rows' logits
 (:mod:`~lavis.apps.inference.search`: greedy, sampling or beam search, each as ``generate`` would),
-sends the text each request has settled, and finishes the requests that are done (answer text,
+sends the text each request has settled (a closed question's answer is sent whole when done, once
+its verdict agrees with its yes/no confidence), and finishes the requests that are done (answer text,
 token counts, yes/no probabilities, exactly as :meth:`Answerer.answer` makes them). A short
 question that joins next to long answers leaves as soon as it is answered.
 
@@ -272,6 +273,8 @@ class DecodingLoop:
         return logits, log_probs, logits.argmax(dim=-1).tolist()
 
     def _send_text(self, request: LoopRequest) -> None:
+        if request.query.closed:  # its verdict is settled against the yes/no confidence at the end
+            return
         deltas = [stream.delta(tokens) for stream, tokens in zip(request.streams, request.search.settled())]
         if any(deltas):
             request.notify(Event("text", text=deltas))
@@ -289,7 +292,10 @@ class DecodingLoop:
                 self._fail(group, err)
                 continue
             for request, answer in zip(group, answers):
-                deltas = [stream.delta(tokens) for stream, tokens in zip(request.streams, request.search.results())]
+                if request.query.closed:  # sent whole, once the verdict agrees with the confidence
+                    deltas = [choice.text for choice in answer.choices]
+                else:
+                    deltas = [stream.delta(tokens) for stream, tokens in zip(request.streams, request.search.results())]
                 if any(deltas):
                     request.notify(Event("text", text=deltas))
                 request.notify(Event("answer", answer=answer, batch=request.batch))
