@@ -21,6 +21,8 @@ and optimised. Writes ``benchmarks/results_gpu_recipe.json``.
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -300,26 +302,55 @@ def variant_hours(counts: RecipeCounts, stage1: dict[str, Any], stage2: dict[str
                         s2["cached"]["samples_per_s"], s2["cache_build_images_per_s"], answers)
 
 
-def run(sizes: list[str], settings: Settings, counts: RecipeCounts | None = None) -> dict[str, Any]:
-    counts = counts or RecipeCounts()
-    info = {"gpu": None, "cuda": None, **machine()}  # the keys stay on a CPU check run
-    settings.peak = settings.peak or peak_tflops(info["gpu"] or "")
-    first = SIZES[sizes[0]]
-    stage1 = measure_stage1(first, settings)  # the same ViT + Q-Former for every LLM
-    models = {}
-    for name in sizes:
-        stage2, evaluation = measure_stage2_and_eval(SIZES[name], settings)
-        hours = {v: variant_hours(counts, stage1, stage2, evaluation, v) for v in ("eager", "optimised")}
-        models[name] = {"stage1": stage1, "stage2": stage2, "eval": evaluation, "recipe_gpu_hours": hours}
-    loader = measure_loader(first, settings)
-    consumed = {v: stage1[v]["image"]["samples_per_s"] for v in ("eager", "optimised")}
-    loader["step_images_per_s"] = consumed
-    loader["keeps_up"] = {v: loader["median"] >= rate for v, rate in consumed.items()}
+def progress(message: str) -> None:
+    """One line on stderr per phase, so a run stopped by a time limit shows where it was."""
+    print(f"[gpu_recipe {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def assemble(info: dict[str, Any], settings: Settings, counts: RecipeCounts, models: dict[str, Any],
+             loader: dict[str, Any] | None) -> dict[str, Any]:
     plain = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(settings).items()}
     return {"machine": info, "peak_bf16_tflops": settings.peak, "settings": plain,
             "precision": f"vision {settings.vision_precision}, LLM bf16, bf16 autocast",
             "recipe_counts": dataclasses.asdict(counts), "stage1_data": loader, "models": models,
-            "headline": headline(models, info["gpu"] or info["cpu"])}
+            "complete": loader is not None,
+            "headline": headline(models, info["gpu"] or info["cpu"]) if models else None}
+
+
+def run(sizes: list[str], settings: Settings, counts: RecipeCounts | None = None,
+        save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every phase; ``save`` receives the partial result after each model (``complete: false``)."""
+    counts = counts or RecipeCounts()
+    info = {"gpu": None, "cuda": None, **machine()}  # the keys stay on a CPU check run
+    settings.peak = settings.peak or peak_tflops(info["gpu"] or "")
+    first = SIZES[sizes[0]]
+    progress(f"stage 1 at {first.name}'s ViT and Q-Former, batch {settings.stage1_batch}: eager, then compiled")
+    stage1 = measure_stage1(first, settings)  # the same ViT + Q-Former for every LLM
+    models: dict[str, Any] = {}
+    for name in sizes:
+        progress(f"stage 2 and evaluation, {name}, batch {settings.stage2_batch}: eager, then compiled")
+        stage2, evaluation = measure_stage2_and_eval(SIZES[name], settings)
+        hours = {v: variant_hours(counts, stage1, stage2, evaluation, v) for v in ("eager", "optimised")}
+        models[name] = {"stage1": stage1, "stage2": stage2, "eval": evaluation, "recipe_gpu_hours": hours}
+        if save:
+            save(assemble(info, settings, counts, models, None))
+    progress(f"stage-1 data path: {settings.loader_images} JPEGs, {settings.loader_workers} workers")
+    loader = measure_loader(first, settings)
+    consumed = {v: stage1[v]["image"]["samples_per_s"] for v in ("eager", "optimised")}
+    loader["step_images_per_s"] = consumed
+    loader["keeps_up"] = {v: loader["median"] >= rate for v, rate in consumed.items()}
+    return assemble(info, settings, counts, models, loader)
+
+
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """One results file from runs of one LLM each (e.g. two calls under a per-command time limit):
+    the models of all, everything else from the first."""
+    results = [json.loads(path.read_text()) for path in paths]
+    merged = {**results[0], "models": {k: v for r in results for k, v in r["models"].items()},
+              "combined_from": [str(p) for p in paths]}
+    merged["complete"] = all(r.get("complete") for r in results)
+    merged["headline"] = headline(merged["models"], merged["machine"]["gpu"] or merged["machine"]["cpu"])
+    return merged
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -339,7 +370,15 @@ def main(argv: list[str] | None = None) -> None:
                 "new_tokens", "loader_images", "loader_side", "loader_workers"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=getattr(defaults, key))
     parser.add_argument("--profile", type=Path, default=None, help="folder for torch.profiler traces")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="measure nothing: merge results files of one LLM each into --out")
     args = parser.parse_args(argv)
+    if args.combine:
+        missing = [str(p) for p in args.combine if not p.is_file()]
+        if missing:
+            raise SystemExit(f"--combine: no such results file: {', '.join(missing)}")
+        emit(combine(args.combine), args.out)
+        return
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script measures GPU cost (use --device cpu --sizes tiny to check it)")
     settings = Settings(device=args.device, peak=args.peak_tflops, compile_mode=args.compile_mode,
@@ -348,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
                                                           "warmup_passes", "eval_questions", "eval_batch",
                                                           "new_tokens", "loader_images", "loader_side",
                                                           "loader_workers")})
-    emit(run(args.sizes, settings), args.out)
+    emit(run(args.sizes, settings, save=lambda partial: emit(partial, args.out, quiet=True)), args.out)
 
 
 if __name__ == "__main__":

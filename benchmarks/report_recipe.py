@@ -43,7 +43,11 @@ def recipe_section(recipe: dict[str, Any] | None) -> list[str]:
     goals.insert(0, [f"stage-1 MFU, batch {stage1['batch']}", stage1["mfu"], GOALS["stage1_mfu"],
                      verdict(stage1["mfu"], GOALS["stage1_mfu"])])
     loader = recipe["stage1_data"]
-    return lines + [
+    partial = [] if recipe.get("complete") else ["A partial run (stopped before its last phase): figures for the phases it reached.", ""]
+    data_path = [] if not loader else [
+        f"Stage-1 data path: {loader['median']:.0f} images/s ({loader['workers']} workers) against "
+        f"{loader['step_images_per_s']['optimised']:.0f} consumed by the optimised step.", ""]
+    return lines + [*partial,
         f"**{recipe['headline']}** (optimised step, stage 2 from the feature cache). Card: {info['gpu']} "
         f"(CUDA {info['cuda']}, torch {info['torch']}), git {info['git']}, {info['date']}; "
         f"{recipe['precision']}.", "",
@@ -52,6 +56,4 @@ def recipe_section(recipe: dict[str, Any] | None) -> list[str]:
                 "stage-2 cached samples/s", "cached / image", "stage-2 peak GiB"], rows), "",
         "GPU-hours of the recipe (counts in `recipe_counts`):", "",
         *table(["model", "step", "stage 1", "stage 2 (images)", "stage 2 (cache, with its build)", "eval",
-                "total without cache", "total with cache"], hours), "",
-        f"Stage-1 data path: {loader['median']:.0f} images/s ({loader['workers']} workers) against "
-        f"{loader['step_images_per_s']['optimised']:.0f} consumed by the optimised step.", ""]
+                "total without cache", "total with cache"], hours), "", *data_path]

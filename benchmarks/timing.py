@@ -151,11 +151,13 @@ def command_line(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def emit(result: Any, out: Path | None) -> None:
-    """Print the result JSON (and write it to ``out``, atomically: a stopped run leaves the old file)."""
+def emit(result: Any, out: Path | None, quiet: bool = False) -> None:
+    """Print the result JSON (unless ``quiet``) and write it to ``out``, atomically: a stopped run
+    leaves the previous file whole."""
     from lavis.common.checkpoint import atomic_write_text
 
     text = json.dumps(result, indent=1)
     if out:
         atomic_write_text(out, text)
-    print(text)
+    if not quiet:
+        print(text)

@@ -49,13 +49,19 @@ def test_the_recipe_script_writes_eager_and_optimised_figures_for_every_phase(tm
         assert hours["total_with_cache"] == pytest.approx(hours["stage1"] + hours["stage2_from_cache"] + hours["eval"])
     loader = result["stage1_data"]
     assert loader["median"] > 0 and set(loader["keeps_up"]) == {"eager", "optimised"}
-    assert result["recipe_counts"]["stage2_epochs"] == 30 and "GPU-hours" in result["headline"]
+    assert result["complete"] and result["recipe_counts"]["stage2_epochs"] == 30 and "GPU-hours" in result["headline"]
 
     from benchmarks.report_recipe import recipe_section
 
     section = "\n".join(recipe_section(result))
     assert result["headline"] in section and "| stage-1 MFU, batch 3 | - | 0.4 | - |" in section  # no peak on CPU
     assert "No GPU run recorded yet" in "\n".join(recipe_section(None))
+
+    main(["--combine", str(out), str(out), "--out", str(tmp_path / "both.json")])  # two one-LLM runs -> one file
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert both["complete"] and set(both["models"]) == {"tiny"} and both["headline"] == result["headline"]
+    with pytest.raises(SystemExit, match="no such results file: .*missing.json"):
+        main(["--combine", str(tmp_path / "missing.json")])
 
 
 def test_recipe_hours_divide_the_recipe_by_the_measured_rates():
