@@ -198,6 +198,8 @@ def eager_and_optimised(model: Any, paths: dict[str, Batches], settings: Setting
                         extra: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The same weights measured eager, then with ``model.compile`` applied; the first path's
     first batch checks that both compute the same loss and gradients."""
+    import torch._dynamo
+
     from lavis.common.optim import build_adamw, fused_adamw_supported
     from lavis.models.compiled_blocks import compile_blocks
 
@@ -221,6 +223,9 @@ def eager_and_optimised(model: Any, paths: dict[str, Batches], settings: Setting
     if extra:
         out["eager"].update(extra(model))
     restore(model, start)
+    # A fresh dynamo cache per model: the graph limit counts per forward code object, which this
+    # model's blocks share with the previous model's (inductor's disk cache keeps reuse cheap).
+    torch._dynamo.reset()
     out["compiled_blocks"] = compile_blocks(model, settings.compile_mode, settings.compile_backend)
     out["compiled_vs_eager"] = compare(reference, loss_and_grads(model, check_loss), "bfloat16")
     out["optimised"] = measure_paths(runs, samples, flops, settings, f"{name}_optimised")

@@ -14,7 +14,7 @@ and not the whole model:
 - the glue between blocks (tokenising, hard-negative sampling, losses, HF's generation loop)
   stays eager, where graph breaks would cost more than they save.
 
-Side effect: torch's process-wide recompile limit is raised to ``RECOMPILE_LIMIT``.
+Side effect: torch's process-wide recompile limit is raised to ``RECOMPILE_LIMIT`` (64).
 ``compile_mode`` is torch's: ``reduce-overhead`` adds CUDA graphs (static shapes only pay off
 when batches are padded to fixed lengths), ``max-autotune`` searches matmul kernels.
 """
@@ -24,10 +24,12 @@ from __future__ import annotations
 from torch import nn
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# Graphs one block kind may need: stage 1 calls a Q-Former layer in 8+ ways (queries alone, text
-# alone, both, text over cached queries; with and without cross-attention; with and without
-# grad); past torch's default limit of 8 the rest would silently run eager.
-RECOMPILE_LIMIT = 32
+# Graphs one ``forward`` code object may hold. Every block of a class shares it (and every
+# transformers layer shares ``GradientCheckpointingLayer``'s): stage 1 alone calls a Q-Former
+# layer in 8+ ways (queries alone, text alone, both, text over cached queries; with and without
+# cross-attention, grad, dropout), T5 adds encoder, decoder and generation variants; past torch's
+# default limit of 8 the rest would silently run eager.
+RECOMPILE_LIMIT = 64
 
 
 def repeated_blocks(module: nn.Module) -> list[nn.Module]:

@@ -24,8 +24,11 @@ def test_the_recipe_script_writes_eager_and_optimised_figures_for_every_phase(tm
     from benchmarks.gpu_recipe import main
 
     out, profile = tmp_path / "recipe.json", tmp_path / "profile"
-    with torch._dynamo.config.patch(disable=True):
-        main([*TINY, "--out", str(out), "--profile", str(profile)])
+    try:
+        with torch._dynamo.config.patch(disable=True):
+            main([*TINY, "--out", str(out), "--profile", str(profile)])
+    finally:
+        torch._dynamo.reset()  # frames dynamo declined while disabled stay marked until a reset
     result = json.loads(out.read_text())
     assert {"gpu", "cuda", "torch", "git", "date"} <= set(result["machine"])
     model = result["models"]["tiny"]
