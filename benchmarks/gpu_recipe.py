@@ -220,15 +220,16 @@ def eager_and_optimised(model: Any, paths: dict[str, Batches], settings: Setting
     flops = {path: counted_flops(run) for path, run in runs.items()}  # the eager step's FLOPs; same math compiled
     out: dict[str, Any] = {"flops_per_sample": {path: f / samples for path, f in flops.items()}}
     out["eager"] = measure_paths(runs, samples, flops, settings, f"{name}_eager")
+    restore(model, start)  # the extras (evaluation) and the optimised step start from the same weights
     if extra:
         out["eager"].update(extra(model))
-    restore(model, start)
     # A fresh dynamo cache per model: the graph limit counts per forward code object, which this
     # model's blocks share with the previous model's (inductor's disk cache keeps reuse cheap).
     torch._dynamo.reset()
     out["compiled_blocks"] = compile_blocks(model, settings.compile_mode, settings.compile_backend)
     out["compiled_vs_eager"] = compare(reference, loss_and_grads(model, check_loss), "bfloat16")
     out["optimised"] = measure_paths(runs, samples, flops, settings, f"{name}_optimised")
+    restore(model, start)
     if extra:
         out["optimised"].update(extra(model))
     return out
