@@ -82,7 +82,7 @@ class AtomicShardWriter:
                                    encoder=False, mtime=0, verbose=0)  # fmt: skip
 
     def _opener(self, name: str) -> Any:
-        self._open[name] = handle = open(name + ".tmp", "wb")  # noqa: SIM115 (closed in _finished)
+        self._open[name] = handle = open(name + ".tmp", "wb")  # closed in _finished, once the tar is complete
         return handle
 
     def _finished(self, name: str) -> None:

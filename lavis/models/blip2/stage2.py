@@ -68,6 +68,9 @@ class Blip2LLMBase(Blip2Base):
         width = llm.get_input_embeddings().weight.shape[1]
         setattr(self, self.PROJ_ATTR, nn.Linear(cfg.qformer.hidden_size, width))
         self._bridge: LanguageBridge | None = None
+        # Embedding rows grown to load a checkpoint's added tokens (fit_to_checkpoint); a model folder
+        # then keeps the LLM's embeddings, whose source no longer has those rows.
+        self.added_llm_rows = 0
 
     @property
     def llm(self) -> nn.Module:
@@ -97,15 +100,20 @@ class Blip2LLMBase(Blip2Base):
         row (the ``[PAD]`` token LAVIS adds to the tokenizer): grow the LLM's input and output
         embeddings to that size, so every row loads and the model computes what LAVIS's did, the
         [PAD] logit included (never an input here: ours pads with the tokenizer's unk token)."""
-        embeddings = self.llm.get_input_embeddings().weight
-        names = [name for name, value in self.state_dict(keep_vars=True).items() if value is embeddings]
-        rows = next((state[name].shape[0] for name in names if name in state), embeddings.shape[0])
-        if not 0 < rows - embeddings.shape[0] <= MAX_ADDED_TOKENS:
+        current = self.llm.get_input_embeddings().weight.shape[0]
+        rows = next((state[name].shape[0] for name in self.llm_embedding_names() if name in state), current)
+        if not 0 < rows - current <= MAX_ADDED_TOKENS:
             return
         logger.info("%s: the LLM holds %d embedding rows, this model %d (tokens LAVIS added, e.g. [PAD]); "
-                    "growing the LLM's embeddings to load them", source, rows, embeddings.shape[0])
+                    "growing the LLM's embeddings to load them", source, rows, current)
         self.llm.resize_token_embeddings(rows)
         self.llm.requires_grad_(False)
+        self.added_llm_rows += rows - current
+
+    def llm_embedding_names(self) -> list[str]:
+        """State-dict names of the LLM's input embeddings and output head (tied names included)."""
+        matrices = (self.llm.get_input_embeddings().weight, self.llm.get_output_embeddings().weight)
+        return [name for name, value in self.state_dict(keep_vars=True).items() if any(value is m for m in matrices)]
 
     # ---- inputs -------------------------------------------------------------------------------
     @property

@@ -57,7 +57,9 @@ def save_model_folder(model: Blip2Base, folder: str | os.PathLike, include_llm: 
     if getattr(model, "QFORMER_TEXT", False):
         model.tokenizer.save_pretrained(folder / QFORMER_TOKENIZER_DIR)
         cfg["qformer"]["tokenizer"] = QFORMER_TOKENIZER_DIR
-    save_file(_without_llm(model.state_dict(), llm_attr), str(folder / WEIGHTS_NAME))
+    # Embeddings grown for a checkpoint's added tokens (LAVIS's [PAD]) are not in the LLM's own source.
+    keep = set(model.llm_embedding_names()) if getattr(model, "added_llm_rows", 0) else set()
+    save_file(_without_llm(model.state_dict(), llm_attr, keep), str(folder / WEIGHTS_NAME))
     from omegaconf import OmegaConf
 
     atomic_write_text(folder / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create({"model": cfg})))
@@ -84,12 +86,14 @@ def load_model_folder(
     return model.eval() if is_eval else model
 
 
-def _without_llm(state: Mapping[str, torch.Tensor], llm_attr: str | None) -> dict[str, torch.Tensor]:
-    """Every tensor but the LLM's, tied names written once (the Q-Former LM head's decoder)."""
+def _without_llm(
+    state: Mapping[str, torch.Tensor], llm_attr: str | None, keep: set[str] = frozenset()
+) -> dict[str, torch.Tensor]:
+    """Every tensor but the LLM's (except ``keep``), tied names written once (the Q-Former LM head's decoder)."""
     out, seen = {}, set()
     for key, value in state.items():
         identity = (value.data_ptr(), tuple(value.shape))
-        if (llm_attr and key.startswith(f"{llm_attr}.")) or identity in seen:
+        if (llm_attr and key.startswith(f"{llm_attr}.") and key not in keep) or identity in seen:
             continue
         seen.add(identity)
         out[key] = value.detach().contiguous()

@@ -85,7 +85,7 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, card: str, private: boo
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload CLOVER model")
-    return str(commit.commit_url if hasattr(commit, "commit_url") else commit)
+    return str(commit.commit_url)
 
 
 def hub_folder(repo_id: str) -> tuple[Path, str]:

@@ -11,6 +11,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from lavis.common.conversation import ConversationContract
 from lavis.common.provenance import provenance_metadata
 from lavis.models import load_pretrained, save_model_folder
 from lavis.models.convert import main as convert_main
@@ -79,6 +80,7 @@ def test_push_a_run_checkpoint_as_hf_with_its_card_and_load_it_back(hub, tmp_pat
 
     loaded = load_pretrained("pathlab/clover-tiny")
     assert loaded.kind == "hf" and loaded.source == "pathlab/clover-tiny"
+    assert loaded.model.cfg.conversation == ConversationContract.from_dict(CONTRACT)  # the HF config's round trip
     batch = make_batch(2)
     vocab = source.llm.get_input_embeddings().weight.shape[0]
     # ln_vision's eps: LAVIS's 1e-5 in ours, HF's 1e-6 after the round trip (see test_to_hf).
@@ -86,8 +88,6 @@ def test_push_a_run_checkpoint_as_hf_with_its_card_and_load_it_back(hub, tmp_pat
 
 
 def test_our_layout_round_trips_through_the_hub(hub, tmp_path, build_tiny, make_batch):
-    from lavis.common.conversation import ConversationContract
-
     model = build_tiny("blip2_t5_instruct", seed=3).eval()
     folder = save_model_folder(model, tmp_path / "ours")
     push_to_hub(folder, "pathlab/clover-ours", model_card(model, "pathlab/clover-ours", ConversationContract()))

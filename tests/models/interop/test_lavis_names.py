@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from lavis.common.errors import RegistryError
-from lavis.models import MODELS, load_model, model_config
+from lavis.models import MODELS, load_model, load_model_folder, model_config, save_model_folder
 from lavis.models.interop.parity import our_lm_logits
 
 from .conftest import LLM_PREFIXES, lavis_state, save_lavis
@@ -77,6 +77,8 @@ def test_full_lavis_vicuna_state_dict_with_the_pad_row_loads_exactly(build_tiny,
     batch = make_batch(2)
     torch.testing.assert_close(_logits(target, batch), _logits(source, batch), rtol=0, atol=0)
     assert len(target.generate(batch, num_beams=2, max_new_tokens=4)) == 2
+    reloaded = load_model_folder(save_model_folder(target, tmp_path / "folder"))  # the grown rows travel along
+    torch.testing.assert_close(_logits(reloaded, batch), _logits(source, batch), rtol=0, atol=0)
     other = build_tiny("blip2_vicuna_instruct", seed=3)
     with torch.no_grad():  # far more rows than added tokens: another LLM, refused by shape
         state = {**source.state_dict(), "llm_model.model.embed_tokens.weight": torch.zeros(rows + 50, 64)}
