@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", default=None,
                         help="example tiles for the page: a folder of images or a question file "
                              "(default: the run's own QUILT-VQA test tiles, when its data folder has them; 'none')")
+    parser.add_argument("--slides", default=None, metavar="DIR",
+                        help="whole-slide images to show and ask about (every OpenSlide format and plain images; "
+                             "nothing outside DIR is read)")
+    parser.add_argument("--slide-results", nargs="+", default=[], metavar="DIR",
+                        help="folders holding lavis.slides outputs, shown as overlays on their slides "
+                             "(outputs inside --slides are found anyway)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
 
@@ -109,8 +115,12 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> tuple[Any, Any]:
     from lavis.apps.serve.app import ServerSettings, create_app
     from lavis.apps.serve.examples import find_examples
     from lavis.apps.serve.guard import allowed_hosts
+    from lavis.apps.serve.slide_library import SlideLibrary
     from lavis.apps.serve.wire import Limits
 
+    if args.slide_results and not args.slides:
+        raise ConfigError("--slide-results needs --slides DIR (the slides the overlays belong to)")
+    library = SlideLibrary(args.slides, args.slide_results) if args.slides else None
     answerer, defaults = load_answerer(args, chat=True)
     settings = ServerSettings(
         model_id=args.model_name or answerer.name,
@@ -124,9 +134,13 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> tuple[Any, Any]:
         cors_origins=tuple(args.cors_origins),
         api_key=api_key,
         examples=find_examples(answerer.loaded, args.examples),
+        slides=library,
     )
     if settings.examples:
         logger.info("the page offers %d example tiles", len(settings.examples))
+    if library is not None:
+        slides = library.slides()
+        logger.info("%d slides under %s (%d with overlays)", len(slides), library.root, sum(bool(s.overlays) for s in slides))
     return create_app(answerer, settings), settings
 
 

@@ -41,10 +41,13 @@ from lavis.apps.serve.errors import APIError
 from lavis.apps.serve.examples import Example
 from lavis.apps.serve.guard import LOOPBACK_NAMES, RequestGuard
 from lavis.apps.serve.json_body import parse_json
+from lavis.apps.serve.slide_library import SlideLibrary
+from lavis.apps.serve.slide_routes import SlideRoutes, read_region
 from lavis.apps.serve.wire import (
     DONE,
     ChatRequest,
     Limits,
+    SlideRegion,
     answer_chunks,
     completion,
     content_chunk,
@@ -69,6 +72,7 @@ class ServerSettings:
     api_key: str | None = None
     examples: list[Example] = dataclasses.field(default_factory=list)
     batching: str = "continuous"  # or "wave": a batch runs until its longest answer is done
+    slides: SlideLibrary | None = None  # --slides DIR
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES  # Host names answered (with the bound address); "*": any
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API from a browser
 
@@ -153,7 +157,8 @@ class ChatService:
     def page_defaults(self) -> dict[str, Any]:
         d, limits = self.settings.defaults, self.settings.limits
         return {"max_tokens": min(d.max_new_tokens, limits.max_new_tokens), "max_tokens_limit": limits.max_new_tokens,
-                "temperature": 0, "top_p": d.top_p, "num_beams": d.num_beams, "max_image_mb": limits.max_image_mb}
+                "temperature": 0, "top_p": d.top_p, "num_beams": d.num_beams, "max_image_mb": limits.max_image_mb,
+                "field_size": self.field_size}
 
     async def example(self, request: Request) -> Response:
         self.authorize(request)
@@ -193,9 +198,18 @@ class ChatService:
         except InputError as err:
             raise APIError.from_input(err) from None
 
-    def _image(self, data: bytes, param: str, limits: Limits):
-        image = image_from_bytes(data, limits.max_image_mb, limits.max_image_megapixels, param)
+    def _image(self, data: bytes | SlideRegion, param: str, limits: Limits):
+        if isinstance(data, SlideRegion):
+            image = read_region(self.settings.slides, data, self.field_size, limits.max_image_megapixels)
+        else:
+            image = image_from_bytes(data, limits.max_image_mb, limits.max_image_megapixels, param)
         return self.answerer.image_tensor(image)
+
+    @property
+    def field_size(self) -> int:
+        """The side of the square the model sees (its eval transform's image size)."""
+        cfg = getattr(self.answerer.loaded.vis_processor, "cfg", None)
+        return int(getattr(cfg, "image_size", 224))
 
     async def submit(self, query: Query):
         try:
@@ -285,6 +299,7 @@ def create_app(answerer: Answerer, settings: ServerSettings) -> Starlette:
         Route("/v1/chat/completions", service.chat, methods=["POST"]),
         Route("/examples", service.examples, methods=["GET"]),
         Route("/examples/{index:int}", service.example, methods=["GET"]),
+        *SlideRoutes(settings.slides, service.authorize).routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(RequestGuard, allowed_hosts=settings.allowed_hosts,

@@ -34,11 +34,24 @@ class Limits:
     max_image_megapixels: float = 40.0
 
 
+@dataclasses.dataclass(frozen=True)
+class SlideRegion:
+    """An image URL ``slide://{id}?x=&y=&w=&h=[&mpp=]``: a level-0 box of a slide of ``--slides``."""
+
+    slide_id: str
+    x: int
+    y: int
+    w: int
+    h: int
+    mpp: float | None
+    param: str  # where the URL was in the request
+
+
 @dataclasses.dataclass
 class ChatRequest:
     question: str
     history: list[Turn]
-    image: bytes  # encoded image (decoded later, off the event loop)
+    image: bytes | SlideRegion  # encoded image (decoded later, off the event loop), or a slide region
     image_param: str  # where it came from, e.g. "messages[0].content[1].image_url"
     decoding: Decoding
     stream: bool = False
@@ -118,7 +131,10 @@ def _conversation(messages: Any, limits: Limits) -> tuple[str, list[Turn], bytes
     if image is None:
         raise bad("no image in the conversation: add a content part {\"type\": \"image_url\", \"image_url\": "
                   "{\"url\": \"data:image/png;base64,...\"}} to a user message", "messages", "missing_image")
-    return question, history, _image_bytes(*image, limits), image[1]
+    url, param = image
+    if url[:8].lower() == "slide://":
+        return question, history, slide_region(url, param), param
+    return question, history, _image_bytes(url, param, limits), param
 
 
 def _content(content: Any, role: str, where: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -151,6 +167,38 @@ def _content(content: Any, role: str, where: str) -> tuple[list[str], list[tuple
     return texts, images
 
 
+def slide_region(url: str, param: str) -> SlideRegion:
+    """``slide://{id}?x=&y=&w=&h=[&mpp=]`` (level-0 pixels; the id as ``GET /v1/slides`` lists it)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    expected = "slide://{id}?x=..&y=..&w=..&h=.. (level-0 pixels; optional &mpp=)"
+    try:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query, strict_parsing=True, max_num_fields=8)
+    except ValueError:
+        raise bad(f"{param}: not a slide region URL; expected {expected}", param, "invalid_image_url") from None
+    slide_id = unquote(parts.netloc + parts.path)
+    values: dict[str, float] = {}
+    for key, low in (("x", 0), ("y", 0), ("w", 1), ("h", 1), ("mpp", None)):
+        given = query.pop(key, None)
+        if given is None:
+            if key != "mpp":
+                raise bad(f"{param}: the slide region URL lacks '{key}'; expected {expected}", param, "invalid_image_url")
+            continue
+        try:
+            number = float(given[-1]) if key == "mpp" else int(given[-1])
+        except ValueError:
+            number = None
+        if number is None or (key == "mpp" and not 0 < number < 1e4) or (low is not None and not low <= number < 10**7):
+            what = "a positive number of microns per pixel" if key == "mpp" else f"an integer >= {low}"
+            raise bad(f"{param}: '{key}' must be {what}, got {given[-1][:20]!r}", param, "invalid_image_url")
+        values[key] = number
+    if query or not slide_id:
+        raise bad(f"{param}: expected {expected}", param, "invalid_image_url")
+    return SlideRegion(slide_id, int(values["x"]), int(values["y"]), int(values["w"]), int(values["h"]),
+                       values.get("mpp"), param)
+
+
 def _image_bytes(url: str, param: str, limits: Limits) -> bytes:
     """The bytes of a ``data:`` URL; remote URLs are refused (this server fetches nothing)."""
     scheme = url[:16].lower()
@@ -159,7 +207,8 @@ def _image_bytes(url: str, param: str, limits: Limits) -> bytes:
                   "(data:image/png;base64,...)", param, "remote_image_url")
     match = _DATA_URL.match(url)
     if not match:
-        raise bad("image_url.url must be a data: URL (data:image/png;base64,...)", param, "invalid_image_url")
+        raise bad("image_url.url must be a data: URL (data:image/png;base64,...) or a slide region "
+                  "(slide://{id}?x=..&y=..&w=..&h=..)", param, "invalid_image_url")
     if "base64" not in [p.strip().lower() for p in match.group("params").split(";")]:
         raise bad("the data: URL must be base64-encoded (data:image/png;base64,...)", param, "invalid_image_url")
     payload = url[match.end():]
