@@ -46,6 +46,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
     "memory_gpu_estimate": ["benchmarks.memory_gpu"],
     "serve_batching": ["benchmarks.serve", "--rounds", "3"],
+    "serve_mixed": ["benchmarks.serve_mixed", "--rounds", "3"],
     "slides_base": ["benchmarks.slides", "--size", "base", "--rounds", "2"],
 }
 
@@ -80,6 +81,8 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         "feature_cache_speedup": ("cache_epoch_base", lambda d: d["speedup"]),
         "data_images_per_s": ("data_pipeline", lambda d: d["median"]),
         "serve_batching_speedup_16": ("serve_batching", lambda d: d["serve_batching_speedup_16"]),
+        "serve_mixed_short_p50_speedup": ("serve_mixed", lambda d: d["serve_mixed_short_p50_speedup"]),
+        "serve_ttft_ms_p50": ("serve_mixed", lambda d: d["serve_ttft_ms_p50"]),
         "slide_tiles_per_s": ("slides_base", lambda d: d["first_tiles_per_s"]),
         "slide_second_question_speedup": ("slides_base", lambda d: d["second_question_speedup"]),
     }

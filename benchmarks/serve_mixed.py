@@ -1,0 +1,144 @@
+"""Short questions among long answers: continuous batching against wave batching, same requests.
+
+    python -m benchmarks.serve_mixed                 # about 3-5 minutes on 2 CPU cores
+
+16 clients stream their requests (``"stream": true``): half ask yes/no questions answered in 2
+tokens, half open questions answered in 64 tokens (``max_tokens`` 2 and 64; the server's
+``min_new_tokens`` is 64, so every answer is exactly as long as it may be and both servers do the
+same token work). With ``--batching wave`` (the previous default) a batch is one ``generate``
+call that runs until its longest answer is done, and requests with other settings wait for it;
+with ``--batching continuous`` a request joins the running batch at the next decoding step and
+leaves when done. Measured: the p50 latency of the short requests, the answers/s of the whole
+mix, and the time to the first streamed token of the long answers (wave sends the answer whole
+at the end, so its first token is its last).
+
+Same model as ``benchmarks.serve`` (demo size, random weights, server in its own process with one
+intra-op thread), greedy decoding (``num_beams=1``: what streams token by token; beam search sends
+the prefix its beams agree on). Both servers run side by side and are measured in alternating
+order, round by round; ratios are medians of per-round ratios. Answers must be identical in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from benchmarks.serve import QUESTIONS, WORK, Server, build_model, images
+from benchmarks.timing import emit, machine, run_clients
+
+SHORT, LONG = 2, 64
+
+
+def stream(server: Server, body: bytes) -> tuple[str, float, float]:
+    """(answer, seconds to the first content, seconds to [DONE]) of one streamed request."""
+    start = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+    first, text = None, []
+    try:
+        connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"request failed ({response.status}): {response.read()[:300]!r}")
+        while True:
+            line = response.readline().decode().strip()
+            if not line.startswith("data: "):
+                if not line and response.isclosed():
+                    break
+                continue
+            if line == "data: [DONE]":
+                break
+            for choice in json.loads(line[6:]).get("choices", []):
+                piece = choice.get("delta", {}).get("content")
+                if piece:
+                    first = first if first is not None else time.perf_counter() - start
+                    text.append(piece)
+    finally:
+        connection.close()
+    return "".join(text), first if first is not None else time.perf_counter() - start, time.perf_counter() - start
+
+
+def body(url: str, question: str, max_tokens: int) -> bytes:
+    content = [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]
+    return json.dumps({"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+                       "stream": True}).encode()
+
+
+def workload(urls: list[str], clients: int, per_client: int) -> list[tuple[bool, bytes]]:
+    """Request i goes to client i % clients; even clients ask short questions, odd ones long."""
+    out = []
+    for i in range(clients * per_client):
+        short = (i % clients) % 2 == 0
+        question = "is the tissue dense" if short else QUESTIONS[1]
+        out.append((short, body(urls[i % len(urls)], question, SHORT if short else LONG)))
+    return out
+
+
+def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> dict[str, Any]:
+    results: list[tuple[str, float, float] | None] = [None] * len(requests)
+
+    def client(offset: int) -> None:
+        for i in range(offset, len(requests), clients):
+            results[i] = stream(server, requests[i][1])
+
+    wall = run_clients(clients, client)
+    short = [r[2] for (is_short, _), r in zip(requests, results) if is_short]
+    long_ttft = [r[1] for (is_short, _), r in zip(requests, results) if not is_short]
+    long_total = [r[2] for (is_short, _), r in zip(requests, results) if not is_short]
+    return {"answers_per_s": len(requests) / wall, "wall_s": round(wall, 3),
+            "short_p50_ms": 1000 * statistics.median(short), "long_p50_ms": 1000 * statistics.median(long_total),
+            "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results]}
+
+
+def run(clients: int, per_client: int, rounds: int) -> dict[str, Any]:
+    model = build_model(WORK)
+    urls = images(16)
+    extra = ["--generation", "num_beams=1", f"max_new_tokens={LONG}", f"min_new_tokens={LONG}"]
+    servers = {mode: Server(model, 16, LONG, 1, ["--batching", mode, *extra]) for mode in ("continuous", "wave")}
+    requests = workload(urls, clients, per_client)
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
+    try:
+        for server in servers.values():  # warm up: first calls allocate
+            load(server, workload(urls, 4, 1), 4)
+        for r in range(rounds):
+            for mode in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
+                runs[mode].append(load(servers[mode], requests, clients))
+                m = runs[mode][-1]
+                print(f"[serve_mixed] round {r + 1} {mode}: short p50 {m['short_p50_ms']:.0f} ms, "
+                      f"{m['answers_per_s']:.2f} answers/s, first token {m['long_ttft_p50_ms']:.0f} ms",
+                      file=sys.stderr, flush=True)
+    finally:
+        for server in servers.values():
+            server.close()
+    pairs = list(zip(runs["continuous"], runs["wave"]))
+    summary = {mode: {key: statistics.median(m[key] for m in measured)
+                      for key in ("answers_per_s", "short_p50_ms", "long_p50_ms", "long_ttft_p50_ms")}
+               for mode, measured in runs.items()}
+    return {
+        "model": "demo size, random weights (lavis.apps.serve --model <converted folder>)",
+        "clients": clients, "requests": len(requests), "short_tokens": SHORT, "long_tokens": LONG, "num_beams": 1,
+        "rounds": rounds, **summary,
+        "identical_answers": all(m["answers"] == runs["wave"][0]["answers"] for ms in runs.values() for m in ms),
+        "serve_mixed_short_p50_speedup": statistics.median(w["short_p50_ms"] / c["short_p50_ms"] for c, w in pairs),
+        "throughput_ratio": statistics.median(c["answers_per_s"] / w["answers_per_s"] for c, w in pairs),
+        "serve_ttft_ms_p50": summary["continuous"]["long_ttft_p50_ms"],
+        "machine": machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    emit(run(args.clients, args.requests_per_client, args.rounds), args.out)
+
+
+if __name__ == "__main__":
+    main()
