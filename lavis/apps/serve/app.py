@@ -8,6 +8,8 @@ Routes
     POST /v1/chat/completions   answers (JSON, or server-sent events with "stream": true)
     GET  /examples              example tiles offered by the page (name, question, url)
     GET  /examples/{index}      one example tile's bytes
+    GET  /static/{name}         the page's scripts and style; /favicon.ico its icon
+    GET  /v1/slides, /slides/...  the slides of --slides DIR (lavis.apps.serve.slide_routes)
 
 With an API key, every route but ``/`` and ``/health`` needs ``Authorization: Bearer <key>``.
 """
@@ -58,6 +60,7 @@ from lavis.apps.serve.wire import (
 
 logger = logging.getLogger("lavis.apps.serve")
 STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css", ".svg")}
 DRAIN_BYTES = 64 * 1024 * 1024  # past this much over the limit, the connection is dropped
 
 
@@ -126,6 +129,13 @@ class ChatService:
     # ---- routes ------------------------------------------------------------------------------
     async def page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def static(self, request: Request) -> Response:
+        """The page's scripts, style and icon: only the files in static/ by name."""
+        name = request.path_params.get("name", "favicon.svg")
+        if name not in STATIC_FILES:
+            raise APIError(404, f"no static file '{name[:60]}'", "not_found")
+        return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": self.settings.model_id,
@@ -293,6 +303,8 @@ def create_app(answerer: Answerer, settings: ServerSettings) -> Starlette:
 
     routes = [
         Route("/", service.page, methods=["GET"]),
+        Route("/static/{name}", service.static, methods=["GET"]),
+        Route("/favicon.ico", service.static, methods=["GET"]),
         Route("/health", service.health, methods=["GET"]),
         Route("/v1/models", service.models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", service.model, methods=["GET"]),

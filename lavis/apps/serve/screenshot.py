@@ -63,7 +63,7 @@ def capture(url: str, out: str | os.PathLike | None, example: int = 0, image: st
                     raise LavisError(f"--example {example}: the page offers {tiles.count()} example tiles")
                 tiles.nth(example).locator("img[src]").wait_for(state="attached", timeout=timeout)
                 tiles.nth(example).click()
-            page.wait_for_selector("#preview", timeout=timeout)
+            page.wait_for_selector("#preview", state="attached", timeout=timeout)
             answers = []
             for number, question in enumerate(questions or [None]):
                 if question is not None:
@@ -75,7 +75,7 @@ def capture(url: str, out: str | os.PathLike | None, example: int = 0, image: st
                 done.nth(number).wait_for(timeout=timeout)
                 if "error" in (done.nth(number).get_attribute("class") or ""):
                     raise LavisError(f"the page shows an error: {done.nth(number).inner_text()}")
-                answers.append(done.nth(number).evaluate("e => e.firstChild ? e.firstChild.textContent : ''"))
+                answers.append(done.nth(number).locator(".text").inner_text().strip())
             if outside:
                 raise LavisError(f"the page loaded something from outside the server: {outside[:3]}")
             if out is not None:
