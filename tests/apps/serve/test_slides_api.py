@@ -9,17 +9,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-from tests.apps.slides.conftest import tissue_image, write_pyramid_tiff
 
 
 def get(url: str) -> tuple[int, bytes, str]:
@@ -38,30 +34,6 @@ def post(url: str, body: dict) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
-@pytest.fixture(scope="module")
-def slide_folder(tmp_path_factory, answerer) -> tuple[Path, Path, list[np.ndarray]]:
-    """(slides folder, results folder, the TIFF's level arrays)."""
-    from lavis.apps.slides import Generation, SlideSettings, TissueSettings, analyze_slide
-    from lavis.datasets.demo.tiles import he_slide_path
-
-    root = tmp_path_factory.mktemp("slides")
-    folder, outside = root / "slides", root / "elsewhere"
-    (folder / "sub").mkdir(parents=True)
-    outside.mkdir()
-    shutil.copy(he_slide_path(), folder / "skin.svs")
-    levels = write_pyramid_tiff(folder / "sub" / "synthetic.tif", tissue_image(), 0.25)
-    Image.fromarray(tissue_image(200, 300, seed=1)).save(folder / "tile.png")
-    (folder / "notes.txt").write_text("not a slide")
-    shutil.copy(he_slide_path(), outside / "secret.svs")
-    (folder / "outside.svs").symlink_to(outside / "secret.svs")  # a link leading out of DIR
-    (folder / "linked").symlink_to(outside, target_is_directory=True)
-    settings = SlideSettings(batch=8, workers=0, progress=False, top_k=0, tissue=TissueSettings(max_side=512),
-                             generation=Generation(max_new_tokens=3), mpp=1.0, tile=56)
-    analyze_slide(answerer.loaded, folder / "sub" / "synthetic.tif", ["is the tissue dense"], root / "results",
-                  settings=settings)
-    return folder, root / "results", levels
 
 
 @pytest.fixture(scope="module")
