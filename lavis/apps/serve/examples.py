@@ -16,6 +16,8 @@ from lavis.common.errors import DataError
 logger = logging.getLogger(__name__)
 
 QUESTION_FILE = "quiltvqa_test_wo_ans.jsonl"
+GLASS_OD = 0.1  # optical density above glass (the slide analysis' threshold lands near it on H&E)
+MIN_TISSUE = 0.3  # a tile with less stain than this share of its pixels is nearly blank
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,14 +27,36 @@ class Example:
     question: str | None = None
 
 
+def tissue_share(path: Path) -> float:
+    """The share of a tile's pixels that are stained (optical density above glass's), 0 if unreadable."""
+    import numpy as np
+    from PIL import Image
+
+    from lavis.apps.slides.tissue import optical_density
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((128, 128))
+            return float((optical_density(np.asarray(image.convert("RGB"))) > GLASS_OD).mean())
+    except (OSError, ValueError):
+        return 0.0
+
+
 def load_examples(source: str | os.PathLike, limit: int = 12) -> list[Example]:
-    """Up to ``limit`` examples, one per image (its first question), spread over the source."""
+    """Up to ``limit`` examples, one per image (its first question), spread over the source; tiles
+    that are mostly glass are offered only when there are not enough with tissue."""
     source = Path(source)
     rows = image_folder_rows(source, "") if source.is_dir() else read_questions(source)
     by_image: dict[Path, Example] = {}
     for row in rows:
         by_image.setdefault(row.image, Example(row.image, row.image_name, row.question or None))
     examples = list(by_image.values())
+    with_tissue = [e for e in examples if tissue_share(e.path) >= MIN_TISSUE]
+    if len(with_tissue) >= min(limit, len(examples)):
+        examples = with_tissue
+    else:  # not enough: every tissue tile, then the least blank of the others
+        rest = sorted((e for e in examples if e not in with_tissue), key=lambda e: -tissue_share(e.path))
+        examples = with_tissue + rest[: limit - len(with_tissue)]
     if len(examples) > limit:  # evenly spaced, so that the demo's groups (stains, sizes) all show
         examples = [examples[round(i * (len(examples) - 1) / (limit - 1))] for i in range(limit)]
     return examples

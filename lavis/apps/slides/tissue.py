@@ -90,7 +90,7 @@ def detect_tissue(
     from skimage.filters import threshold_otsu
 
     rgb = np.asarray(thumbnail.convert("RGB")).astype(np.float32)
-    od = -np.log10(np.clip(rgb.min(axis=-1), 1.0, 255.0) / 255.0)
+    od = optical_density(rgb)
     log_od = np.log(od + 1e-3)
     threshold = float(np.exp(threshold_otsu(log_od))) if np.ptp(log_od) > 0 else OD_CLAMP[1]
     threshold = float(np.clip(threshold, *OD_CLAMP))
@@ -103,6 +103,11 @@ def detect_tissue(
     tissue = _without_small_parts(tissue, min_object)
     tissue = ~_without_small_parts(~tissue, max_hole + 1)  # fill holes of at most max_hole pixels
     return TissueMask(tissue, origin, downsample, threshold, int(pen.sum()))
+
+
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """Optical density of the darkest channel of an (H, W, 3) RGB array: glass near 0, stain above."""
+    return -np.log10(np.clip(np.asarray(rgb, dtype=np.float32).min(axis=-1), 1.0, 255.0) / 255.0)
 
 
 def _without_small_parts(mask: np.ndarray, min_pixels: int) -> np.ndarray:

@@ -126,3 +126,19 @@ def test_predict_follows_the_conversation_contract(tiny_run, multi_turn_run, tmp
         prompts[label] = [json.loads(line)["prompt"] for line in out.read_text().splitlines()]
     assert prompts["single"] == ["is the tissue dense", "which stain is used"]
     assert prompts["multi"] == ["is the tissue dense", "Q: is the tissue dense A: no Q: which stain is used"]
+
+
+def test_example_tiles_with_tissue_come_before_nearly_blank_ones(tmp_path, tiles):
+    """The page's examples skip tiles that are mostly glass when there are enough with tissue."""
+    import shutil
+
+    from PIL import Image
+
+    from lavis.apps.serve.examples import load_examples
+
+    for i, tile in enumerate(tiles[:4]):
+        shutil.copy(tile, tmp_path / f"tissue_{i}.png")
+    for i in range(3):
+        Image.new("RGB", (64, 64), (244, 242, 246)).save(tmp_path / f"glass_{i}.png")
+    assert sorted(e.name for e in load_examples(tmp_path, limit=4)) == [f"tissue_{i}.png" for i in range(4)]
+    assert len(load_examples(tmp_path, limit=6)) == 6  # not enough with tissue: the blank ones fill in
