@@ -196,6 +196,17 @@ def serve_section(d: dict[str, Any]) -> list[str]:
             "", f"Answers identical with and without batching: {d['identical_answers']}.", ""]
 
 
+def serve_mixed_section(d: dict[str, Any]) -> list[str]:
+    keys = ("short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "answers_per_s")
+    rows = [[mode, *(d[mode][k] for k in keys)] for mode in ("continuous", "wave")]
+    return [f"### Serving: continuous vs wave batching, short questions among long answers ({d['model']}; "
+            f"{d['clients']} streaming clients, half {d['short_tokens']}-token, half {d['long_tokens']}-token answers, "
+            f"greedy, {d['rounds']} alternated rounds, medians; `python -m benchmarks.serve_mixed`)", "",
+            *table(["batching", "short p50 ms", "long p50 ms", "long first token p50 ms", "answers/s"], rows), "",
+            f"Short p50 speedup (paired) {d['serve_mixed_short_p50_speedup']:.2f}x, throughput ratio "
+            f"{d['throughput_ratio']:.2f}; answers identical in both: {d['identical_answers']}.", ""]
+
+
 def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str, Any] | None = None,
            recipe: dict[str, Any] | None = None) -> str:
     d, m = results.get("details", {}), results.get("machine", {})
@@ -272,6 +283,8 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str,
         lines += image_keys_section(d["image_keys"])
     if "serve_batching" in d:
         lines += serve_section(d["serve_batching"])
+    if "serve_mixed" in d:
+        lines += serve_mixed_section(d["serve_mixed"])
     lines += memory_section(d, gpu) + smoke_section(smoke) + gpu_section(gpu) + recipe_section(recipe)
     lines += ["## Commands", "", *table(["benchmark", "command", "seconds"],
                                          [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]

@@ -28,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.serve import WORK, Server, build_model, images
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     emit(run(args.clients, args.requests_per_client, args.rounds), args.out)
 
