@@ -265,11 +265,13 @@ class DecodingLoop:
             if request.search.bans_eos():
                 banned += range(row, row + request.search.width)
             row += request.search.width
-        log_probs = torch.log_softmax(logits, dim=-1)
+        beams = any(isinstance(r.search, BeamSearch) for r in requests)
+        log_probs = torch.log_softmax(logits, dim=-1) if beams else logits  # only beam search scores them
         if banned:
             where = (torch.tensor(banned, device=logits.device), torch.tensor(self.bridge.tokenizer.eos_token_id))
             minus_inf = torch.tensor(float("-inf"), device=logits.device)
-            logits, log_probs = logits.index_put(where, minus_inf), log_probs.index_put(where, minus_inf)
+            logits = logits.index_put(where, minus_inf)
+            log_probs = log_probs.index_put(where, minus_inf) if beams else logits
         return logits, log_probs, logits.argmax(dim=-1).tolist()
 
     def _send_text(self, request: LoopRequest) -> None:
