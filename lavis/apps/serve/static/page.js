@@ -346,7 +346,11 @@ async function answer(messages, region) {
         if (chunk.usage) usage = chunk.usage;
         const choice = (chunk.choices || [])[0];
         if (!choice) continue;
-        if (choice.delta && choice.delta.content) { content += choice.delta.content; text.innerHTML = renderMarkdown(content); }
+        if (choice.delta && choice.delta.content) {  // shown as it comes; data-pieces counts the pieces
+          content += choice.delta.content;
+          text.innerHTML = renderMarkdown(content);
+          div.dataset.pieces = String(+(div.dataset.pieces || 0) + 1);
+        }
         if (choice.finish_reason) { finish = choice.finish_reason; yesNo = choice.yes_no || null; }
       }
     }
