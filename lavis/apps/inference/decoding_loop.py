@@ -133,25 +133,27 @@ class DecodingLoop:
         """One decoding step for the running requests and the ones that join now; how many took part."""
         with self.model.autocast(self.answerer.amp_dtype):
             self._drop_cancelled()
-            parts, logits = [], []
-            if self.running:
+            joining, new_rows, first = self._start(self._admit())
+            in_step = bool(joining) and first is None  # they join this very step (T5: the start token)
+            parts = ([self._rows] if self.running else []) + ([new_rows] if in_step else [])
+            tokens = ([self._tokens] if self.running else []) + ([new_rows.pending] if in_step else [])
+            rows, logits = None, []
+            if parts:
+                rows = concat_rows(parts)
                 try:
-                    logits.append(self.decoder.step(self._rows, self._tokens))
+                    logits.append(self.decoder.step(rows, torch.cat(tokens)))
                 except Exception as err:  # noqa: BLE001  (the batch's state is lost: its requests fail, the server goes on)
-                    self._fail(self.running, err)
-                    self.running, self._rows = [], None
-                    logits = []
-                else:
-                    parts.append(self._rows)
-            joining, rows, first = self._start(self._admit())
-            if joining:
-                parts.append(rows)
+                    self._fail(self.running + (joining if in_step else []), err)
+                    self.running, self._rows, rows, logits = [], None, None, []
+                    joining = [] if in_step else joining
+            if joining and not in_step:  # decoder-only: the prompt was read, its first logits are here
+                rows = new_rows if rows is None else concat_rows([rows, new_rows])
                 logits.append(first)
-            if not parts:
+            if rows is None:
                 return 0
             self.steps += 1
             size = len(self.running) + len(joining)
-            self._advance(concat_rows(parts), torch.cat(logits), joining)
+            self._advance(rows, torch.cat(logits), joining)
             return size
 
     def fail_all(self, err: BaseException) -> None:
@@ -172,7 +174,8 @@ class DecodingLoop:
 
     def _start(self, requests: list[LoopRequest]) -> tuple[list[LoopRequest], DecoderRows | None, torch.Tensor | None]:
         """Read the new requests' images and prompts in one pass; if that fails, one at a time, so
-        that a request that breaks the model fails alone."""
+        that a request that breaks the model fails alone. (requests started, their rows, their first
+        logits, or None when their first step is the next shared one)."""
         if not requests:
             return [], None, None
         try:
@@ -191,7 +194,13 @@ class DecodingLoop:
                 started += one
                 parts.append(rows)
                 logits.append(first)
-        return (started, concat_rows(parts), torch.cat(logits)) if started else ([], None, None)
+        if not started:
+            return [], None, None
+        rows = concat_rows(parts)
+        if logits[0] is None:
+            rows.pending = torch.cat([p.pending for p in parts])
+            return started, rows, None
+        return started, rows, torch.cat(logits)
 
     def _prefill(self, requests: list[LoopRequest]) -> tuple[DecoderRows, torch.Tensor]:
         queries = [r.query for r in requests]

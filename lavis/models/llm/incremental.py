@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lavis.models.llm.beam_cache import cache_argument
+from lavis.models.llm.beam_cache import beam_shared_cache, cache_argument
 from lavis.models.llm.bridge import LanguageBridge
 from lavis.models.llm.seq2seq import Seq2SeqBridge
 
@@ -37,6 +37,7 @@ class DecoderRows:
     positions: torch.Tensor | None = None  # decoder-only: (B,) position id of each row's next token
     encoder: torch.Tensor | None = None  # T5: (B, S, D) encoder output, padded on the right
     encoder_mask: torch.Tensor | None = None  # T5: (B, S)
+    pending: torch.Tensor | None = None  # rows that joined without a step yet: the token each is fed first
 
     def __len__(self) -> int:
         return self.mask.shape[0]
@@ -67,9 +68,9 @@ def concat_rows(parts: Sequence[DecoderRows]) -> DecoderRows:
     length = max(p.mask.shape[1] for p in parts)
     first = parts[0]
     for i, layer in enumerate(_self_layers(first.cache)):
-        others = [_self_layers(p.cache)[i] for p in parts]
-        layer.keys = torch.cat([_pad(o.keys, length, 2, left=True) for o in others])
-        layer.values = torch.cat([_pad(o.values, length, 2, left=True) for o in others])
+        others = [_self_kv(p, i, layer.keys) for p in parts]
+        layer.keys = torch.cat([_pad(k, length, 2, left=True) for k, _ in others])
+        layer.values = torch.cat([_pad(v, length, 2, left=True) for _, v in others])
     mask = torch.cat([_pad(p.mask, length, 1, left=True) for p in parts])
     positions = encoder = encoder_mask = None
     if first.positions is not None:
@@ -83,6 +84,16 @@ def concat_rows(parts: Sequence[DecoderRows]) -> DecoderRows:
         encoder = torch.cat([_pad(p.encoder, source, 1, left=False) for p in parts])
         encoder_mask = torch.cat([_pad(p.encoder_mask, source, 1, left=False) for p in parts])
     return DecoderRows(first.cache, mask, positions, encoder, encoder_mask)
+
+
+def _self_kv(part: DecoderRows, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A part's self-attention keys and values of one layer; empty ones (rows that have not been
+    fed a token yet) shaped like ``like`` with no positions."""
+    layers = _self_layers(part.cache)
+    if layer < len(layers) and getattr(layers[layer], "keys", None) is not None and layers[layer].keys.numel():
+        return layers[layer].keys, layers[layer].values
+    empty = like.new_zeros((len(part), like.shape[1], 0, like.shape[3]))
+    return empty, empty
 
 
 def select_rows(rows: DecoderRows, index: torch.Tensor, cross_too: bool = True) -> DecoderRows:
@@ -122,7 +133,9 @@ class IncrementalDecoder:
         """The ids ``generate`` puts before the new tokens (its ``input_ids`` for logits processors)."""
         return []
 
-    def start(self, prefix: torch.Tensor, prompts: Sequence[str]) -> tuple[DecoderRows, torch.Tensor]:
+    def start(self, prefix: torch.Tensor, prompts: Sequence[str]) -> tuple[DecoderRows, torch.Tensor | None]:
+        """The new rows and the logits of their first token; or (rows whose ``pending`` tokens are fed
+        at the next shared ``step``, None) when the LM can start rows inside that step."""
         raise NotImplementedError  # each LM kind reads its prompt its own way
 
     def step(self, rows: DecoderRows, tokens: torch.Tensor) -> torch.Tensor:
@@ -167,16 +180,25 @@ class Seq2SeqDecoder(IncrementalDecoder):
         start = getattr(self.model.config, "decoder_start_token_id", None)
         return int(start if start is not None else self.bridge.tokenizer.pad_token_id)
 
-    def start(self, prefix: torch.Tensor, prompts: Sequence[str]) -> tuple[DecoderRows, torch.Tensor]:
+    def start(self, prefix: torch.Tensor, prompts: Sequence[str]) -> tuple[DecoderRows, torch.Tensor | None]:
+        """The encoder, and each layer's cross-attention keys/values projected here (as the first
+        decoder step would), so that the rows' first step, the start token, is part of the next
+        shared step instead of a decoder call of its own."""
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
         embeds, encoder_mask = self.bridge._encoder_inputs(prefix, prompts)
         with self.bridge.precision():
             encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=encoder_mask).last_hidden_state
-        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        rows = DecoderRows(cache, encoder_mask.new_zeros((len(prompts), 0)), encoder=encoded, encoder_mask=encoder_mask)
+            cache = beam_shared_cache(self.model, encoded, 1)
         start = torch.full((len(prompts),), self._start_id, dtype=torch.long, device=encoded.device)
-        return rows, self.step(rows, start)
+        if cache is None:  # a layout beam_cache does not know: the first step runs here
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            rows = DecoderRows(cache, encoder_mask.new_zeros((len(prompts), 0)), encoder=encoded,
+                               encoder_mask=encoder_mask)
+            return rows, self.step(rows, start)
+        rows = DecoderRows(cache, encoder_mask.new_zeros((len(prompts), 0)), encoder=encoded, encoder_mask=encoder_mask,
+                           pending=start)
+        return rows, None
 
     def step(self, rows: DecoderRows, tokens: torch.Tensor) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
