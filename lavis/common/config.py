@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lavis.common.errors import ConfigError
 from lavis.common.paths import config_path, user_config_file
 from lavis.common.schema import from_mapping, plain, split_mapping, suggest
+from lavis.common.user_files import require_file
 
 SECTIONS = ("model", "datasets", "run")
 
@@ -77,6 +78,7 @@ def _load_yaml(path: str | Path, what: str) -> DictConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{what} '{path}' does not exist")
+    require_file(path, what, ConfigError)  # a FIFO would block the read forever
     try:
         loaded = OmegaConf.load(path)
     except (OmegaConfBaseException, ValueError, OSError, yaml.YAMLError) as err:

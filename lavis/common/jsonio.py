@@ -8,6 +8,7 @@ itself refuses raises ``DataError`` naming the file, the line / item and what wa
 - ``<path>: line 3, column 12: invalid JSON (Expecting ',' delimiter)``
 - ``<path>: line 2: expected a JSON object, got list`` / ``<path>: item 5: expected ...``
 - ``<path>: line 7: not UTF-8 text (invalid start byte at byte 4 of the line)``
+- ``<path>: not a regular file (a FIFO (named pipe)); refused, since reading it could block``
 
 JSON lines are split on ``\\n`` only (the JSON Lines rule; ``\\r\\n`` works too), so text that
 Python would also treat as a line break (U+2028 inside a string) stays inside its record.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from lavis.common.errors import DataError
+from lavis.common.user_files import require_file
 
 Layout = Literal["auto", "list", "lines"]
 
@@ -50,7 +52,7 @@ def _check_object(value: Any, where: str) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     """The whole file as one JSON document."""
-    path = Path(path)
+    path = require_file(path)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -88,7 +90,7 @@ def iter_json_lines(
     ``expected`` names the layouts the caller accepts, added to the message about a line that is
     not JSON.
     """
-    path = Path(path)
+    path = require_file(path)
     index = 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -113,6 +115,7 @@ def iter_json_lines(
 
 def _starts_with_list(path: Path) -> bool:
     """Whether the first character that is not white space is ``[``."""
+    require_file(path)
     with open(path, "rb") as handle:
         while chunk := handle.read(4096):
             content = chunk.lstrip()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import warnings
 
 from PIL import Image, UnidentifiedImageError
 
 from lavis.common.errors import DataError
+from lavis.common.user_files import file_problem
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
@@ -82,20 +82,9 @@ def _decode(stream: io.IOBase | str, max_pixels: int, draft: Size | None = None)
 
 
 def _not_a_regular_file(path: str) -> str | None:
-    """Why ``path`` is no image file to open, or None: a FIFO named ``x.png`` would block the
-    loader forever, a device or socket is no file either."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "file not found"
-    except OSError as err:
-        return f"cannot stat the file: {err.strerror or err}"
-    if stat.S_ISDIR(mode):
-        return "is a directory, not an image file"
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        return f"not a regular file ({kind}); refused, since reading it could block"
-    return None
+    """Why ``path`` is no image file to open, or None (a FIFO named ``x.png`` would block the loader)."""
+    problem = file_problem(path)
+    return "is a directory, not an image file" if problem == "is a directory, not a file" else problem
 
 
 def load_image(

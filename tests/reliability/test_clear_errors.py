@@ -29,7 +29,7 @@ def test_a_latin1_quilt_csv_names_the_file_and_line(toy_run, tmp_path, capsys):
                   dataset="quilt1m", arch="toy_image_vqa")
     assert main("train", argv=["--cfg-path", str(cfg)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"error: {csv}: line 3: not UTF-8 text (byte 0xe9 at column 28); save it as UTF-8, "
+        f"error: {csv}: line 3: not UTF-8 text (byte 0xe9 at column 28, offset 220); save it as UTF-8, "
         "e.g. iconv -f latin1 -t utf-8 quilt_1M_lookup.csv > utf8_quilt_1M_lookup.csv"
     )
 
@@ -41,7 +41,7 @@ def test_a_latin1_captions_csv_names_the_file_and_line(tmp_path, capsys):
     captions.write_bytes(b"caption,image_path\n" + LATIN1_CAPTION.replace(b",", b";") + b",a.png\n")
     assert main(["--captions", str(captions), "--out", str(tmp_path / "out"), "--mode", "template", "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"ERROR: {captions}: line 2: not UTF-8 text (byte 0xe9 at column 28); save it as UTF-8, "
+        f"ERROR: {captions}: line 2: not UTF-8 text (byte 0xe9 at column 28, offset 46); save it as UTF-8, "
         "e.g. iconv -f latin1 -t utf-8 captions.csv > utf8_captions.csv"
     )
 

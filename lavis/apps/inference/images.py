@@ -14,6 +14,7 @@ from PIL import Image
 
 from lavis.apps.inference.errors import InputError
 from lavis.common.errors import DataError
+from lavis.common.user_files import require_file
 from lavis.datasets.image_io import BadImageError, decode_rgb
 
 DEFAULT_MAX_MB = 20.0
@@ -39,7 +40,9 @@ def image_from_bytes(data: bytes, max_mb: float = DEFAULT_MAX_MB,
 
 
 def image_from_file(path: str | os.PathLike, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Image.Image:
-    """An RGB image from a file; ``DataError`` naming the file and the reason if not."""
+    """An RGB image from a file; ``DataError`` naming the file and the reason if not (a FIFO is
+    refused before it is opened: reading it would block)."""
+    require_file(path)
     try:
         return decode_rgb(str(path), int(max_megapixels * 1_000_000))
     except BadImageError as err:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from lavis.common.errors import DataError
+from lavis.common.user_files import file_problem
 
 # Plain images are decoded whole; beyond this many pixels, convert the image to a tiled pyramidal
 # TIFF (e.g. ``vips tiffsave in.png out.tif --tile --pyramid``) so that OpenSlide reads it.
@@ -192,6 +193,9 @@ def open_slide(path: str | os.PathLike, slide_mpp: float | None = None) -> Slide
         raise DataError(f"slide '{path}': no such file")
     if path.is_dir() and path.suffix.lower() != ".mrxs":
         raise DataError(f"slide '{path}' is a folder; pass the slide file (for MIRAX, the .mrxs beside its folder)")
+    problem = None if path.is_dir() else file_problem(path)
+    if problem:  # a FIFO would block OpenSlide's read forever
+        raise DataError(f"slide '{path}': {problem}")
     if slide_mpp is not None and not slide_mpp > 0:
         raise DataError(f"--slide-mpp must be a positive number of microns per pixel, got {slide_mpp}")
     import openslide
