@@ -52,6 +52,8 @@ class Conversation:
 def interactive(conversation: Conversation, name: str) -> None:
     print(f"Talking to {name} about {conversation.image_path}. {HELP}.", file=sys.stderr)
     print(f"This model was tuned {describe(conversation.answerer.conversation)}.", file=sys.stderr)
+    if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 reach the question check, not input()
+        sys.stdin.reconfigure(errors="surrogateescape")
     while True:
         try:
             line = input("you> ").strip()

@@ -25,6 +25,8 @@ from lavis.apps.inference.conversation import TokenBudget, apply_history_overrid
 from lavis.apps.inference.errors import InputError
 from lavis.common.conversation import Turn
 from lavis.common.errors import ConfigError
+from lavis.common.schema import from_mapping
+from lavis.common.textio import check_text
 from lavis.models.llm.bridge import GenerationOptions
 from lavis.models.llm.verdict import is_yes_no_question, verdict, verdict_pair
 from lavis.processors.text_processors import clean_text
@@ -49,13 +51,10 @@ class Decoding:
     seed: int | None = None
 
     @classmethod
-    def from_generation(cls, generation: Mapping[str, Any], **overrides: Any) -> Decoding:
-        """From a config's ``generation`` section (the ``GenerationOptions`` keys), then ``overrides``."""
-        try:
-            options = GenerationOptions(**dict(generation))
-        except TypeError as err:
-            raise ConfigError(f"generation settings: {err} (known keys: "
-                              f"{', '.join(f.name for f in dataclasses.fields(GenerationOptions))})") from None
+    def from_generation(cls, generation: Mapping[str, Any], where: str = "generation", **overrides: Any) -> Decoding:
+        """From a config's ``generation`` section (the ``GenerationOptions`` keys, typed and range
+        checked; errors name ``<where>.<key>``), then ``overrides``."""
+        options = from_mapping(GenerationOptions, generation, where)
         base = cls(
             max_new_tokens=options.max_new_tokens,
             min_new_tokens=options.min_new_tokens,
@@ -141,6 +140,25 @@ def settle_verdict(text: str, p_yes: float | None) -> str:
     return says_yes if p_yes >= 0.5 else says_no
 
 
+T5_LONGEST_ANSWER = 512  # T5's pre-training sequence length (it has no position table to read a limit from)
+
+
+def longest_answer(model: Any) -> tuple[int, str]:
+    """(the most new tokens ``model``'s LLM can hold, why). A decoder-only LLM: its position table
+    less what comes before the answer (query tokens, instruction budget). An encoder-decoder (T5)
+    has relative positions and no table: ``T5_LONGEST_ANSWER``. Past these an answer is noise at
+    best, and beam search allocates its buffers for the whole length at once (100M new tokens
+    exhausted 16.7 GB with the tiny demo model)."""
+    from lavis.models.llm.causal import CausalBridge
+
+    config = model.bridge.model.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(model.bridge, CausalBridge) and positions:
+        before = int(model.query_tokens.shape[1]) + int(model.cfg.max_txt_len)
+        return positions - before, f"its LLM has {positions} positions, {before} of them for the query tokens and instruction"
+    return T5_LONGEST_ANSWER, "the sequence length T5 was pre-trained with; it has no position table"
+
+
 def closed_question(question: str) -> bool:
     """A yes/no question ("Is there necrosis?"), not a choice between alternatives ("Is it dense or loose?")."""
     return is_yes_no_question(question) and not _ALTERNATIVE.search(question)
@@ -163,10 +181,20 @@ class Answerer:
         self.conversation = apply_history_override(self.model, history_override)
         self.budget = TokenBudget(self.model)
         self.amp_dtype = _AMP.get(precision or "")
+        self.longest_answer, self._longest_why = longest_answer(self.model)
 
     @property
     def name(self) -> str:
         return self.loaded.name
+
+    def check_length(self, decoding: Decoding) -> Decoding:
+        """``decoding`` when its answers fit the model (``longest_answer``), else ``InputError``."""
+        if decoding.max_new_tokens > self.longest_answer:
+            raise InputError(
+                f"max_new_tokens={decoding.max_new_tokens} is more than this model can answer with: at most "
+                f"{self.longest_answer} new tokens ({self._longest_why})", "invalid_value", "max_tokens",
+            )
+        return decoding
 
     def image_tensor(self, image: Image.Image) -> torch.Tensor:
         """The model's eval transform of an RGB image (thread-safe)."""
@@ -187,7 +215,7 @@ class Answerer:
         (a server's 400); otherwise it is passed on and the model cuts it on the left, as
         evaluation does. ``yes_no``: closed questions get yes/no probabilities (one more forward pass).
         """
-        text = clean_text(question)
+        text = clean_text(check_text(question, "the question"))
         if not text:
             raise InputError("the question is empty", "invalid_value", "messages")
         processed = self.loaded.text_processor(text)
@@ -202,7 +230,7 @@ class Answerer:
         tensor = image if isinstance(image, torch.Tensor) else self.image_tensor(image)
         prompt_tokens = min(self.budget.llm_tokens(instruction), self.budget.limit) + self.budget.queries
         closed = yes_no and closed_question(text)
-        return Query(tensor, instruction, decoding or Decoding(), closed, prompt_tokens, processed, kept)
+        return Query(tensor, instruction, self.check_length(decoding or Decoding()), closed, prompt_tokens, processed, kept)
 
     def samples(self, queries: Sequence[Query]) -> dict[str, Any]:
         """The model's input batch for ``queries``: stacked images, the questions, and the earlier

@@ -47,11 +47,14 @@ def parse_generation(items: list[str]) -> dict[str, Any]:
 
 def load_answerer(args: argparse.Namespace, chat: bool = True) -> tuple[Answerer, Decoding]:
     """The model of ``--model`` and the default decoding: ``CHAT_DEFAULTS`` (when ``chat``), then the
-    run's own ``run.generation``, then ``--generation``."""
+    run's own ``run.generation``, then ``--generation``; each value checked (``--generation`` before
+    the model loads, the answer length against the model after)."""
     from lavis.models import load_pretrained
 
+    defaults, given = CHAT_DEFAULTS if chat else {}, parse_generation(args.generation)
+    Decoding.from_generation({**defaults, **given}, where="--generation")
     logging.getLogger("lavis").info("loading %s ...", args.model)
     loaded = load_pretrained(args.model, args.device, args.precision, config=args.config, require="answer")
-    generation = {**(CHAT_DEFAULTS if chat else {}), **loaded.generation, **parse_generation(args.generation)}
     answerer = Answerer(loaded, args.precision, getattr(args, "history", None))
-    return answerer, Decoding.from_generation(generation)
+    decoding = Decoding.from_generation({**defaults, **loaded.generation, **given})
+    return answerer, answerer.check_length(decoding)

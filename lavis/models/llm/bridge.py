@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from lavis.common.errors import ConfigError
 from lavis.models.llm.loading import precision
 
 Side = Literal["left", "right"]
@@ -33,6 +34,20 @@ class GenerationOptions:
     top_p: float = 0.9
     temperature: float = 1.0
     num_return_sequences: int = 1
+
+    def validate(self) -> None:
+        """Values transformers would reject mid-run or take silently (``from_mapping`` calls this)."""
+        for name, low in (("num_beams", 1), ("max_new_tokens", 1), ("min_new_tokens", 0), ("num_return_sequences", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"'{name}' must be an integer >= {low}, got {getattr(self, name)}")
+        if not self.temperature >= 0 or (self.use_nucleus_sampling and self.temperature == 0):
+            low = "> 0 with use_nucleus_sampling (or sample nothing: use_nucleus_sampling=false)" \
+                if self.use_nucleus_sampling else ">= 0"
+            raise ConfigError(f"'temperature' must be {low}, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"'top_p' must be in (0, 1], got {self.top_p}")
+        if not self.repetition_penalty > 0:
+            raise ConfigError(f"'repetition_penalty' must be > 0 (1: none), got {self.repetition_penalty}")
 
 
 def pack(mask: torch.Tensor, side: Side) -> torch.Tensor:

@@ -51,7 +51,7 @@ def test_decoding_groups_and_defaults():
     assert sampled.use_nucleus_sampling and sampled.num_beams == 1 and sampled.temperature == 0.5
     from_run = Decoding.from_generation({"num_beams": 3, "max_new_tokens": 20}, min_new_tokens=1)
     assert (from_run.num_beams, from_run.max_new_tokens, from_run.min_new_tokens) == (3, 20, 1)
-    with pytest.raises(ConfigError, match="num_beam.*known keys"):
+    with pytest.raises(ConfigError, match="'generation.num_beam'.*Did you mean 'num_beams'"):
         Decoding.from_generation({"num_beam": 3})
 
 
