@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     from lavis.common.logger import setup_logging
+    from lavis.common.output_paths import os_error_text, writable_file
 
     setup_logging()
     try:
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DataError("--images needs --question (the question asked of every image)")
         if args.batch_size < 1:
             raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
+        writable_file(args.out, "--out")  # before the model loads
         rows = image_folder_rows(args.images, args.question) if args.images else read_questions(args.questions,
                                                                                                  args.image_dir)
         repeated = [qid for qid, count in Counter(str(r.question_id) for r in rows).items() if count > 1]
@@ -140,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.yes_no, not args.no_progress)
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the disk filled up, the folder went read-only: what was written is kept
+        print(f"error: {os_error_text(err, args.out)}", file=sys.stderr)
         return 2
     logger.info("%d answers written to %s (%d questions in all)", count, args.out, len(rows))
     return 0

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -35,6 +36,22 @@ class OutputLockedError(LavisError):
 
 class OutputFolderError(LavisError):
     """The output folder cannot be created or written (read-only, no permission, a file in the way)."""
+
+
+# Options whose value is a secret (``--token hf_...``): the lock file is readable by others and its
+# command line is shown to whoever is refused, so such values are never written there.
+_SECRET_OPTION = re.compile(r"^--?([\w-]*[-_])?(token|key|secret|password)$", re.IGNORECASE)
+
+
+def without_secrets(argv: list[str]) -> list[str]:
+    """``argv`` with the values of secret options replaced by ``***``."""
+    out, value_next = [], False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        secret = not value_next and bool(_SECRET_OPTION.match(name))
+        out.append("***" if value_next else f"{name}=***" if secret and eq else arg)
+        value_next = secret and not eq
+    return out
 
 
 def _start_time(pid: int) -> str | None:
@@ -76,7 +93,7 @@ class OutputLock:
             "started_ticks": _start_time(os.getpid()),
             "what": what,
             "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "argv": sys.argv,
+            "argv": without_secrets(sys.argv),
         }
         self.held = False
 

@@ -21,13 +21,14 @@ _WINDOWS_ABSOLUTE = r"^([A-Za-z]:|[\\/]{2})"
 
 
 def check_under_root(
-    paths: pa.Array | pa.ChunkedArray | list, root: Path, field: str, where: Callable[[int], str]
+    paths: pa.Array | pa.ChunkedArray | list, root: Path, field: str, where: Callable[[int], str],
+    kind: str = "image path",
 ) -> None:
     """Refuse (``DataError``) image paths that would leave ``root``; vectorised for 1M-row tables.
 
     Relative paths without ``..`` parts are fine; absolute paths are fine only inside ``root``.
     Symlinks inside the root are trusted (data sets are often assembled with them). ``where(i)``
-    names the file and line/row that entry ``i`` came from.
+    names the file and line/row that entry ``i`` came from; ``kind`` what the paths are.
     """
     array = pa.chunked_array([pa.array(paths, pa.string())]) if isinstance(paths, list) else paths
     if len(array) == 0:
@@ -47,6 +48,6 @@ def check_under_root(
     value = array[first].as_py()
     count = pc.sum(bad).as_py()
     raise DataError(
-        f"{where(first)}, field '{field}': image path {value!r} escapes the data root "
-        f"{root} ({count} such path(s)); image paths must be relative to the root without '..'"
+        f"{where(first)}, field '{field}': {kind} {value!r} escapes the data root "
+        f"{root} ({count} such path(s)); {kind}s must be relative to the root without '..'"
     )

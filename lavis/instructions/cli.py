@@ -1,7 +1,9 @@
 """Command line of ``generate_instructions.py``: captions in, CLOVER instruction data out.
 
 Exit status: 0 done (or stopped cleanly at --max-cost), 1 some captions are still pending after
-API errors (rerun to retry them), 2 bad input or configuration, 130 interrupted.
+API errors (rerun to retry them), or the run produced no instructions, or more than
+--max-failed-share of the captions answered gave no usable Q&A pair (a model that ignores the
+requested format: see summary.json), 2 bad input or configuration, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from lavis.common.errors import ConfigError, LavisError
 from lavis.common.output_lock import OutputLock
+from lavis.common.output_paths import os_error_text
 from lavis.instructions.client import ChatClient, RetryPolicy, public_url
 from lavis.instructions.conversations import chain_into_conversations
 from lavis.instructions.filters import PairFilter
@@ -83,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--parse-retries", type=int, default=2, help="extra replies asked for when one cannot be parsed")
     gen.add_argument("--backoff-base", type=float, default=1.0, help="seconds; doubles per retry, with jitter")
     gen.add_argument("--backoff-max", type=float, default=60.0)
+    gen.add_argument("--max-failed-share", type=float, default=0.5,
+                     help="exit 1 when more than this share of the captions answered gave no usable pair (0..1)")
     cost = parser.add_argument_group("cost")
     cost.add_argument("--prices", type=Path, default=None, help="price table YAML (default: configs/instructions/prices.yaml)")
     cost.add_argument("--price-in", type=float, default=None, help="USD per 1M prompt tokens (overrides the table)")
@@ -108,6 +113,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     for name in ("max_retries", "parse_retries"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if not 0 <= args.max_failed_share <= 1:
+        parser.error(f"--max-failed-share must be between 0 and 1, got {args.max_failed_share}")
     for name in ("rpm", "tpm", "timeout", "max_cost"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -251,6 +258,18 @@ def _exit_status(outcome: RunOutcome) -> int:
     return 0
 
 
+def _unusable(summary: dict[str, Any], outcome: RunOutcome, captions: int, max_failed_share: float) -> str | None:
+    """Why the run's output is not what was asked for (printed, exit 1), or None."""
+    reasons = ", ".join(f"{kind}: {count}" for kind, count in summary["failures_by_reason"].items()) or "none recorded"
+    if summary["counts"]["instructions"] == 0:
+        return f"no instructions were produced from {captions} captions (failures by reason: {reasons})"
+    if outcome.written and outcome.failed / outcome.written > max_failed_share:
+        return (f"{outcome.failed} of the {outcome.written} captions answered in this run gave no usable Q&A pair, "
+                f"more than --max-failed-share {max_failed_share:g} (failures by reason: {reasons}); "
+                "is the model following the prompt? See raw.jsonl")
+    return None
+
+
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     records = read_captions(args.captions, args.caption_field, image_field=args.image_field, **_filters(args))
     generation = _Generation(args) if args.mode in ("generate", "both") else None
@@ -294,6 +313,10 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
         + (f"; stopped: {outcome.stopped}" if outcome.stopped else "")
         + (f"; {pending_after} captions pending (rerun to continue)" if pending_after else "")
     )
+    problem = _unusable(summary, outcome, len(records), args.max_failed_share)
+    if problem:
+        logger.error("%s", problem)
+        return max(_exit_status(outcome), 1)
     return _exit_status(outcome)
 
 
@@ -337,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, stop.event)
     except LavisError as err:
         logger.error("%s", err)
+        return 2
+    except OSError as err:  # e.g. the disk filled up: raw.jsonl keeps every record written, rerun to export
+        logger.error("%s; raw.jsonl keeps what was generated, rerun to continue", os_error_text(err))
         return 2
     except KeyboardInterrupt:
         logger.warning("interrupted twice: requests in flight abandoned, outputs not exported")

@@ -21,8 +21,12 @@ run's evaluation figures and training config; :mod:`lavis.models.interop.hub`).
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,6 +81,8 @@ def _check_combination(args: argparse.Namespace) -> None:
     named = args.arch is not None or args.model_type is not None
     if args.source == "hf" and named:
         raise ConfigError("--from hf: the checkpoint's config.json decides the architecture; drop --arch/--model-type")
+    if args.source == "hf" and args.set:
+        raise ConfigError("--from hf takes no --set overrides (only --dtype): the checkpoint defines the model")
     if args.source == "lavis" and not (args.arch and args.model_type):
         raise ConfigError(
             "--from lavis needs --arch and --model-type (e.g. --arch blip2_t5_instruct --model-type flant5xl): "
@@ -87,16 +93,12 @@ def _check_combination(args: argparse.Namespace) -> None:
 
 
 def load_source(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
-    from pathlib import Path
-
     from lavis.models import from_hf, load_model
     from lavis.models.interop.folder import CONFIG_NAME, load_model_folder
 
     if args.source == "ours" and not Path(args.src).exists():
         raise ConfigError(f"--src {args.src}: no such file or folder")
     if args.source == "hf":
-        if overrides:
-            raise ConfigError("--from hf takes no --set overrides (only --dtype): the checkpoint defines the model")
         return from_hf(args.src, dtype=args.dtype)[0]
     if args.dtype:
         overrides.setdefault("llm", {})["dtype"] = args.dtype
@@ -120,14 +122,43 @@ def source_contract(model: Any, args: argparse.Namespace) -> Any:
     return conversation_of(model, read_provenance(args.src) if args.source == "ours" and Path(args.src).exists() else None)
 
 
+def check_out(out: str) -> Path:
+    """``--out`` as a new or empty folder whose parent can be written (checked before the model loads)."""
+    from lavis.common.output_paths import writable_folder
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; name a new folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise ConfigError(f"--out {path} already holds files; name a new folder (or remove that one): a conversion "
+                          "writes a complete folder, and leftovers of another would mix with it")
+    writable_folder(path.parent, "--out")
+    return path
+
+
 def write_target(model: Any, args: argparse.Namespace, contract: Any) -> None:
+    """Write into a temporary folder beside ``--out`` and rename it into place: a failed write
+    (a full disk) leaves no half-written folder. Every file gets the mode the umask gives."""
+    from lavis.common.checkpoint import process_umask
     from lavis.models import to_hf
     from lavis.models.interop.folder import save_model_folder
 
-    if args.target == "hf":
-        to_hf(model, args.out, conversation=contract)
-    else:
-        save_model_folder(model, args.out)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        if args.target == "hf":
+            to_hf(model, tmp, conversation=contract)
+        else:
+            save_model_folder(model, tmp)
+        mask = process_umask()  # writers differ (safetensors makes its files 0600): one mode for all
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+        if out.is_dir():
+            out.rmdir()  # empty (check_out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def push(model: Any, args: argparse.Namespace, contract: Any) -> str:
@@ -172,9 +203,14 @@ def verify(model: Any, args: argparse.Namespace) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from safetensors import SafetensorError
+
+    from lavis.common.output_paths import os_error_text
+
     args = parse_args(argv)
     try:
         _check_combination(args)
+        check_out(args.out)
         model = load_source(args, parse_overrides(args.set))
         contract = source_contract(model, args)
         write_target(model, args, contract)
@@ -192,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pushed {args.out} to {args.push_to_hub}: {push(model, args, contract)}")
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the disk filled up: nothing of this conversion is left behind
+        print(f"error: cannot write --out {args.out}: {os_error_text(err)}", file=sys.stderr)
+        return 1
+    except SafetensorError as err:  # safetensors' own writer reports a full disk this way
+        print(f"error: cannot write --out {args.out}: {str(err).strip()}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,5 @@
-"""Command line of ``lavis.apps.doctor`` (exit 0: nothing failed; 1: a line FAILed)."""
+"""Command line of ``lavis.apps.doctor`` (exit 0: nothing failed; 1: a line FAILed; 2: the command
+line itself is wrong, e.g. ``--json`` names a directory)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     from lavis.apps.doctor.core import run_doctor
+    from lavis.common.checkpoint import atomic_write_text
+    from lavis.common.errors import LavisError
+    from lavis.common.output_paths import os_error_text, writable_file
+
+    try:
+        if args.json:
+            writable_file(args.json, "--json")  # before the checks run, not after
+    except LavisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     options = list(args.options)
     if args.resume:
@@ -36,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     report = run_doctor(args.cfg_path, options, args.imports, args.gpu_memory, args.gpus)
     print(report.render())
     if args.json:
-        args.json.write_text(json.dumps(report.as_dict(), indent=1))
+        try:
+            atomic_write_text(args.json, json.dumps(report.as_dict(), indent=1) + "\n")
+        except OSError as err:
+            print(f"error: cannot write --json: {os_error_text(err, args.json)}", file=sys.stderr)
+            return 2
     return 1 if report.failed else 0
 
 

@@ -9,11 +9,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 from lavis.apps.doctor.context import Context, Download
 from lavis.apps.doctor.report import FAIL, PASS, SKIP, WARN, human_bytes
-from lavis.common.provenance import safetensors_header
+from lavis.common.user_files import file_problem
 from lavis.models.sources import MISSING, REMOTE, Located, locate
-from lavis.models.vision.weights import offline_mode, url_cache_dir
+from lavis.models.vision.weights import offline_mode, url_cache_dir, why_unreadable
 
 LLM_WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
                     "pytorch_model.bin")
@@ -27,21 +29,38 @@ def hub_cache_dir() -> Path:
 
 
 def damaged(files: list[Path]) -> str | None:
-    """Why the on-disk weight files cannot be read, or None; reads headers only."""
+    """Why the on-disk weight files cannot be loaded as the run loads them, or None. Reads no
+    tensor: safetensors are opened (their header checked against the file size), ``.pth`` /
+    ``.bin`` unpickled with ``weights_only`` and memory-mapped storages (objects besides tensors
+    are refused, as the run refuses them)."""
     for file in files:
-        if not file.is_file():
+        problem = file_problem(file)
+        if problem == "file not found":
             return f"{file} is missing (named by the shard index)"
+        if problem:
+            return f"{file}: {problem}"
         try:
             if file.suffix == ".safetensors":
-                safetensors_header(file)
-            elif file.suffix in (".pth", ".pt", ".bin", ".ckpt") and zipfile.is_zipfile(file):
-                with zipfile.ZipFile(file) as archive:
-                    archive.namelist()
+                with safe_open(str(file), framework="pt"):
+                    pass
+            elif file.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+                _unpickle_lazily(file)
             elif file.name.endswith(".json"):
                 json.loads(file.read_text())
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            return f"{file} is unreadable or truncated ({err})"
+        except Exception as err:  # noqa: BLE001  (each reader has its own error types; all mean "unusable")
+            return f"{file} is unreadable or truncated: {why_unreadable(file, err)}"
     return None
+
+
+def _unpickle_lazily(file: Path) -> None:
+    """``torch.load(weights_only=True)`` without reading the tensors (memory-mapped, zip format)."""
+    import torch
+
+    with open(file, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"
+    if zipped and not zipfile.is_zipfile(file):
+        raise ValueError("the file is truncated (a torch.save zip without its central directory)")
+    torch.load(file, map_location="cpu", weights_only=True, mmap=zipped)
 
 
 def fetch_hint(source: str) -> str:

@@ -35,28 +35,30 @@ class QuestionRow:
 
 def read_questions(path: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> list[QuestionRow]:
     """Rows of a QUILT-VQA / LLaVA-Med question file, images resolved and checked."""
-    from lavis.datasets.annotations import read_json_list
+    from lavis.common.path_rules import check_under_root
+    from lavis.common.user_files import require_file
+    from lavis.datasets.annotations import WHERE, read_json_list
     from lavis.datasets.builders.llava_med import read_conversations
     from lavis.datasets.builders.quilt_vqa import read_question_lines
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"--questions '{path}': no such file")
+    path = require_file(path, "--questions")
     turns: dict = {}
     if path.suffix.lower() == ".jsonl":
-        raw = [(qid, image, text) for qid, image, text, _ in read_question_lines(path)]
+        raw = read_question_lines(path)
     else:
         records = read_json_list(path)
         if records and isinstance(records[0], dict) and "question_id" in records[0]:
             raise DataError(f"{path}: records with 'question_id' are the JSON-lines layout; name the file .jsonl")
         conversations = read_conversations(path)
         turns = {r["question_id"]: tuple(turns_of(r["history"])) for r in conversations}
-        raw = [(r["question_id"], r["image_path"], r["text_input"]) for r in conversations]
+        raw = [(r["question_id"], r["image_path"], r["text_input"], r[WHERE]) for r in conversations]
     if not raw:
         raise DataError(f"{path}: no questions found")
     roots = [Path(image_dir)] if image_dir else [path.parent / "images", path.parent]
+    # the builders' rule: image paths stay under the data folder (no '..', no absolute path elsewhere)
+    check_under_root([name for _, name, _, _ in raw], roots[-1], "image", lambda i: raw[i][3])
     rows = []
-    for qid, name, question in raw:
+    for qid, name, question, _ in raw:
         found = next((root / name for root in roots if (root / name).is_file()), None)
         if found is None:
             where = " or ".join(str(root) for root in roots)

@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_new_tokens < 1 or args.max_n < 1:
             raise ConfigError("--max-batch, --max-new-tokens and --max-n must be >= 1, --max-wait-ms >= 0")
+        if not 1 <= args.port <= 65535:
+            raise ConfigError(f"--port must be a TCP port from 1 to 65535, got {args.port}")
         api_key = read_api_key(args.api_key_env)
         if not is_loopback(args.host) and api_key is None:
             logger.warning("binding %s without --api-key-env: anyone who can reach this port can use the model; "

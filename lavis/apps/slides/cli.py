@@ -69,33 +69,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lavis.apps.slides.reader import open_slide
         from lavis.apps.slides.tissue import TissueSettings
         from lavis.common.dist import resolve_device
+        from lavis.common.output_paths import os_error_text, writable_folder
         from lavis.models import load_pretrained
 
+        # inputs that are wrong fail before the model loads
         questions = check_questions(args.question)
         require = required_capability(args.mode)
-        wanted_mpp(args.mpp, args.magnification)  # inputs that are wrong fail before the model loads
+        wanted_mpp(args.mpp, args.magnification)
         reader = open_slide(args.slide, args.slide_mpp)
         require_resolution(reader.info)
         region = parse_region(args.region)
         device = resolve_device(args.device)
-        env = init_distributed(device.type)
-        if device.type == "cuda" and env.world_size > 1:
-            device = torch.device("cuda", env.local_rank)
-        setup_logging()
-        loaded = load_pretrained(args.model, device, args.precision, config=args.config, require=require)
-        # The Q-Former and heads autocast on GPUs (bf16 unless --precision says otherwise), as in evaluation.
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision or ("bf16" if device.type == "cuda" else ""))
         settings = SlideSettings(
             tile=args.tile, stride=args.stride, mpp=args.mpp, magnification=args.magnification,
             slide_mpp=args.slide_mpp, region=region, batch=args.batch, workers=args.workers,
             tissue=TissueSettings(min_tissue=args.min_tissue, remove_pen=not args.keep_pen),
             generation=Generation(max_new_tokens=args.max_new_tokens, num_beams=args.beams), top_k=args.top_k,
             table=args.table, feature_cache=args.feature_cache, cache_features=not args.no_feature_cache,
-            amp=amp, progress=not args.quiet,
+            # The Q-Former and heads autocast on GPUs (bf16 unless --precision says otherwise), as in evaluation.
+            amp={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision or ("bf16" if device.type == "cuda" else "")),
+            progress=not args.quiet,
         )
+        settings.validate()
+        writable_folder(args.out, "--out")
+        if args.feature_cache and not args.no_feature_cache:
+            writable_folder(args.feature_cache, "--feature-cache")
+        env = init_distributed(device.type)
+        if device.type == "cuda" and env.world_size > 1:
+            device = torch.device("cuda", env.local_rank)
+        setup_logging()
+        loaded = load_pretrained(args.model, device, args.precision, config=args.config, require=require)
         summaries = analyze_slide(loaded, reader, questions, args.out, args.mode, settings)
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the disk filled up while writing: the finished batches are kept, rerun to continue
+        print(f"error: {os_error_text(err)}; rerun the same command to continue once there is room", file=sys.stderr)
         return 2
     finally:
         destroy_distributed()

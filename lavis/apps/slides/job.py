@@ -73,6 +73,13 @@ class SlideSettings:
     progress: bool = True
 
     def validate(self) -> None:
+        if self.tile is not None and self.tile < 8:
+            raise ConfigError(f"--tile must be at least 8 pixels, got {self.tile}")
+        if self.stride is not None and self.stride < 1:
+            raise ConfigError(f"--stride must be >= 1 pixel, got {self.stride}")
+        if self.generation.max_new_tokens < 1 or self.generation.num_beams < 1:
+            raise ConfigError(f"--max-new-tokens and --beams must be >= 1, got {self.generation.max_new_tokens} "
+                              f"and {self.generation.num_beams}")
         if self.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {self.batch}")
         if self.workers < 0:
@@ -108,7 +115,7 @@ def prepare(loaded: Any, slide: str | os.PathLike | SlideReader, texts: list[str
     questions = resolve(texts, mode, loaded)
     reader = slide if isinstance(slide, SlideReader) else open_slide(slide, settings.slide_mpp)
     slide = reader.path
-    tile = settings.tile or int(getattr(loaded.vis_processor.cfg, "image_size", 224))
+    tile = settings.tile if settings.tile is not None else int(getattr(loaded.vis_processor.cfg, "image_size", 224))
     plan = plan_reads(reader.info, tile, settings.stride, settings.mpp, settings.magnification, settings.region)
     thumbnail, downsample = reader.region_thumbnail(plan.region, settings.tissue.max_side)
     mask = detect_tissue(thumbnail, plan.region[:2], downsample, reader.info.mpp, settings.tissue)

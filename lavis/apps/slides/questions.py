@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from lavis.common.errors import CheckpointError, ConfigError
+from lavis.common.textio import check_text
 from lavis.models.llm.verdict import is_yes_no_question
 
 MODES = ("auto", "closed", "open", "retrieval")
@@ -51,7 +52,7 @@ def check_questions(texts: list[str]) -> list[str]:
         raise ConfigError("give at least one --question")
     out = []
     for i, text in enumerate(texts):
-        text = (text or "").strip()
+        text = check_text(text or "", f"--question number {i + 1}").strip()
         if not text:
             raise ConfigError(f"--question number {i + 1} is empty: ask something about the tissue")
         out.append(text)

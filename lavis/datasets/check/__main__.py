@@ -56,12 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     import lavis.datasets  # noqa: F401  (fills the builder registry)
+    from lavis.common.output_paths import os_error_text, writable_folder
     from lavis.datasets.check import CHECK_FILE, check_dataset
 
     try:
+        if args.workers < 0:
+            raise LavisError(f"--workers must be >= 0 (0: decode in this process), got {args.workers}")
+        # check.json goes there after every image is decoded: an unwritable folder fails now, not then
+        if args.out_dir is not None:
+            writable_folder(args.out_dir, "--out-dir")
+        elif args.root.is_dir():
+            writable_folder(args.root, "--root (where check.json goes; or set --out-dir)")
         report = check_dataset(args.name, args.root, args.options, args.workers, args.out_dir)
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the disk filled up while check.json was written
+        print(f"error: {os_error_text(err)}", file=sys.stderr)
         return 2
     print("\n".join(summary(report)))
     print(f"{'complete' if report['complete'] else 'INCOMPLETE'}: wrote {(args.out_dir or args.root) / CHECK_FILE}")

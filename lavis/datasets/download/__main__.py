@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lavis.common.errors import LavisError
+from lavis.common.output_paths import os_error_text
 from lavis.datasets.download.catalog import HUB, MANUAL, known_names
 from lavis.datasets.download.prepare import Request, download_dataset
 
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--form", default=None, help="release form (default: the manifest's, else the first)")
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default: the manifest's commit)")
     parser.add_argument("--update", action="store_true", help="move to the newest commit instead of the pinned one")
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the `hf auth login` token)")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the `hf auth login` token; "
+                                                      "prefer those: a command line is visible to other users)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the Hub to answer a request (default 60)")
     parser.add_argument("--list", action="store_true", help="list the data sets and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -58,10 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.root is None:
         print("error: --root is required (the folder to download into)", file=sys.stderr)
         return 2
+    if not args.timeout > 0:
+        print(f"error: --timeout must be > 0 seconds, got {args.timeout}", file=sys.stderr)
+        return 2
+    request = Request(args.name, args.root, args.form, args.revision, args.update, args.token, args.timeout)
     try:
-        manifest = download_dataset(Request(args.name, args.root, args.form, args.revision, args.update, args.token))
+        # each step is printed as it starts (flushed: a pipe or a log file sees it at once)
+        manifest = download_dataset(request, log=lambda line: print(line, flush=True))
     except LavisError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the disk filled up; a partial file is kept and resumed by the next run
+        print(f"error: {os_error_text(err)}; run the command again to resume", file=sys.stderr)
         return 2
     options = HUB[args.name].forms[manifest.form].builder_options
     print(f"{args.name}: {len(manifest.files)} file(s) at commit {manifest.revision} in {args.root} "

@@ -32,16 +32,17 @@ class HubSettings:
     endpoint: str
     token: str | None  # explicit token; None lets huggingface_hub use HF_TOKEN or the stored login
     offline: bool
+    timeout: float = 60.0  # seconds to wait for an answer to a metadata request
 
     @classmethod
-    def from_env(cls, token: str | None = None) -> HubSettings:
+    def from_env(cls, token: str | None = None, timeout: float = 60.0) -> HubSettings:
         from huggingface_hub import constants
 
         flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
         env_offline = any(flag.strip().lower() in _TRUE for flag in flags)
         endpoint = os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
         # huggingface_hub fixes its own offline flag at import; honour it too (it refuses requests).
-        return cls(endpoint.rstrip("/"), token, env_offline or bool(constants.HF_HUB_OFFLINE))
+        return cls(endpoint.rstrip("/"), token, env_offline or bool(constants.HF_HUB_OFFLINE), timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,8 @@ def _access_hint(repo_id: str, settings: HubSettings, gated: bool) -> str:
 
 
 def _hub_error(err: Exception, repo_id: str, settings: HubSettings, what: str) -> DownloadError:
-    """One clear line for the ways the Hub refuses a request."""
+    """One clear line for the ways the Hub refuses a request (or never answers it)."""
+    import httpx2
     from huggingface_hub.utils import (
         EntryNotFoundError,
         GatedRepoError,
@@ -82,6 +84,9 @@ def _hub_error(err: Exception, repo_id: str, settings: HubSettings, what: str) -
         RevisionNotFoundError,
     )
 
+    if isinstance(err, httpx2.TimeoutException):
+        return DownloadError(f"cannot fetch {what}: {settings.endpoint} did not answer within {settings.timeout:g} s "
+                             "(is HF_ENDPOINT right and the network up? --timeout sets the wait)")
     if isinstance(err, GatedRepoError):
         return DownloadError(f"cannot fetch {what}: {_access_hint(repo_id, settings, gated=True)}")
     if isinstance(err, RevisionNotFoundError):
@@ -106,7 +111,8 @@ def list_repo(repo_id: str, revision: str, settings: HubSettings, repo_type: str
 
     api = HfApi(endpoint=settings.endpoint, token=settings.token)
     try:
-        info = api.repo_info(repo_id, repo_type=repo_type, revision=revision, files_metadata=True)
+        info = api.repo_info(repo_id, repo_type=repo_type, revision=revision, files_metadata=True,
+                             timeout=settings.timeout)  # the client's default is to wait forever
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
         raise _hub_error(err, repo_id, settings, f"the file list of {repo_id}@{revision}") from None
     if not info.sha:
@@ -155,7 +161,7 @@ def fetch(repo_id: str, commit: str, remote: RemoteFile, dest: Path, partial_dir
     part = partial_path(partial_dir, remote)
     part.parent.mkdir(parents=True, exist_ok=True)
     try:
-        meta = get_hf_file_metadata(url, token=settings.token, endpoint=settings.endpoint)
+        meta = get_hf_file_metadata(url, token=settings.token, endpoint=settings.endpoint, timeout=settings.timeout)
         size = meta.size if meta.size is not None else remote.size
         location = meta.location or url
         if urlparse(location).netloc != urlparse(url).netloc:

@@ -18,6 +18,7 @@ from typing import Any
 from lavis.common.errors import DownloadError, LavisError
 from lavis.common.hashing import file_sha256
 from lavis.common.output_lock import OutputLock
+from lavis.common.path_rules import check_under_root
 from lavis.datasets.download.archives import annotation_names, extract, extracted_complete
 from lavis.datasets.download.catalog import HUB, Form, HubDataset
 from lavis.datasets.download.hub import (
@@ -122,13 +123,14 @@ class Request:
     revision: str | None = None  # branch, tag or commit; default: the manifest's commit, else the catalog's
     update: bool = False  # move to the newest commit of the default branch
     token: str | None = None
+    timeout: float = 60.0  # seconds to wait for the Hub to answer a request
 
 
 def download_dataset(request: Request, log: Callable[[str], None] = print) -> Manifest:
     """Fetch, verify and lay out one catalogued data set; returns the manifest written."""
     ds = HUB[request.name]
     root = request.root.expanduser()
-    settings = HubSettings.from_env(request.token)
+    settings = HubSettings.from_env(request.token, request.timeout)
     with OutputLock(root, f"lavis.datasets.download {ds.name}"):
         old = read_manifest(root)
         if old is not None and (old.name, old.repo_id) != (ds.name, ds.repo_id):
@@ -147,6 +149,10 @@ def download_dataset(request: Request, log: Callable[[str], None] = print) -> Ma
             requested = old.revision if old else ds.revision or "main"
         log(f"{ds.name}: {ds.repo_id} at {requested} from {settings.endpoint}")
         listing = list_repo(ds.repo_id, requested, settings, ds.repo_type)
+        # a listed name with '..' (or absolute) would be written outside the root: the whole listing is refused
+        check_under_root(list(listing.files), root, "rfilename",
+                         lambda i: f"the file list of {ds.repo_id}@{listing.commit} from {settings.endpoint}",
+                         kind="file path")
         manifest = Manifest(ds.name, form_name, ds.repo_id, listing.commit, request.revision or ds.revision or "main",
                             settings.endpoint)
         for remote in select_files(form, listing, f"{ds.repo_id}@{requested}"):

@@ -160,12 +160,12 @@ def read_state_dict(path: Path, keep: Callable[[str], bool] | None = None) -> di
                 return {k: handle.get_tensor(k) for k in handle.keys() if keep is None or keep(k)}
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"cannot read '{path}' as a weights file: {_why_unreadable(path, err)}") from err
+        raise CheckpointError(f"cannot read '{path}' as a weights file: {why_unreadable(path, err)}") from err
     state = _unwrap(loaded, path)
     return {k: v for k, v in state.items() if keep is None or keep(k)}
 
 
-def _why_unreadable(path: Path, err: Exception) -> str:
+def why_unreadable(path: Path, err: Exception) -> str:
     """One sentence on why ``torch.load`` refused ``path`` (torch's own message is an essay)."""
     with open(path, "rb") as handle:
         head = handle.read(8)
@@ -176,8 +176,11 @@ def _why_unreadable(path: Path, err: Exception) -> str:
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
         return "it is neither a safetensors file nor a torch.save'd state dict (.pth / .bin)"
     text = str(err)
-    if "WeightsUnpickler error:" in text:
-        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].split(". ")[0].strip()
+    if "WeightsUnpickler error:" in text or "Weights only load failed" in text:
+        # torch words the refused object "WeightsUnpickler error: ..." or (newer) "Trying to load ..."
+        lines = [line.strip() for line in text.splitlines()]
+        found = next((line for line in lines if "WeightsUnpickler error:" in line or line.startswith("Trying to")), "")
+        detail = found.split("WeightsUnpickler error:")[-1].strip().split(". ")[0].strip().rstrip(".") or "not tensors"
         return (
             f"it holds Python objects besides tensors ({detail[:200]}), which weights-only loading refuses; "
             "if you trust the file, re-save its state dict alone. TorchScript archives (OpenAI's CLIP .pt): "
