@@ -22,6 +22,16 @@ EVAL, FOLDER, STOP, DISK, INPUT, CONFIG = (
     "Evaluation", "One writer per output folder", "Preemption and signals", "Disk and resume",
     "Bad input files and settings", "Values that were accepted silently",
 )
+HANG, DOCTOR, VALUES, PATHS, OUTPUTS, TEXT, INSTRUCTIONS = (
+    "Nothing blocks forever", "The pre-flight check verifies what the run loads", "Command-line values",
+    "Paths and secrets", "Where the commands write", "Text that is not UTF-8", "Instruction runs that produce nothing",
+)
+FIFO = "refused at once as not a regular file, one line (was: blocked forever)"
+NO_HANG_T, DOCTOR_T, VALUES_T, PATHS_T, OUTPUTS_T, TEXT_T, INSTRUCTIONS_T = (
+    R + "test_no_hangs.py::", R + "test_doctor_checks.py::", R + "test_values_checked.py::",
+    R + "test_paths_and_secrets.py::", R + "test_command_outputs.py::", R + "test_text_input.py::",
+    R + "test_instruction_outcome.py::",
+)
 
 CASES = [
     # ---- evaluation never silently changes its denominator ----
@@ -156,4 +166,78 @@ CASES = [
          R + "test_silent_acceptance.py::test_print_config_validates_nested_sections_first[processor]"),
     Case(CONFIG, "`runner_iter` ending mid-pass over data with unreadable samples", "the skipped samples are "
          "reported (was: never)", R + "test_silent_acceptance.py::test_runner_iter_reports_skipped_samples_when_it_ends_mid_pass"),
+    # ---- second round (issue 27): the commands beside training -------------------------------------
+    Case(HANG, "a FIFO as `train.py --cfg-path`", FIFO, NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[train-run.yaml]"),
+    Case(HANG, "a FIFO as `lavis.doctor --cfg-path`", "a FAIL line at once (was: blocked forever)",
+         NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[doctor-run.yaml]"),
+    Case(HANG, "a FIFO as the answer file of `lavis.metrics.vqa --pred`", FIFO,
+         NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[metrics_predictions-answers.jsonl]"),
+    Case(HANG, "a FIFO as the ground truth of `lavis.metrics.vqa --gt`", FIFO,
+         NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[metrics_ground_truth-quiltvqa_test_w_ans.json]"),
+    Case(HANG, "a FIFO as `lavis.chat --image`", FIFO, NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[chat_image-tile.png]"),
+    Case(HANG, "a FIFO as `lavis.slides --slide`", FIFO, NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[slides_slide-case1.svs]"),
+    Case(HANG, "a FIFO as `lavis.predict --questions`", "refused naming the FIFO (was: \"no such file\")",
+         NO_HANG_T + "test_a_fifo_given_as_a_file_is_refused_at_once[predict_questions-quiltvqa_test_wo_ans.jsonl]"),
+    Case(HANG, "`lavis.datasets.download` against an endpoint that accepts and never answers", "what it waits for is printed "
+         "at once; after `--timeout` (60 s) one line naming the endpoint, exit 2 (was: nothing printed for minutes)",
+         NO_HANG_T + "test_a_download_from_an_endpoint_that_never_answers_gives_up_and_says_so"),
+    Case(DOCTOR, "a `.safetensors` checkpoint cut short, its header intact", "FAIL: not a valid safetensors file, "
+         "file not fully covered (was: PASS)", DOCTOR_T + "test_a_checkpoint_the_run_would_refuse_fails_the_doctor[truncated_safetensors]"),
+    Case(DOCTOR, "a `.pth` checkpoint that runs code when unpickled", "FAIL: holds Python objects besides tensors; "
+         "nothing runs (was: PASS)", DOCTOR_T + "test_a_checkpoint_the_run_would_refuse_fails_the_doctor[malicious_pth]"),
+    Case(DOCTOR, "a truncated `model.vision.pretrained` (`.pth`)", "FAIL: the file is truncated (was: PASS)",
+         DOCTOR_T + "test_a_truncated_image_encoder_file_fails_the_doctor"),
+    Case(DOCTOR, "`lavis.doctor --json` naming a directory", "exit 2 before any check (was: a traceback after all of them)",
+         DOCTOR_T + "test_json_naming_a_directory_is_refused_before_the_checks"),
+    Case(VALUES, "`lavis.predict --generation num_beams=-2`", "exit 2 naming the key and range, before the model "
+         "loads (was: answered)", VALUES_T + "test_a_negative_beam_count_is_refused[predict]"),
+    Case(VALUES, "`lavis.chat --generation num_beams=-2`", "the same", VALUES_T + "test_a_negative_beam_count_is_refused[chat]"),
+    Case(VALUES, "`lavis.chat --generation use_nucleus_sampling=true temperature=-5`", "exit 2: must be > 0 with "
+         "sampling (was: answered)", VALUES_T + "test_a_negative_sampling_temperature_is_refused"),
+    Case(VALUES, "`lavis.chat --generation max_new_tokens=100000000`", "exit 2: at most what the model's LLM holds "
+         "(512 for T5, the position table less the prompt for decoder-only) (was: killed for memory, 16.7 GB)",
+         VALUES_T + "test_more_new_tokens_than_the_model_holds_is_refused_before_generating"),
+    Case(VALUES, "`lavis.slides --tile 0`", "exit 2: at least 8 pixels (was: 64 used silently)",
+         VALUES_T + "test_a_zero_tile_is_refused_not_replaced"),
+    Case(VALUES, "`lavis.serve --port -5`", "exit 2: a port from 1 to 65535 (was: a traceback)",
+         VALUES_T + "test_a_negative_port_is_refused"),
+    Case(VALUES, "`lavis.datasets.check --workers -3`", "exit 2: must be >= 0 (was: a traceback)",
+         VALUES_T + "test_a_negative_worker_count_is_refused"),
+    Case(PATHS, "`..` in a question file's image path (`lavis.predict`)", "exit 2, the builders' rule: file, line "
+         "and path (was: the file read and answered)", PATHS_T + "test_predict_refuses_question_images_outside_the_data_folder[parent_parts]"),
+    Case(PATHS, "an absolute image path outside the data folder (`lavis.predict`)", "the same",
+         PATHS_T + "test_predict_refuses_question_images_outside_the_data_folder[absolute]"),
+    Case(PATHS, "a Hub file list naming `data/train-/../../../../x.parquet`", "the whole list refused, nothing "
+         "fetched or written (was: written outside `--root`)",
+         PATHS_T + "test_a_hub_file_list_naming_a_path_outside_the_root_is_refused"),
+    Case(PATHS, "`lavis.datasets.download --token hf_...`", "`--token ***` in `<root>/.lock`, after a SIGKILL too and in "
+         "another user's \"in use\" message (was: the token verbatim)",
+         PATHS_T + "test_a_token_on_the_command_line_is_never_written_to_the_lock"),
+    Case(OUTPUTS, "`lavis.predict --out` naming a directory", "exit 2 before the model loads (was: a traceback)",
+         OUTPUTS_T + "test_predict_out_naming_a_directory_is_refused_before_the_model_loads"),
+    Case(OUTPUTS, "`convert --out` naming an existing file", "exit 1, the file untouched (was: a traceback)",
+         OUTPUTS_T + "test_convert_out_naming_an_existing_file_is_refused"),
+    Case(OUTPUTS, "`lavis.slides --out` on a read-only file system", "exit 2 before the model loads (was: a traceback)",
+         OUTPUTS_T + "test_slides_into_a_read_only_folder_fail_before_the_model_loads"),
+    Case(OUTPUTS, "`lavis.datasets.check` with a read-only data folder", "exit 2 before any image is decoded "
+         "(was: a traceback after all of them)", OUTPUTS_T + "test_check_into_a_read_only_folder_fails_before_decoding"),
+    Case(OUTPUTS, "`convert --out` on a read-only file system", "exit 1 before the model loads (was: a traceback)",
+         OUTPUTS_T + "test_convert_into_a_read_only_folder_fails_before_the_model_loads"),
+    Case(OUTPUTS, "the disk fills up while `convert` writes", "one line; no `--out` and no temporary folder left "
+         "(was: a traceback and a half-written folder)", OUTPUTS_T + "test_convert_on_a_full_disk_is_one_line_and_leaves_no_folder"),
+    Case(OUTPUTS, "the disk fills up while `lavis.slides` writes", "one line naming the file; finished batches kept, "
+         "the lock released for the rerun (was: a traceback)", OUTPUTS_T + "test_slides_on_a_full_disk_are_one_line"),
+    Case(OUTPUTS, "the disk fills up while `lavis.datasets.check` writes `check.json`", "one line naming it, no "
+         "partial file (was: a traceback)", OUTPUTS_T + "test_check_on_a_full_disk_is_one_line_and_writes_no_partial_report"),
+    Case(OUTPUTS, "`convert` under umask 022", "every file 0644 (was: `model.safetensors` 0600, the rest 0644)",
+         OUTPUTS_T + "test_convert_writes_every_file_with_the_umask_mode[umask022]"),
+    Case(OUTPUTS, "`convert` under umask 077", "every file 0600", OUTPUTS_T + "test_convert_writes_every_file_with_the_umask_mode[umask077]"),
+    Case(TEXT, "a Latin-1 line typed into the interactive `lavis.chat`", "one line naming the byte and its offset; "
+         "the conversation goes on (was: a traceback, the conversation lost)",
+         TEXT_T + "test_a_latin1_line_in_the_interactive_chat_keeps_the_conversation"),
+    Case(TEXT, "a Latin-1 `lavis.chat --question`", "exit 2, the same line", TEXT_T + "test_a_latin1_question_on_the_command_line_is_one_line"),
+    Case(INSTRUCTIONS, "`generate_instructions.py` where every caption failed", "exit 1: no instructions, failures by "
+         "reason (was: exit 0, \"0 instructions\")", INSTRUCTIONS_T + "test_a_run_in_which_every_caption_failed_exits_1"),
+    Case(INSTRUCTIONS, "more than `--max-failed-share` (0.5) of the captions failed", "exit 1 naming the share and "
+         "reasons (was: exit 0)", INSTRUCTIONS_T + "test_a_run_in_which_most_captions_failed_exits_1"),
 ]

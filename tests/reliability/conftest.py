@@ -200,3 +200,98 @@ def vqa_run(tmp_path, toy_run):
 def write_quilt_vqa_fixture():
     """``write_quilt_vqa(root, broken)``: the QUILT-VQA files of ``vqa_run`` in a folder of your choice."""
     return write_quilt_vqa
+
+
+# ---- the commands of the second round: a tiny model, faults of the file system, a watchdog ---------
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, minilm_dir) -> Path:
+    """A tiny InstructBLIP-T5 as the self-describing folder ``convert --to ours`` writes (random
+    weights: these tests are about refusals and plumbing, never about answers)."""
+    import torch
+
+    from lavis.models import load_model, save_model_folder
+    from lavis.models.llm.tiny import save_tiny_t5
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    t5 = save_tiny_t5(root / "t5", ["is the tissue dense", "yes", "no", "what is shown"] * 8, vocab_size=96)
+    torch.manual_seed(0)
+    model = load_model("blip2_t5_instruct", "tiny", qformer={"tokenizer": str(minilm_dir)}, llm={"name_or_path": str(t5)})
+    return save_model_folder(model, root / "model")
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: creating anything under ``folder`` fails with EROFS, as on a read-only
+    mount (a root user ignores mode bits, so a chmod could not show it)."""
+    import errno
+
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def install(folder: Path) -> None:
+        def refuse(path) -> None:
+            if str(path).startswith(str(folder)):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+        def open_(path, flags, *args, **kwargs):
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                refuse(path)
+            return real_open(path, flags, *args, **kwargs)
+
+        def mkdir(path, *args, **kwargs):
+            refuse(path)
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", open_)
+        monkeypatch.setattr(os, "mkdir", mkdir)
+
+    return install
+
+
+@pytest.fixture
+def disk_full_run():
+    """``disk_full_run([script or -m, *args], bytes)`` -> CompletedProcess of a real command whose
+    writes fail once a file passes ``bytes`` (RLIMIT_FSIZE with SIGXFSZ ignored: write() fails
+    with EFBIG in every writer, Python's or a library's own, as it fails with ENOSPC on a full disk)."""
+    import resource
+
+    def launch(args: list[str], limit: int, timeout: int = 240) -> subprocess.CompletedProcess:
+        def limit_file_size() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # kept across exec: write() returns EFBIG
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        return subprocess.run([sys.executable, *args], cwd=REPO, env=child_env(), capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=limit_file_size)
+
+    return launch
+
+
+def watched(command, release, seconds: float = 60.0):
+    """``command()`` in a thread; when it has not returned after ``seconds`` (blocked on a FIFO, a
+    server that never answers), ``release()`` unblocks it and the test fails: a regression fails
+    its test instead of hanging the suite. Returns what ``command`` returned."""
+    import threading
+
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = command()
+        except BaseException as err:  # noqa: BLE001  (re-raised in the test's thread)
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    hung = thread.is_alive()
+    if hung:
+        release()
+        thread.join(30)
+    assert not hung, f"the command was still blocked after {seconds:.0f} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.fixture(name="watched")
+def watched_fixture():
+    return watched
