@@ -90,7 +90,7 @@ def one_step(cfg: Any, model: torch.nn.Module) -> dict[str, Any]:
     start = time.perf_counter()
     assert runner.micro_step(batch, runner.batches_per_epoch()), "no optimizer step was taken"
     step = time.perf_counter() - start
-    loss = float(runner._loss_sums["loss"])
+    loss = runner.step.means.read()["loss"]  # the mean loss of that step, read from the device
     if not math.isfinite(loss):
         raise RuntimeError(f"non-finite loss {loss}")
     keys = sorted(k for k in batch if not k.startswith("_"))

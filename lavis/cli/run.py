@@ -7,6 +7,7 @@ group is joined only when several processes were launched.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from lavis.runners.assemble import build_parts, load_run_config
 from lavis.runners.stop_signals import EXIT_INTERRUPTED, EXIT_STOPPED, TrainingStopped
 
 logger = logging.getLogger("lavis")
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 
 
 def build_parser(description: str, default_cfg: str | None) -> argparse.ArgumentParser:
@@ -37,6 +40,8 @@ def build_parser(description: str, default_cfg: str | None) -> argparse.Argument
         help="import a module that registers your own components (repeatable)",
     )
     parser.add_argument("--resume", default=None, help="checkpoint folder to resume from, or 'auto'")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in a run folder that holds a run: deletes its checkpoints and metrics first")
     parser.add_argument("--print-config", action="store_true", help="print the merged config and exit")
     return parser
 
@@ -45,6 +50,8 @@ def load(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
     options = list(args.options) + list(extra)
     if getattr(args, "resume", None):
         options.append(f"run.resume={args.resume}")
+    if getattr(args, "overwrite", False):
+        options.append("run.overwrite=true")
     return load_run_config(args.cfg_path, options, args.imports)
 
 
@@ -91,6 +98,13 @@ def main(description: str, default_cfg: str | None = None, evaluate_only: bool =
         run(cfg, evaluate_only)
     except LavisError as err:
         print(f"error: {error_text(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:
+            raise
+        # the disk filled (or went read-only) under a write that has no fallback: say which, no traceback
+        where = f" writing {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror}{where}: free space, or set run.output_dir elsewhere", file=sys.stderr)
         return 2
     except TrainingStopped as stop:
         if main_rank:

@@ -9,6 +9,7 @@ and never a half-written one under a real name.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lavis.common.errors import CheckpointError
@@ -122,12 +124,9 @@ def save_checkpoint(
     try:
         _as_if_created(tmp, directory=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=dict(metadata or {}))
+        _save_weights(tensors, tmp / WEIGHTS_NAME, dict(metadata or {}))
         _as_if_created(tmp / WEIGHTS_NAME)
-        with open(tmp / STATE_NAME, "wb") as handle:
-            torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _save_state(dict(state), tmp / STATE_NAME)
         if directory.exists():  # re-saving the same step (e.g. "best"): swap atomically-ish
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -140,6 +139,56 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+# ---- writes that fail as OSError -----------------------------------------------------------------
+# A full disk reaches safetensors as an I/O error it reports as SafetensorError ("... No space left
+# on device (os error 28)") and torch.save as a RuntimeError ("unexpected pos 704 vs 598") that
+# hides the cause. Both are turned back into the OSError they were, so callers handle one kind.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _save_weights(tensors: dict[str, torch.Tensor], file: Path, metadata: dict[str, str]) -> None:
+    try:
+        save_file(tensors, str(file), metadata=metadata)
+    except SafetensorError as err:
+        code = _OS_ERROR.search(str(err))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(file)) from err
+
+
+class _Recording(io.RawIOBase):
+    """A file wrapper that keeps the OSError a write raised (torch.save replaces it)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.error = handle, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+
+def _save_state(state: dict[str, Any], file: Path) -> None:
+    try:
+        with open(file, "wb") as handle:
+            recording = _Recording(handle)
+            try:
+                torch.save(state, recording)
+            except RuntimeError as err:
+                if recording.error is None:
+                    raise
+                raise recording.error from err
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:  # the write, or the flush of its last buffer, found no room
+        raise OSError(err.errno, err.strerror, str(file)) from err
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -208,10 +257,11 @@ def link_last(root: str | os.PathLike, target: str | os.PathLike) -> Path:
     return link
 
 
-def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` step folders, and stale temp folders."""
+def prune_checkpoints(root: str | os.PathLike, keep_last: int, candidates: list[Path] | None = None) -> None:
+    """Delete all but the newest ``keep_last`` step folders (of ``candidates``, oldest first, when
+    given: the current run's), and stale temp folders."""
     root = Path(root)
-    found = step_checkpoints(root)
+    found = step_checkpoints(root) if candidates is None else candidates
     for path in found[: max(0, len(found) - keep_last)]:
         shutil.rmtree(path, ignore_errors=True)
     for stale in root.glob(".*.tmp") if root.is_dir() else []:

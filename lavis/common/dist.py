@@ -78,8 +78,30 @@ def init_distributed(device_type: str, timeout_minutes: int = 30) -> DistEnv:
 
 
 def destroy_distributed() -> None:
+    global _HOST_GROUP
     if is_dist():
         dist.destroy_process_group()
+    _HOST_GROUP = None
+
+
+_HOST_GROUP: object = None  # a gloo group over the same ranks, for host-side flags (made on first use)
+
+
+def host_all_reduce(values: list[int], op: str = "max") -> list[int]:
+    """Small host integers reduced element-wise (``max`` or ``sum``) over every rank, without
+    touching the GPU.
+
+    With NCCL a flag on the device would make the host wait for the device's queue at each
+    read; this reduces a CPU tensor over a gloo group instead (every rank must call it at the
+    same point, as with any collective)."""
+    global _HOST_GROUP
+    if get_world_size() == 1:
+        return list(values)
+    if _HOST_GROUP is None:
+        _HOST_GROUP = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+    flags = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM, group=_HOST_GROUP)
+    return flags.tolist()
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lavis.common.checkpoint import atomic_write_text
 from lavis.common.dist import is_main_process
 
 logger = logging.getLogger("lavis")
@@ -34,23 +35,33 @@ class JsonlWriter:
     def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
         self.enabled = is_main_process()
-        self.tb = None
+        self.tensorboard_dir = tensorboard_dir
+        self.tb: Any = None  # opened at the first record, so that a resume can purge first
+        self._purge_step: int | None = None
         self._failing = False
-        if self.enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if tensorboard_dir is not None:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
 
-                    self.tb = SummaryWriter(str(tensorboard_dir))
-                except ImportError:
-                    logger.warning("tensorboard is not installed: `pip install tensorboard` to enable it")
+    def keep_until(self, step: int | None) -> None:
+        """Before the first record of a resumed (or restarted) run: drop the records of steps
+        after ``step`` (None: all), the training that is done again, so the file holds one run's
+        history; TensorBoard hides its events after ``step`` too. The file is replaced atomically."""
+        if not self.enabled:
+            return
+        self._purge_step = (step or 0) + 1 if step is not None else 0
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if step is not None and _step_of(line) is not None and _step_of(line) <= step]
+        if len(kept) != len(lines):
+            logger.info("%s: %d records of steps after %s dropped (that training is done again)", self.path,
+                        len(lines) - len(kept), step if step is not None else "the start")
+            atomic_write_text(self.path, "".join(kept))
 
     def write(self, kind: str, step: int, **values: Any) -> None:
         if not self.enabled:
             return
         record = {"type": kind, "step": step, "time": round(time.time(), 3), **values}
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, default=str) + "\n")
         except OSError as err:  # a full disk must not end the training: say so once, go on
@@ -59,14 +70,34 @@ class JsonlWriter:
             self._failing = True
             return
         self._failing = False
+        self._open_tensorboard()
         if self.tb is not None:
             for name, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.tb.add_scalar(f"{kind}/{name}", value, step)
 
+    def _open_tensorboard(self) -> None:
+        if self.tb is not None or self.tensorboard_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.tensorboard_dir), purge_step=self._purge_step)
+        except ImportError:
+            logger.warning("tensorboard is not installed: `pip install tensorboard` to enable it")
+            self.tensorboard_dir = None
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None  # a torn last line of a killed run
+    return step if isinstance(step, int) else None
 
 
 def git_revision(path: str | os.PathLike) -> dict[str, Any]:

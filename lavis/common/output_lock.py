@@ -110,11 +110,24 @@ class OutputLock:
                 continue
             except OSError as err:  # read-only file system, no permission, disk full
                 raise OutputFolderError(f"cannot write in the output folder {self.folder}: {err.strerror or err}") from None
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.record, handle)
+            self._write_record(fd)
             self.held = True
             return self
         raise OutputLockedError(f"could not take the lock {self.path} (other writers keep taking it)")
+
+    def _write_record(self, fd: int) -> None:
+        """Fill the lock just created; on a full disk (the file exists, its bytes do not fit) remove
+        it again and say so in one line, rather than leave an empty lock that reads as torn."""
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(self.record))
+                handle.flush()
+        except OSError as err:
+            self.path.unlink(missing_ok=True)
+            raise OutputFolderError(
+                f"cannot write the lock file {self.path}: {err.strerror or err}; free space on that file system "
+                "or use another output folder"
+            ) from None
 
     def _handle_existing(self) -> None:
         holder = self._read()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -137,6 +138,53 @@ def _spelled_word(value: bool, choices: tuple, where: str) -> Any:
     )
 
 
+# ---- allowed ranges of numbers -----------------------------------------------------------------
+MAX_COUNT = 2**31 - 1  # the upper bound of counts (batch sizes, steps): past it torch's and Python's indexing fail
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a number; a float must also be finite (nan and inf pass no comparison honestly)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def allows(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self, integer: bool) -> str:
+        parts = [f"{op} {int(bound) if float(bound).is_integer() else bound}"
+                 for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)) if bound is not None]
+        return f"{'an integer' if integer else 'a finite number'} {' and '.join(parts)}".rstrip()
+
+
+def ranged(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field whose number (or each number of a list, tuple or mapping) must lie in a
+    range, checked by :func:`from_mapping`: ``init_lr: float = ranged(1e-4, gt=0)``."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+def _check_range(value: Any, bounds: Range, where: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_range(item, bounds, f"{where}[{i}]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_range(item, bounds, f"{where}.{key}")
+    elif isinstance(value, (int, float)) and not bounds.allows(value):
+        raise ConfigError(f"config key '{where}': {value!r} is out of range; allowed: "
+                          f"{bounds.describe(isinstance(value, int))}")
+
+
 def field_names(schema: type) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
 
@@ -159,6 +207,8 @@ def from_mapping(schema: type[T], data: Mapping[str, Any] | None, where: str) ->
     for name, field in fields.items():
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], f"{where}.{name}")
+            if "range" in field.metadata:
+                _check_range(kwargs[name], field.metadata["range"], f"{where}.{name}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(
                 f"missing required config key '{where}.{name}' ({_type_name(hints[name])})"

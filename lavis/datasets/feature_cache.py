@@ -29,8 +29,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lavis.common.dist import all_gather_object, barrier, get_rank, get_world_size, is_main_process
-from lavis.common.errors import ConfigError
+from lavis.common.dist import (
+    all_gather_object,
+    barrier,
+    broadcast_object,
+    get_rank,
+    get_world_size,
+    is_main_process,
+)
+from lavis.common.errors import ConfigError, DataError
+from lavis.common.output_lock import OutputFolderError
 from lavis.common.paths import feature_cache_root
 from lavis.common.tensor_digest import weights_digest
 from lavis.datasets.bad_data import SkippedSample, skip_or_raise
@@ -89,6 +97,10 @@ def fill(
         missing = shared[0]
     mine = missing[rank::world]
     tag = f"{uuid.uuid4().hex[:12]}-r{rank}"
+    # Room for every missing image, checked before any is encoded; rank 0 decides for all.
+    problem = broadcast_object(store.room_problem(len(missing)) if missing and is_main_process() else None)
+    if problem:
+        raise OutputFolderError(problem)
     if missing and is_main_process():
         logger.info("feature cache %s: encoding %d of %d images", store.dir, len(missing), len(first_row))
     loader = DataLoader(
@@ -106,8 +118,11 @@ def fill(
             if images is not None:
                 yield batch_keys, model.encode_image_frozen(images.to(device, non_blocking=True))
 
-    part = store.write_segment(batches(), len(mine), tag)
-    parts = _gather_parts(part)
+    try:
+        part, error = store.write_segment(batches(), tag), None
+    except (OutputFolderError, DataError) as err:  # a full disk, an fp16 overflow: every rank hears of it
+        part, error = None, err
+    parts = _gather_parts(part, error)
     if is_main_process() and parts:
         store.merge(parts)
     barrier()
@@ -115,9 +130,14 @@ def fill(
     return store.locate(keys)
 
 
-def _gather_parts(part: Path | None) -> list[Path]:
+def _gather_parts(part: Path | None, error: Exception | None) -> list[Path]:
+    """Every rank's segment; the first rank's error raised on every rank (no rank waits alone)."""
     barrier()
-    return [Path(p) for p in all_gather_object(str(part) if part else None) if p]
+    gathered = all_gather_object((str(part) if part else None, error))
+    errors = [err for _, err in gathered if err is not None]
+    if errors:
+        raise errors[0]
+    return [Path(p) for p, _ in gathered if p]
 
 
 # ---- reading in the data pipeline -------------------------------------------------------------------

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,16 @@ import numpy as np
 import torch
 
 from lavis.common.checkpoint import atomic_write_text
+from lavis.common.disk import human_bytes
 from lavis.common.errors import DataError
 from lavis.common.locks import locked
+from lavis.common.output_lock import OutputFolderError
 from lavis.common.schema import plain
 from lavis.common.source_digest import source_digest
 from lavis.common.tensor_digest import weights_digest
 from lavis.datasets import image_io
 
+_RESERVE = 1 << 20  # the index and part files beside the segments
 VERSION = 2  # the store's file format (2: keys are content hashes, features before ln_vision)
 INDEX = "index.json"
 STORAGE = {"fp16": (np.float16, torch.float16), "bf16": (np.int16, torch.bfloat16)}  # bf16 bits in int16
@@ -144,36 +148,61 @@ class FeatureStore:
         return {**self.__dict__, "_maps": {}, "images": {}}
 
     # -- writing --
-    def write_segment(self, features: Iterator[tuple[list[str], torch.Tensor]], count: int, tag: str) -> Path | None:
-        """Write up to ``count`` rows from ``(keys, (B, tokens, width) tensor)`` batches as a new
-        segment; returns its part file (for :meth:`merge`), or None when nothing was written."""
+    def segment_bytes(self, rows: int) -> int:
+        return rows * self.tokens * self.width * 2  # fp16 and bf16 alike
+
+    def room_problem(self, rows: int) -> str | None:
+        """Why ``rows`` more features do not fit on the cache's disk, or None."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        needed, free = self.segment_bytes(rows), shutil.disk_usage(self.dir).free
+        if needed + _RESERVE <= free:
+            return None
+        return (f"feature cache {self.dir}: the features of {rows} images need {human_bytes(needed + _RESERVE)} and "
+                f"{human_bytes(free)} are free; free space, set run.feature_cache_dir on a larger disk, "
+                "or run.feature_cache=off")
+
+    def write_segment(self, features: Iterator[tuple[list[str], torch.Tensor]], tag: str) -> Path | None:
+        """Write the rows of ``(keys, (B, tokens, width) tensor)`` batches as a new segment;
+        returns its part file (for :meth:`merge`), or None when nothing was written.
+
+        Written with plain writes, not through a memory map: a full disk is then an OSError at
+        the write (a one-line error here), where a mapped page that finds no room is a SIGBUS
+        that kills the process and leaves the folder locked."""
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"seg-{tag}.bin"
         tmp = self.dir / f".{name}.tmp"
         rows: list[str] = []
-        if count:
-            array = np.memmap(tmp, dtype=STORAGE[self.dtype][0], mode="w+", shape=(count, self.tokens, self.width))
-            for keys, embeds in features:
-                half = embeds.to(STORAGE[self.dtype][1])
-                if self.dtype == "fp16" and torch.isinf(half).any() and torch.isfinite(embeds).all():
-                    raise DataError(
-                        f"feature cache {self.dir}: encoder outputs exceed the fp16 range (max "
-                        f"{embeds.abs().max().item():.3g}); set run.feature_cache_dtype=bf16"
-                    )
-                half = half.view(torch.int16) if self.dtype == "bf16" else half
-                array[len(rows) : len(rows) + len(keys)] = half.cpu().numpy()
-                rows.extend(keys)
-            array.flush()
-            del array
+        try:
+            with open(tmp, "wb") as handle:
+                for keys, embeds in features:
+                    handle.write(self._storage_bytes(embeds))
+                    rows.extend(keys)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise OutputFolderError(f"feature cache {self.dir}: cannot write {tmp.name}: {err.strerror or err}; "
+                                    "free space, set run.feature_cache_dir on a larger disk, or run.feature_cache=off") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if not rows:
             tmp.unlink(missing_ok=True)
             return None
-        if len(rows) < count:  # unreadable images were left out: trim the file to what was written
-            os.truncate(tmp, len(rows) * self.tokens * self.width * 2)
         os.replace(tmp, self.dir / name)
         part = self.dir / f".part-{tag}.json"
         atomic_write_text(part, json.dumps({"file": name, "keys": rows}))
         return part
+
+    def _storage_bytes(self, embeds: torch.Tensor) -> bytes:
+        half = embeds.to(STORAGE[self.dtype][1])
+        if self.dtype == "fp16" and torch.isinf(half).any() and torch.isfinite(embeds).all():
+            raise DataError(
+                f"feature cache {self.dir}: encoder outputs exceed the fp16 range (max "
+                f"{embeds.abs().max().item():.3g}); set run.feature_cache_dtype=bf16"
+            )
+        half = half.view(torch.int16) if self.dtype == "bf16" else half
+        return half.contiguous().cpu().numpy().tobytes()
 
     def merge(self, parts: Sequence[Path]) -> None:
         """Add written segments to ``index.json`` (read-modify-write under a file lock)."""

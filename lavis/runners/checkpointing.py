@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lavis.common import checkpoint as ckpt
+from lavis.common.disk import human_bytes
 from lavis.common.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -45,18 +46,10 @@ def room_problem(folder: Path, needed: int) -> str | None:
         return f"cannot check free space in {folder}: {err.strerror or err}"
     if free < needed:
         return (
-            f"the output folder {folder} has {_size(free)} free, but one checkpoint needs about {_size(needed)} "
+            f"the output folder {folder} has {human_bytes(free)} free, but one checkpoint needs about {human_bytes(needed)} "
             "(trainable weights + AdamW state): free space or set run.output_dir elsewhere"
         )
     return None
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    return f"{count:.1f} GiB"
 
 
 def write_step_checkpoint(
@@ -64,20 +57,18 @@ def write_step_checkpoint(
     name: str,
     weights: Mapping[str, torch.Tensor],
     state: Mapping[str, Any],
-    keep_last: int | None,
     metadata: Mapping[str, str] | None = None,
     attempts: int = 1,
     wait_s: float = 0.0,
 ) -> tuple[Path | None, str | None]:
-    """Write ``ckpt_dir/name`` (then prune and move ``last`` when ``keep_last`` is given).
-
-    ``metadata`` goes into the weights file's header (the run's provenance). Returns (path, None),
-    or (None, the one-line failure) after ``attempts`` tries ``wait_s`` apart.
-    """
+    """Write ``ckpt_dir/name``; ``metadata`` goes into the weights file's header (the run's
+    provenance and id). Returns (path, None), or (None, the one-line failure) after ``attempts``
+    tries ``wait_s`` apart. A full disk reaches here as OSError whichever library hit it
+    (:func:`lavis.common.checkpoint.save_checkpoint` converts safetensors' and torch's errors)."""
     reason = ""
     for attempt in range(1, attempts + 1):
         try:
-            path = ckpt.save_checkpoint(ckpt_dir / name, weights, state, metadata)
+            return ckpt.save_checkpoint(ckpt_dir / name, weights, state, metadata), None
         except OSError as err:
             reason = f"{err.strerror or err}" + (f" ({err.filename})" if getattr(err, "filename", None) else "")
             newest = ckpt.latest_checkpoint(ckpt_dir)
@@ -88,11 +79,6 @@ def write_step_checkpoint(
             )
             if attempt < attempts:
                 time.sleep(wait_s)
-            continue
-        if keep_last is not None:
-            ckpt.prune_checkpoints(ckpt_dir, keep_last)
-            ckpt.link_last(ckpt_dir, path)
-        return path, None
     return None, f"checkpoint {ckpt_dir / name} could not be written: {reason}"
 
 

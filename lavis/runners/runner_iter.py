@@ -13,42 +13,44 @@ from lavis.runners.base_runner import RunnerBase, register_runner
 
 @register_runner("runner_iter")
 class RunnerIter(RunnerBase):
-    def _runner_saves_now(self, batches_in_epoch: int | None) -> bool:
-        """Validation and a checkpoint follow every inner epoch and the last step."""
-        max_iters = int(self.run.max_iters or 0)
-        inner = self.run.iters_per_inner_epoch or max_iters
-        return self.global_step % inner == 0 or self.global_step >= max_iters
-
     def train(self) -> dict[str, Any]:
         max_iters = int(self.run.max_iters or 0)
-        inner = self.run.iters_per_inner_epoch or max_iters
         self.build_train_loader()
         self.setup_training(total_steps=max_iters)
         self.pbar = self.progress(max_iters, self.global_step, "train")
-        finished_pass = True
-        while self.global_step < max_iters:
-            per_epoch = self.batches_per_epoch()  # None for streaming data
-            self._position_loader()
-            finished_pass = True
+        mid_pass = False
+        while self.global_step < max_iters and not self.stop_requested:
+            self.data.position(self.epoch, self.batches_done)
+            mid_pass = False
             for batch in self.train_loader:
-                if not self.micro_step(batch, per_epoch):
+                if not self.micro_step(batch, self.batches_per_epoch()):  # None for streaming data
                     continue
                 self.pbar.update(1)
-                if self._runner_saves_now(per_epoch):
-                    inner_epoch = self.global_step // inner
-                    if self.run.valid_splits and inner_epoch % self.run.val_every_n_epochs == 0:
-                        self.validate_and_keep_best(f"step_{self.global_step}")
-                    saved = self.save_step_checkpoint(final=self.global_step >= max_iters)
-                    self.stop_if_requested(saved=saved is not None)
-                if self.global_step >= max_iters:
-                    finished_pass = False
+                if self.boundary_follows():
+                    self.callbacks.on_epoch_end(self)  # validation and best, checkpoint, stop checks
+                if self.global_step >= max_iters or self.stop_requested:
+                    mid_pass = True
                     break
-            if finished_pass:
-                self.check_bad_data(final=True)
+            if not mid_pass:
+                self.bad_samples.check(self.epoch, self.global_step, final=True)
                 self.epoch, self.batches_done = self.epoch + 1, 0
         self.pbar.close()
-        if not finished_pass:  # max_iters ended a pass midway: report its skipped samples too
-            self.check_bad_data(final=True)
-        results = self.test()
-        self.finish(results)
-        return results
+        if mid_pass and not self.stop_requested:  # max_iters ended a pass midway: report its skipped samples too
+            self.bad_samples.check(self.epoch, self.global_step, final=True)
+        return self.finish()
+
+    # validation and a checkpoint follow every inner epoch and the last step
+    def _inner(self) -> int:
+        return self.run.iters_per_inner_epoch or int(self.run.max_iters or 0)
+
+    def boundary_follows(self) -> bool:
+        return self.global_step % self._inner() == 0 or self.training_done()
+
+    def training_done(self) -> bool:
+        return self.global_step >= int(self.run.max_iters or 0)
+
+    def validation_due(self) -> bool:
+        return (self.global_step // self._inner()) % self.run.val_every_n_epochs == 0
+
+    def validation_label(self) -> str:
+        return f"step_{self.global_step}"

@@ -5,7 +5,8 @@ SIGUSR1 two minutes before the time limit. Either (or a first Ctrl-C) asks the r
 current optimizer step finishes, a checkpoint is written, and the process exits with
 ``EXIT_STOPPED`` (75, ``EX_TEMPFAIL``: "try again later"), so a job script can requeue itself and
 ``run.resume: auto`` continues where it stopped. All ranks agree before acting (the request is
-reduced over the process group at each step), so no rank waits alone in a collective.
+reduced on the host over the process group at each step, :mod:`lavis.runners.stopping`), so no
+rank waits alone in a collective.
 
 A second Ctrl-C abandons the step at once (exit 130, no checkpoint). Signals repeated within a few
 seconds count as one: a terminal's Ctrl-C reaches every process of the group and torchrun then
@@ -19,8 +20,6 @@ import signal
 import threading
 import time
 from typing import Any
-
-import torch
 
 EXIT_STOPPED = 75  # sysexits.h EX_TEMPFAIL: stopped on request with a checkpoint; rerun to continue
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: stopped at once, without a checkpoint
@@ -57,17 +56,6 @@ class StopSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
-
-    def agreed(self, device: torch.device) -> str | None:
-        """The stop signal's name when any rank received one, else None (a collective with several ranks)."""
-        import torch.distributed as dist
-
-        signum = self.signum
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            flag = torch.tensor([signum], dtype=torch.int64, device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            signum = int(flag.item())
-        return signal.Signals(signum).name if signum else None
 
 
 def ignore_stop_signals(worker_id: int) -> None:

@@ -96,7 +96,7 @@ def test_grouped_batches_backpropagate_their_mean_loss_times_their_answer_share(
         return runner.model.query_tokens.grad.clone()
 
     runner.batches_done = 1  # as inside micro_step, which counts the batch before weighing it
-    assert runner._batch_loss_weight() == pytest.approx(expected)
+    assert runner.data.loss_weight(runner.epoch, runner.batches_done - 1) == pytest.approx(expected)
     torch.testing.assert_close(gradient(True), expected * gradient(False), rtol=1e-4, atol=1e-7)
 
 

@@ -65,8 +65,8 @@ def test_eval_batches_are_grouped_by_type_and_sorted_longest_first(eval_yaml):
     cfg = load(build_parser("evaluate", None).parse_args(["--cfg-path", str(eval_yaml("order"))]), ["run.evaluate=true"])
     task = TASKS.get(cfg.run.task)(cfg.task)
     runner = RUNNERS.get(cfg.run.runner)(cfg, task, task.build_model(cfg), task.build_datasets(cfg))
-    (_, dataset), = runner.eval_sets(["test"])
-    loader, _ = runner._loader(dataset, train=False)
+    (_, dataset), = runner.validation.eval_sets(runner, ["test"])
+    loader, _ = runner.data.loader(dataset, train=False)
     batches = list(loader)
     types = [t for b in batches for t in b["answer_type"]]
     assert types == sorted(types)  # CLOSED rows first, then OPEN: no batch mixes ranked and generated rows

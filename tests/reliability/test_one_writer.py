@@ -72,16 +72,13 @@ class _FrozenEncoderModel(torch.nn.Module):
 
 
 def test_a_runner_filling_a_shared_cache_that_another_fills_is_refused(tmp_path, hold_lock):
-    from lavis.runners.base_runner import RunnerBase
+    from lavis.runners.train_data import with_feature_cache
 
     cache = tmp_path / "shared_cache"
     hold_lock(cache, "feature-cache build")
-    runner = types.SimpleNamespace(
-        run=types.SimpleNamespace(feature_cache="auto", feature_cache_dir=str(cache)),
-        model=_FrozenEncoderModel(), cfg=None, output_dir=tmp_path / "out", device=torch.device("cpu"),
-    )
+    cfg = types.SimpleNamespace(run=types.SimpleNamespace(feature_cache="auto", feature_cache_dir=str(cache)))
     with pytest.raises(OutputLockedError, match=r"shared_cache is in use by another feature-cache build"):
-        RunnerBase._with_feature_cache(runner, {})
+        with_feature_cache({}, _FrozenEncoderModel(), cfg, tmp_path / "out", torch.device("cpu"))
 
 
 def test_an_output_folder_that_cannot_be_created_is_a_clear_error(toy_run, tmp_path, capsys):

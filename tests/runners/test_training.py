@@ -80,7 +80,8 @@ def test_bad_samples_are_counted_and_the_limit_stops_the_run(toy_cfg, tmp_path, 
     assert len(data[0]["examples"]) == 5
     assert all(e.endswith(".png: unreadable on purpose") and int(e[4:-27]) % 8 == 0 for e in data[0]["examples"])
 
-    strict = toy_cfg({"max_epoch": 1, "batch_size_train": 8, "max_bad_samples": 3}, data={"bad_every": 8})
+    strict = toy_cfg({"max_epoch": 1, "batch_size_train": 8, "max_bad_samples": 3, "output_dir": str(tmp_path / "strict")},
+                     data={"bad_every": 8})
     proc = launch(["train.py", "--cfg-path", str(strict)], check=False)
     assert proc.returncode != 0
     assert "exceed run.max_bad_samples=3" in proc.stderr

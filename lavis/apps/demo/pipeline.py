@@ -181,12 +181,14 @@ class Pipeline:
         return f"{{name: blank_image, image_size: {self.s.vision.encoder['image_size']}}}"
 
     def stage1_job(self) -> Job:
-        return Job("stage1", "train_blip2qformer.py", self.s.stage1,
-                   [*self.paths("stage1"), f"run.output_dir={self.out / 'stage1'}", *self.s.stage_options])
+        return Job("stage1", "train_blip2qformer.py", self.s.stage1,  # the demo redoes every stage: start over
+                   [*self.paths("stage1"), f"run.output_dir={self.out / 'stage1'}", "run.overwrite=true",
+                    *self.s.stage_options])
 
     def stage2_job(self, stage1_ckpt: Path, question_only: bool) -> Job:
         label = "stage2_question_only" if question_only else "stage2"
-        options = [*self.paths("stage2"), f"model.init_checkpoint={stage1_ckpt}", f"run.output_dir={self.out / label}"]
+        options = [*self.paths("stage2"), f"model.init_checkpoint={stage1_ckpt}", f"run.output_dir={self.out / label}",
+                   "run.overwrite=true"]
         if question_only:  # the same training on blank images: what the questions alone teach
             options += [f"datasets.clover_instructions.vis_processor.{split}={self.blank()}" for split in ("train", "eval")]
         return Job(label, "train.py", self.s.stage2, [*options, *self.s.stage_options, *self.s.stage2_options])
