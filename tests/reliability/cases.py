@@ -77,6 +77,24 @@ CASES = [
          R + "test_one_writer.py::test_an_output_folder_that_cannot_be_created_is_a_clear_error"),
     Case(FOLDER, "a read-only output folder", "exit 2 at start: cannot write in the output folder ...: "
          "Read-only file system", R + "test_disk_and_resume.py::test_a_read_only_output_folder_is_a_clear_error_at_start"),
+    Case(FOLDER, "a second training run in a folder holding a finished run", "exit 2 naming `--resume auto`, "
+         "`--overwrite` and a new folder; not a byte of the folder changes (was: pruning deleted the new run's "
+         "checkpoints, `last` pointed at nothing)",
+         R + "test_run_folder.py::test_a_second_run_in_a_folder_holding_a_finished_run_is_refused_and_changes_nothing"),
+    Case(FOLDER, "`--overwrite` on a folder holding a longer run", "the old run's checkpoints and metrics are "
+         "deleted first; keep-last keeps the new run's checkpoints; one history in `metrics.jsonl`",
+         R + "test_run_folder.py::test_overwrite_starts_over_and_keep_last_keeps_the_new_runs_checkpoints"),
+    Case(FOLDER, "a plain rerun after SIGKILL", "refused naming `--resume auto`, which continues with one "
+         "history in `metrics.jsonl` (the lost step's records dropped; was: restarted at step 0, mixed both runs)",
+         R + "test_run_folder.py::test_a_rerun_after_sigkill_is_refused_and_resume_auto_continues_one_history"),
+    Case(FOLDER, "`--resume` of a checkpoint that later ones of the folder follow", "exit 2 naming them (the run "
+         "would replace them one by one)",
+         R + "test_run_folder.py::test_resuming_from_a_checkpoint_that_later_ones_follow_is_refused_naming_them"),
+    Case(FOLDER, "`--resume` of another folder's checkpoint into a folder holding a run", "refused like a fresh start",
+         R + "test_run_folder.py::test_resume_from_another_folder_into_a_folder_holding_a_run_is_refused"),
+    Case(FOLDER, "another run's checkpoints among the run's own", "keep-last pruning deletes only the current "
+         "run's, at or before its step; `last` points at its newest",
+         R + "test_run_folder.py::test_pruning_deletes_only_the_current_runs_checkpoints"),
     # ---- preemption ----
     Case(STOP, "SIGTERM (`scancel`, preemption), DataLoader workers signalled too",
          "the step finishes, a checkpoint is written, exit 75, no traceback",
@@ -104,6 +122,28 @@ CASES = [
          R + "test_disk_and_resume.py::test_the_final_checkpoint_is_retried_so_no_training_is_lost"),
     Case(DISK, "the final checkpoint never fits", "exit 2 naming the newest usable checkpoint; `last` still "
          "points at it", R + "test_disk_and_resume.py::test_a_final_checkpoint_that_never_fits_is_an_error_naming_the_last_good_one"),
+    Case(DISK, "a real disk (tmpfs) fills during training: safetensors' `SafetensorError`", "one error line naming the "
+         "newest usable checkpoint; training goes on and writes the next one once there is room (was: the run ended)",
+         R + "test_full_disk.py::test_a_disk_that_fills_during_training_costs_one_checkpoint_and_training_goes_on"
+         "[weights_SafetensorError]"),
+    Case(DISK, "the same with room for the weights but not `state.pt`: torch's `RuntimeError`", "the same",
+         R + "test_full_disk.py::test_a_disk_that_fills_during_training_costs_one_checkpoint_and_training_goes_on"
+         "[state_torch_RuntimeError]"),
+    Case(DISK, "evaluation with too little room for the feature cache", "exit 2 before encoding, naming the cache "
+         "folder, what is needed and free; no `.lock` left (was: a bus error)",
+         R + "test_full_disk.py::test_the_feature_cache_on_a_full_disk_is_one_line_before_encoding_and_leaves_no_lock"),
+    Case(DISK, "a feature segment that meets a full disk while written", "one line, the partial file removed (was: "
+         "SIGBUS through the memory map)",
+         R + "test_full_disk.py::test_a_feature_segment_that_meets_a_full_disk_is_an_error_not_a_bus_error"),
+    Case(DISK, "0 bytes free when `train.py` takes its lock", "exit 2: cannot write the lock file ...: No space "
+         "left on device; no `.lock` left (was: OSError traceback)",
+         R + "test_full_disk.py::test_a_lock_that_cannot_be_written_at_0_bytes_free_is_one_line[train]"),
+    Case(DISK, "the same for `generate_instructions.py`", "the same",
+         R + "test_full_disk.py::test_a_lock_that_cannot_be_written_at_0_bytes_free_is_one_line[generate_instructions]"),
+    Case(DISK, "the same for `lavis.datasets.download`", "the same",
+         R + "test_full_disk.py::test_a_lock_that_cannot_be_written_at_0_bytes_free_is_one_line[download]"),
+    Case(DISK, "the same for `lavis.predict`'s answer file", "the same",
+         R + "test_full_disk.py::test_a_lock_that_cannot_be_written_at_0_bytes_free_is_one_line[predict]"),
     Case(DISK, "the disk fills while `best/` is written", "one error line; the previous `best/` and its record "
          "stay; a later validation writes it", R + "test_disk_and_resume.py::"
          "test_a_best_checkpoint_that_cannot_be_written_keeps_the_record_of_the_one_on_disk"),
@@ -164,6 +204,19 @@ CASES = [
          "(was: printed)", R + "test_silent_acceptance.py::test_print_config_validates_nested_sections_first[vision]"),
     Case(CONFIG, "`--print-config` with a processor key typo", "the same",
          R + "test_silent_acceptance.py::test_print_config_validates_nested_sections_first[processor]"),
+    Case(CONFIG, "`run.val_every_n_epochs=0`", "exit 2 naming the key and the range (was: ZeroDivisionError after "
+         "an epoch)", R + "test_run_folder.py::test_values_that_reached_torch_are_refused_where_the_config_is_read"
+         "[val_every_n_epochs_0]"),
+    Case(CONFIG, "`run.init_lr=nan`", "the same (was: torch's ValueError)",
+         R + "test_run_folder.py::test_values_that_reached_torch_are_refused_where_the_config_is_read[init_lr_nan]"),
+    Case(CONFIG, "`run.init_lr` negative", "the same",
+         R + "test_run_folder.py::test_values_that_reached_torch_are_refused_where_the_config_is_read[init_lr_negative]"),
+    Case(CONFIG, "`run.batch_size_train=1e20`", "the same (was: islice's ValueError)",
+         R + "test_run_folder.py::test_values_that_reached_torch_are_refused_where_the_config_is_read[batch_size_1e20]"),
+    Case(CONFIG, "`run.generation.num_beams=-3`", "the same",
+         R + "test_run_folder.py::test_values_that_reached_torch_are_refused_where_the_config_is_read[num_beams_negative]"),
+    Case(CONFIG, "`run.max_grad_norm=inf`", "the same",
+         R + "test_run_folder.py::test_values_that_reached_torch_are_refused_where_the_config_is_read[max_grad_norm_inf]"),
     Case(CONFIG, "`runner_iter` ending mid-pass over data with unreadable samples", "the skipped samples are "
          "reported (was: never)", R + "test_silent_acceptance.py::test_runner_iter_reports_skipped_samples_when_it_ends_mid_pass"),
     # ---- second round (issue 27): the commands beside training -------------------------------------
