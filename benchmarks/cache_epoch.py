@@ -69,8 +69,8 @@ def unfused_adamw(runner: Any) -> Any:
     from lavis.common.optim import build_adamw
 
     run = runner.run
-    runner.optimizer = build_adamw(runner.model, lr=run.init_lr, weight_decay=run.weight_decay,
-                                   betas=tuple(run.betas), lr_scales=run.lr_scales, fused=False)
+    runner.step.optimizer = build_adamw(runner.model, lr=run.init_lr, weight_decay=run.weight_decay,
+                                        betas=tuple(run.betas), lr_scales=run.lr_scales, fused=False)
     runner.scheduler.optimizer = runner.optimizer
     runner.scheduler.step_count -= 1
     runner.scheduler.step()  # sets the lr on the new param groups

@@ -64,9 +64,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and not err.filename:
-            err.filename = str(path)  # a failed write() names no file; the caller's message should
+        if isinstance(err, OSError):
+            _name_file(err, path)  # the file the user keeps, not the temporary one
         raise
+
+
+def _name_file(err: OSError, path: str | os.PathLike) -> None:
+    """Give ``err`` the file name it lacks (a failed ``write`` names none), for the one-line message."""
+    if not err.filename:
+        err.filename = str(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -188,7 +194,8 @@ def _save_state(state: dict[str, Any], file: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as err:  # the write, or the flush of its last buffer, found no room
-        raise OSError(err.errno, err.strerror, str(file)) from err
+        _name_file(err, file)
+        raise
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
