@@ -71,7 +71,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def _name_file(err: OSError, path: str | os.PathLike) -> None:
     """Give ``err`` the file name it lacks (a failed ``write`` names none), for the one-line message."""
-    if not err.filename:
+    if err.errno is not None and not err.filename:  # without an errno, str(err) would show only the name
         err.filename = str(path)
 
 

@@ -117,18 +117,18 @@ def test_pruning_deletes_only_the_current_runs_checkpoints(tmp_path):
 
 
 @pytest.mark.parametrize("option, message", [
-    ("run.val_every_n_epochs=0", "'run.val_every_n_epochs': 0 is out of range; allowed: an integer >= 1 and <= 2147483647"),
-    ("run.init_lr=nan", "'run.init_lr': nan is out of range; allowed: a finite number >= 0"),
-    ("run.init_lr=-1e-4", "'run.init_lr': -0.0001 is out of range; allowed: a finite number >= 0"),
-    ("run.batch_size_train=1e20", "'run.batch_size_train': 100000000000000000000 is out of range; allowed: an integer "
-                                  ">= 1 and <= 2147483647"),
-    ("run.generation.num_beams=-3", "'run.generation.num_beams': -3 is out of range; allowed: an integer >= 1 and "
-                                    "<= 2147483647"),
-    ("run.max_grad_norm=inf", "'run.max_grad_norm': inf is out of range; allowed: a finite number > 0"),
+    ("run.val_every_n_epochs=0", "config key 'run.val_every_n_epochs': 0 is out of range; allowed: an integer >= 1 "
+                                 "and <= 2147483647"),
+    ("run.init_lr=nan", "config key 'run.init_lr': nan is out of range; allowed: a finite number >= 0"),
+    ("run.init_lr=-1e-4", "config key 'run.init_lr': -0.0001 is out of range; allowed: a finite number >= 0"),
+    ("run.batch_size_train=1e20", "config key 'run.batch_size_train': 100000000000000000000 is out of range; allowed: "
+                                  "an integer >= 1 and <= 2147483647"),
+    ("run.generation.num_beams=-3", "config section 'run.generation': 'num_beams' must be an integer >= 1, got -3"),
+    ("run.max_grad_norm=inf", "config key 'run.max_grad_norm': inf is out of range; allowed: a finite number > 0"),
 ], ids=["val_every_n_epochs_0", "init_lr_nan", "init_lr_negative", "batch_size_1e20", "num_beams_negative",
         "max_grad_norm_inf"])
 def test_values_that_reached_torch_are_refused_where_the_config_is_read(toy_run, tmp_path, capsys, option, message):
     cfg = toy_run({"test_splits": ["test"]}, arch="toy_vqa", dataset="toy_vqa", task="vqa")
     assert main("train", argv=["--cfg-path", str(cfg), "--options", option]) == 2
-    assert capsys.readouterr().err.strip() == f"error: config key {message}"
+    assert capsys.readouterr().err.strip() == f"error: {message}"
     assert not (tmp_path / "out").exists()  # refused before any work
