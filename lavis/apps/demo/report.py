@@ -30,7 +30,7 @@ HEADLINE_KEYS = (
     "open_recall_heldout_wording", "followup_closed_accuracy", "followup_alone_closed_accuracy",
     "verdict_confidence_agreement", "density_spearman", "wall_seconds", "cpu_seconds",
 )
-UNASKED = ("magnification (high / low power of H&E fields) is labelled but not asked: the encoder holds it "
+UNASKED = ("magnification (high / low power), although H&E fields are labelled with it: the encoder holds it "
            "(linear probe 96% with the value-text term) but the Q-Former passes on 74% and the answers stay at "
            "chance, while asking it upsets the tiny LM's verdicts elsewhere (docs/demo.md, \"Where it is lost\")")
 # (report.json key, eval folder, split): the runs the report reads
