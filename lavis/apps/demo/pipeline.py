@@ -106,7 +106,7 @@ class DemoSettings:
 
 
 QUICK = [
-    "data.max_tiles=48", "data.questions.closed_pairs=2", "data.questions.open_tuples=1",
+    "data.max_tiles=48", "data.train_per_attribute=64", "data.questions.closed_pairs=2", "data.questions.open_tuples=1",
     "data.questions.detailed=2", "vision.steps=3", "lm.steps=3", "stage_options=[run.max_epoch=1,run.log_freq=1]",
     "density_fields=8", "check_goals=false",
 ]
