@@ -56,7 +56,8 @@ def score_by_wording(data: Path, predictions: dict[str, str]) -> dict[str, Any]:
     out = {}
     for kind in ("template", "heldout"):
         chosen = [t for t in truth if kinds[str(t.question_id)] == kind and attributes.get(str(t.question_id))]
-        rows = scored_rows(chosen, predictions, tiles, attributes)
+        ids = {str(t.question_id) for t in chosen}
+        rows = scored_rows(chosen, {k: v for k, v in predictions.items() if k in ids}, tiles, attributes)
         out[kind] = {k: v for k, v in summarize_rows(rows).items() if not k.endswith("ci95")}
     return out
 
