@@ -57,7 +57,8 @@ def is_yes_no_question(question: str) -> bool:
     """Whether ``question`` reads as a closed (yes/no) question: its last sentence opens with an
     auxiliary verb ("The tissue is stained with H&E. Is it dense?", "Is this an H&E slide?"), or
     is a short form asked with a question mark and no question word ("Dense?", "Any DAB staining?")."""
-    sentences = [part for part in re.split(r"(?<=[.!?])\s+", question.strip()) if part.strip()]
+    # sentences, and clauses after a colon ("Quick question: is the tissue dense?")
+    sentences = [part for part in re.split(r"(?<=[.!?:])\s+", question.strip()) if part.strip()]
     if not sentences:
         return False
     last = sentences[-1]

@@ -64,20 +64,29 @@ def _report(**changes):
     base = {"closed_accuracy": 90.0, "closed_accuracy_question_only": 50.0, "open_recall": 80.0,
             "open_recall_question_only": 50.0, "density_spearman": 0.7,
             "by_attribute": {"stain": {"closed_accuracy": 99.0, "open_recall": 98.0},
-                             "magnification": {"closed_accuracy": 90.0, "open_recall": 80.0}}}
+                             "magnification": {"closed_accuracy": 90.0, "open_recall": 80.0}},
+            "served": {"closed_accuracy_heldout_wording": 90.0, "open_recall_heldout_wording": 80.0,
+                       "alone_closed_accuracy": 90.0, "followup_closed_accuracy": 88.0,
+                       "verdict_confidence_agreement": 100.0}}
     return {**base, **changes}
 
 
 GOALS = SimpleNamespace(closed_accuracy=85.0, closed_gap=25.0, open_recall_gap=20.0, attribute_closed_accuracy=85.0,
-                        attribute_open_recall=75.0, density_spearman=0.5)
+                        attribute_open_recall=75.0, density_spearman=0.5, heldout_closed_accuracy=85.0,
+                        heldout_open_recall=75.0, followup_max_drop=3.0, verdict_agreement=100.0)
 
 
 def test_goals_name_every_miss():
     assert missed_goals(_report(), GOALS) == []
-    missed = missed_goals(_report(closed_accuracy_question_only=70.0, density_spearman=None,
+    served = {"closed_accuracy_heldout_wording": 84.0, "open_recall_heldout_wording": 75.0,
+              "alone_closed_accuracy": 90.0, "followup_closed_accuracy": 86.5, "verdict_confidence_agreement": 99.0}
+    missed = missed_goals(_report(closed_accuracy_question_only=70.0, density_spearman=None, served=served,
                                   by_attribute={"magnification": {"closed_accuracy": 84.9, "open_recall": 75.0}}), GOALS)
     assert missed == [
         "closed accuracy over the question-only model is 20.0, goal >= 25",
         "magnification closed accuracy is 84.9, goal >= 85",
+        "closed accuracy on held-out wordings (strict, through the server) is 84.0, goal >= 85",
+        "a follow-up's closed accuracy is 3.5 points below the same questions asked alone, goal <= 3",
+        "verdict/confidence agreement of closed answers (through the server) is 99.0, goal >= 100",
         "density check Spearman is none, goal >= 0.5",
     ]
