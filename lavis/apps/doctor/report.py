@@ -51,11 +51,3 @@ class Report:
         return {"ok": not self.failed, "lines": [dataclasses.asdict(line) for line in self.lines]}
 
 
-def human_bytes(count: float | None) -> str:
-    if count is None:
-        return "unknown size"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    return f"{count:.1f} TiB"

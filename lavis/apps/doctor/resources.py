@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 from lavis.apps.doctor.context import Context
-from lavis.apps.doctor.report import FAIL, PASS, SKIP, WARN, human_bytes
+from lavis.apps.doctor.report import FAIL, PASS, SKIP, WARN
+from lavis.common.disk import human_bytes
 from lavis.common.paths import run_output_dir
 from lavis.models.memory import GIB, estimate
 

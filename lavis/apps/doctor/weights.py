@@ -12,7 +12,8 @@ from typing import Any
 from safetensors import safe_open
 
 from lavis.apps.doctor.context import Context, Download
-from lavis.apps.doctor.report import FAIL, PASS, SKIP, WARN, human_bytes
+from lavis.apps.doctor.report import FAIL, PASS, SKIP, WARN
+from lavis.common.disk import human_bytes
 from lavis.common.user_files import file_problem
 from lavis.models.sources import MISSING, REMOTE, Located, locate
 from lavis.models.vision.weights import offline_mode, url_cache_dir, why_unreadable
