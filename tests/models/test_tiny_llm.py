@@ -45,3 +45,22 @@ def test_tokenizer_needs_text(tmp_path):
 
     with pytest.raises(DataError, match="no non-empty text"):
         train_sentencepiece(["", "  "], tmp_path, "t5")
+
+
+def test_bpe_pieces_keep_the_words_of_a_small_vocabulary_whole(tmp_path):
+    """On text of a few dozen distinct words unigram training falls back to letters; BPE pieces
+    (the demo's language model) keep the words whole, and the T5 tokenizer reads them back."""
+    from transformers import AutoTokenizer
+
+    from lavis.models.llm.tiny import train_sentencepiece
+
+    words = "is this tissue dense loose large small stained with the tile section here how packed".split()
+    texts = [f"{a.capitalize()} {b} {c} {d}?" for a in words for b in words for c in words[:5] for d in words[:3]]
+    lengths = {}
+    for pieces in ("unigram", "bpe"):
+        train_sentencepiece(texts, tmp_path / pieces, "t5", vocab_size=256, pieces=pieces)
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path / pieces)
+        ids = tokenizer("Is this tissue dense?").input_ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == "Is this tissue dense?"
+        lengths[pieces] = sum(len(ids) for ids in tokenizer(texts).input_ids) / len(texts)
+    assert lengths["bpe"] < 0.8 * lengths["unigram"], lengths

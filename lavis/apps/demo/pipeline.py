@@ -160,13 +160,13 @@ class Pipeline:
                                v.steps, v.batch_size, v.lr, self.s.seed,
                                prompts=value_texts() if v.prompt_weight else None, prompt_weight=v.prompt_weight)
 
-    def pretrain_lm(self) -> dict:
+    def pretrain_lm(self, each_step=None) -> dict:
         from lavis.apps.demo.pretrain_lm import pretrain_lm
 
         corpus = [record.value for record in iter_json_lines(self.data / "language_corpus.jsonl")]
         m = self.s.lm
         return pretrain_lm(corpus, self.pretrained / "t5", m.d_model, m.d_ff, m.num_layers, m.num_heads,
-                           m.vocab_size, m.steps, m.batch_size, m.lr, self.s.seed)
+                           m.vocab_size, m.steps, m.batch_size, m.lr, self.s.seed, each_step=each_step)
 
     def paths(self, stage: str) -> list[str]:
         """Point a stage config at this demo's folders (the YAMLs default to runs/demo)."""
@@ -213,7 +213,8 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         data = self.timed("data", self.build_data)
         pretraining = {"vision": self.timed("pretrain_vision", self.pretrain_vision)}
-        self.run_jobs_with(self.stage1_job(), "pretrain_lm", lambda: pretraining.__setitem__("lm", self.pretrain_lm()))
+        self.run_jobs_with(self.stage1_job(), "pretrain_lm",
+                           lambda take_back: pretraining.__setitem__("lm", self.pretrain_lm(take_back)))
         stage1 = checkpoint_of(self.out / "stage1")
         self.timings.update(run_jobs([self.stage2_job(stage1, False), self.stage2_job(stage1, True)],
                                      self.out / "logs", self.s.parallel))
@@ -245,18 +246,25 @@ class Pipeline:
         return {"heatmap": str(Path(result["heatmap"]).relative_to(self.out)), **{k: result[k] for k in keep}}
 
     def run_jobs_with(self, job: Job, label: str, step) -> None:
-        """Run ``job`` as a subprocess while ``step`` runs here (one core each when ``parallel`` > 1)."""
+        """Run ``job`` as a subprocess while ``step(take_back)`` runs here, one core each when
+        ``parallel`` > 1; ``step`` calls ``take_back()`` between its iterations, which gives this
+        process every core once the job has ended (stage 1 ends long before the LM does)."""
         import torch
 
         if self.s.parallel < 2:
-            self.timed(label, step)
+            self.timed(label, lambda: step(lambda: None))
             self.timings.update(run_jobs([job], self.out / "logs", 1))
             return
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // 2))
         try:
             background = start_job(job, self.out / "logs", threads=max(1, threads - threads // 2))
-            self.timed(label, step)
+
+            def take_back() -> None:
+                if torch.get_num_threads() < threads and background.finished():
+                    torch.set_num_threads(threads)
+
+            self.timed(label, lambda: step(take_back))
             self.timings.update(background.wait())
         finally:
             torch.set_num_threads(threads)

@@ -24,12 +24,15 @@ _MODEL_FILE = {"t5": "spiece.model", "llama": "tokenizer.model"}
 
 
 def train_sentencepiece(
-    texts: Iterable[str], folder: str | os.PathLike, kind: Literal["t5", "llama"], vocab_size: int = 256
+    texts: Iterable[str], folder: str | os.PathLike, kind: Literal["t5", "llama"], vocab_size: int = 256,
+    pieces: Literal["unigram", "bpe"] | None = None,
 ):
     """Train a sentencepiece model on ``texts`` and return the transformers tokenizer saved in ``folder``.
 
     T5 gets a unigram model (no sentinel ``<extra_id_*>`` tokens), LLaMA a BPE model that adds
-    BOS to every input, as the real tokenizers do.
+    BOS to every input, as the real tokenizers do. ``pieces`` overrides the algorithm: on text with
+    a small vocabulary (a few hundred distinct words) unigram training stops at about 150 pieces,
+    mostly single letters ("Is" -> "I", "s"), where BPE keeps the words whole.
     """
     import sentencepiece as spm
     from transformers import LlamaTokenizer, T5Tokenizer
@@ -44,7 +47,7 @@ def train_sentencepiece(
             sentence_iterator=iter(lines),
             model_prefix=os.path.join(work, _MODEL_FILE[kind].removesuffix(".model")),
             vocab_size=vocab_size,
-            model_type="unigram" if kind == "t5" else "bpe",
+            model_type=pieces or ("unigram" if kind == "t5" else "bpe"),
             character_coverage=1.0,
             hard_vocab_limit=False,  # a small corpus may support fewer pieces than asked
             minloglevel=2,
@@ -74,12 +77,14 @@ def save_tiny_t5(
     num_heads: int = 4,
     vocab_size: int = 256,
     seed: int = 0,
+    pieces: Literal["unigram", "bpe"] = "unigram",
 ) -> Path:
-    """A random FlanT5-style model (gated-GELU feed-forward) + its tokenizer."""
+    """A random FlanT5-style model (gated-GELU feed-forward) + its tokenizer (see
+    :func:`train_sentencepiece` for ``pieces``)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     folder = Path(folder)
-    tokenizer = train_sentencepiece(texts, folder, "t5", vocab_size)
+    tokenizer = train_sentencepiece(texts, folder, "t5", vocab_size, pieces)
     config = T5Config(
         vocab_size=len(tokenizer),
         d_model=d_model,
