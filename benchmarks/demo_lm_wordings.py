@@ -1,9 +1,11 @@
-"""Does the demo's frozen LM understand question wordings it never saw? Template-only corpus vs the
-shipped one (templates + the paraphrase grammar's training wordings, + folded conversations).
+"""Does the demo's frozen LM understand question wordings it never saw? Three LMs of the demo's
+size and steps (``lm`` in configs/demo/pipeline.yaml): the template-only corpus; the shipped one
+(templates + the paraphrase grammar's training wordings, + folded conversations); the shipped
+corpus with unigram tokenizer pieces (T5's kind) in place of the shipped BPE ones.
 
-    python -m benchmarks.demo_lm_wordings [--steps 400] [--out benchmarks/results_demo_lm_wordings.json]
+    python -m benchmarks.demo_lm_wordings [--steps N] [--out benchmarks/results_demo_lm_wordings.json]
 
-Both LMs are pretrained the same way for the same steps (lavis/apps/demo/pretrain_lm.py), then
+All are pretrained the same way for the same steps (lavis/apps/demo/pretrain_lm.py), then
 answer the validation split's questions with the tile's caption written first (the LM's own task,
 as `lavis.apps.demo.diagnose`'s lm_with_caption), scored strict, separately for template wordings
 and held-out (validation) wordings. Validation only: the test split decides nothing here.
@@ -64,25 +66,31 @@ def score_by_wording(data: Path, predictions: dict[str, str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400, help="LM pretraining steps, the same for both")
+    parser.add_argument("--steps", type=int, default=None, help="LM pretraining steps (default: the demo's)")
     parser.add_argument("--work", default="runs/bench_lm_wordings", help="scratch folder")
     parser.add_argument("--out", default="benchmarks/results_demo_lm_wordings.json")
     args = parser.parse_args(argv)
+    from lavis.apps.demo.pipeline import load_settings
     from lavis.apps.demo.pretrain_lm import pretrain_lm
 
-    torch.set_num_threads(1)
+    lm = load_settings("demo/pipeline.yaml", []).lm
+    steps = args.steps or lm.steps
     work = Path(args.work)
     conversation = ConversationContract(mode="multi_turn", history_format="qa_v1", max_turns=2)
     build_demo_data(work / "data", conversation=conversation)
     bank = load_template_bank(config_path("demo/templates.yaml"))
     tiles = [SimpleNamespace(labels=t["labels"], source=t["source"])
              for t in read_json(work / "data" / "demo_data.json")["labels"] if t["split"] == "train"]
-    corpora = {"templates_only": language_corpus(tiles, bank),
-               "shipped": [r.value for r in iter_json_lines(work / "data" / "language_corpus.jsonl")]}
-    result: dict[str, Any] = {"steps": args.steps, "split": "val", "protocol": "strict", "date": time.strftime("%Y-%m-%d")}
-    for name, corpus in corpora.items():
-        stats = pretrain_lm(corpus, work / name, steps=args.steps, seed=0)
+    shipped = [r.value for r in iter_json_lines(work / "data" / "language_corpus.jsonl")]
+    variants = {"templates_only": (language_corpus(tiles, bank), "bpe"), "shipped": (shipped, "bpe"),
+                "shipped_unigram_pieces": (shipped, "unigram")}
+    result: dict[str, Any] = {"steps": steps, "layers": lm.num_layers, "d_model": lm.d_model, "split": "val",
+                              "protocol": "strict", "date": time.strftime("%Y-%m-%d")}
+    for name, (corpus, pieces) in variants.items():
+        stats = pretrain_lm(corpus, work / name, lm.d_model, lm.d_ff, lm.num_layers, lm.num_heads, lm.vocab_size,
+                            steps, lm.batch_size, lm.lr, seed=0, pieces=pieces)
         result[name] = {"corpus_examples": stats["examples"], "loss_last": round(stats["loss_last"], 3),
+                        "train_seconds": round(stats["seconds"]),
                         **score_by_wording(work / "data", answer_with_caption(work / name, work / "data"))}
     atomic_write_text(Path(args.out), json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

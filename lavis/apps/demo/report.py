@@ -298,6 +298,10 @@ def markdown(r: dict[str, Any], curves: str, samples_png: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _single_turn(conversation: Any) -> bool:
+    return isinstance(conversation, dict) and conversation.get("mode") == "single_turn"
+
+
 def heldout_section(r: dict[str, Any]) -> list[str]:
     """Held-out wordings, follow-ups and verdict agreement, as measured through the server."""
     s, h = r["served"], r["heldout_wording"]
@@ -322,7 +326,9 @@ def heldout_section(r: dict[str, Any]) -> list[str]:
         f"Follow-ups: each closed question asked after one earlier turn on the same tile (another question about it "
         f"and the model's own answer): closed accuracy {_cell(s['followup_closed_accuracy'], s['followup_closed_accuracy_ci95'])}"
         f" against {_cell(s['alone_closed_accuracy'])} for the same {s['num_followups']} questions asked alone. "
-        f"The model's conversation contract as `/v1/models` reports it: {json.dumps(mode)}.",
+        f"The model's conversation contract as `/v1/models` reports it: {json.dumps(mode)}."
+        + (" A single-turn model is answered without the earlier turn, so this row shows that the history is left "
+           "out, not that the model follows a conversation." if _single_turn(mode) else ""),
         "",
         f"Verdict/confidence agreement: {_cell(s['verdict_confidence_agreement'])}% of {s['num_closed_answers_checked']} "
         f"closed answers (alone and follow-up) show a yes/no confidence whose larger side is the verdict in the answer "
