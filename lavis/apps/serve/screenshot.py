@@ -80,6 +80,7 @@ def capture(url: str, out: str | os.PathLike | None, example: int = 0, image: st
                 raise LavisError(f"the page loaded something from outside the server: {outside[:3]}")
             if out is not None:
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
+                page.evaluate("window.scrollTo(0, 0)")  # picking a tile scrolls the page on a narrow window
                 page.screenshot(path=str(out), full_page=False)
             return answers
         finally:
