@@ -25,10 +25,9 @@ import torch
 
 from lavis.apps.demo.scoring import scored_rows, summarize_rows
 from lavis.common.checkpoint import atomic_write_text
-from lavis.common.conversation import ConversationContract
 from lavis.common.jsonio import iter_json_lines, read_json
 from lavis.common.paths import config_path
-from lavis.datasets.demo.build import build_demo_data, language_corpus, quilt_vqa_files
+from lavis.datasets.demo.build import language_corpus, quilt_vqa_files
 from lavis.instructions.templates import load_template_bank
 from lavis.metrics.vqa import load_ground_truth
 
@@ -70,14 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/bench_lm_wordings", help="scratch folder")
     parser.add_argument("--out", default="benchmarks/results_demo_lm_wordings.json")
     args = parser.parse_args(argv)
-    from lavis.apps.demo.pipeline import load_settings
+    from lavis.apps.demo.pipeline import Pipeline, load_settings
     from lavis.apps.demo.pretrain_lm import pretrain_lm
 
-    lm = load_settings("demo/pipeline.yaml", []).lm
-    steps = args.steps or lm.steps
-    work = Path(args.work)
-    conversation = ConversationContract(mode="multi_turn", history_format="qa_v1", max_turns=2)
-    build_demo_data(work / "data", conversation=conversation)
+    settings = load_settings("demo/pipeline.yaml", [f"out_dir={args.work}"])
+    lm, steps, work = settings.lm, args.steps or settings.lm.steps, Path(args.work)
+    Pipeline(settings).build_data()  # as make demo builds it (its stage-2 conversation contract included)
     bank = load_template_bank(config_path("demo/templates.yaml"))
     tiles = [SimpleNamespace(labels=t["labels"], source=t["source"])
              for t in read_json(work / "data" / "demo_data.json")["labels"] if t["split"] == "train"]

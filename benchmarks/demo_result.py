@@ -17,19 +17,22 @@ from pathlib import Path
 
 from lavis.common.checkpoint import atomic_write_text
 
-KEPT = ("closed_accuracy", "closed_accuracy_ci95", "closed_accuracy_question_only", "open_recall",
-        "open_recall_ci95", "open_recall_question_only", "num_closed", "num_open", "num_test_tiles", "protocol",
-        "by_attribute", "served", "blind", "validation", "density_spearman", "goals", "wall_seconds", "cpu_seconds",
-        "timings_s")
+KEPT = ("protocol", "num_closed", "num_open", "num_test_tiles",
+        "closed_accuracy", "closed_accuracy_ci95", "closed_accuracy_question_only", "closed_accuracy_blind",
+        "open_recall", "open_recall_ci95", "open_recall_question_only", "open_recall_blind",
+        "by_attribute", "by_attribute_question_only", "served", "heldout_wording", "validation",
+        "density_spearman", "goals", "wall_seconds", "cpu_seconds", "timings_s", "pretraining")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", type=Path, default=Path("runs/demo/report.json"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_demo.json"))
+    parser.add_argument("--commit", default=None, help="the commit the run was made at (default: HEAD)")
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text(encoding="utf-8"))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                           text=True).stdout.strip()
     kept = {key: report[key] for key in KEPT if key in report}
     if "served" in kept:  # the figures, not every request
         kept["served"] = {k: v for k, v in kept["served"].items() if not isinstance(v, list)}

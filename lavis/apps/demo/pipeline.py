@@ -1,7 +1,7 @@
 """``make demo``: build the demo data, pretrain the frozen parts, run stage 1, stage 2 and the
 evaluation through the real entry points, then write the report and check the goals.
 
-    python run_demo.py            # the full demo (about 10 minutes on 2 CPU cores)
+    python run_demo.py            # the full demo (about 12 minutes on 2 CPU cores)
     python run_demo.py --quick    # a few steps of everything, for the test suite (goals not checked)
 
 Evidence the report carries: the stage-2 model evaluated on held-out test tiles; the same stage 2
