@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     tiles = [SimpleNamespace(labels=t["labels"], source=t["source"])
              for t in read_json(work / "data" / "demo_data.json")["labels"] if t["split"] == "train"]
     shipped = [r.value for r in iter_json_lines(work / "data" / "language_corpus.jsonl")]
-    variants = {"templates_only": (language_corpus(tiles, bank), "bpe"), "shipped": (shipped, "bpe"),
+    variants = {"templates_only": (language_corpus(tiles, bank), lm.pieces), "shipped": (shipped, lm.pieces),
                 "shipped_unigram_pieces": (shipped, "unigram")}
     result: dict[str, Any] = {"steps": steps, "layers": lm.num_layers, "d_model": lm.d_model, "split": "val",
                               "protocol": "strict", "date": time.strftime("%Y-%m-%d")}

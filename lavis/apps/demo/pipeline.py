@@ -70,6 +70,11 @@ class LMSettings:
     steps: int = 400
     batch_size: int = 64
     lr: float = 2e-3
+    pieces: str = "bpe"  # tokenizer pieces, "bpe" or "unigram" (lavis.models.llm.tiny.train_sentencepiece)
+
+    def validate(self) -> None:
+        if self.pieces not in ("bpe", "unigram"):
+            raise LavisError(f"lm.pieces: expected 'bpe' or 'unigram', got {self.pieces!r}")
 
 
 @dataclasses.dataclass
@@ -166,7 +171,7 @@ class Pipeline:
         corpus = [record.value for record in iter_json_lines(self.data / "language_corpus.jsonl")]
         m = self.s.lm
         return pretrain_lm(corpus, self.pretrained / "t5", m.d_model, m.d_ff, m.num_layers, m.num_heads,
-                           m.vocab_size, m.steps, m.batch_size, m.lr, self.s.seed, each_step=each_step)
+                           m.vocab_size, m.steps, m.batch_size, m.lr, self.s.seed, each_step=each_step, pieces=m.pieces)
 
     def paths(self, stage: str) -> list[str]:
         """Point a stage config at this demo's folders (the YAMLs default to runs/demo)."""

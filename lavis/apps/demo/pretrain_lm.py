@@ -41,7 +41,7 @@ def pretrain_lm(
     per_answer_loss: bool = True,
     device: str = "cpu",
     each_step: Callable[[], None] | None = None,
-    pieces: str = "bpe",
+    pieces: str = "unigram",
 ) -> dict[str, float]:
     """``instructions``: records with ``caption, question, answer``. Saves model + tokenizer.
     ``each_step`` runs after every optimiser step (the demo uses it to take back a core)."""
@@ -49,9 +49,7 @@ def pretrain_lm(
 
     out_dir = Path(out_dir)
     corpus = sorted({t for r in instructions for t in (r["caption"], r["question"], r["answer"])})
-    # BPE pieces: the demo's text has under 200 distinct words, on which unigram training yields
-    # mostly single letters, prompts half again as long and words the model must first assemble
-    # (benchmarks/demo_lm_wordings.py compares them).
+    # ``pieces``: T5's unigram by default; the demo takes BPE (configs/demo/pipeline.yaml, lm.pieces)
     save_tiny_t5(out_dir, corpus * 4, d_model=d_model, d_ff=d_ff, num_layers=num_layers,
                  num_heads=num_heads, vocab_size=vocab_size, seed=seed, pieces=pieces)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)

@@ -49,3 +49,13 @@ def test_the_lm_takes_back_the_core_of_a_job_that_ended(tmp_path):
         assert "short" in pipeline.timings and "step" in pipeline.timings
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_demo_names_its_tokenizer_pieces():
+    import pytest
+
+    from lavis.common.errors import LavisError
+
+    assert load_settings("demo/pipeline.yaml", []).lm.pieces == "bpe"
+    with pytest.raises(LavisError, match="lm.pieces: expected 'bpe' or 'unigram', got 'wordpiece'"):
+        load_settings("demo/pipeline.yaml", ["lm.pieces=wordpiece"])
