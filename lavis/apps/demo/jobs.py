@@ -57,9 +57,6 @@ class RunningJob:
         self._process = subprocess.Popen(job.command(), cwd=REPO_ROOT, env=env, stdout=self._handle,
                                          stderr=subprocess.STDOUT if self._handle else None)
 
-    def finished(self) -> bool:
-        return self._process.poll() is not None
-
     def wait(self, check: bool = True) -> dict[str, float]:
         code = self._process.wait()
         if self._handle is not None:

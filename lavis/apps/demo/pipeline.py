@@ -71,6 +71,7 @@ class LMSettings:
     batch_size: int = 64
     lr: float = 2e-3
     pieces: str = "bpe"  # tokenizer pieces, "bpe" or "unigram" (lavis.models.llm.tiny.train_sentencepiece)
+    steps_on_one_core: int = 340  # beside stage 1 (parallel > 1); then it waits for stage 1 and takes every core
 
     def validate(self) -> None:
         if self.pieces not in ("bpe", "unigram"):
@@ -252,25 +253,30 @@ class Pipeline:
 
     def run_jobs_with(self, job: Job, label: str, step) -> None:
         """Run ``job`` as a subprocess while ``step(take_back)`` runs here, one core each when
-        ``parallel`` > 1; ``step`` calls ``take_back()`` between its iterations, which gives this
-        process every core once the job has ended (stage 1 ends long before the LM does)."""
+        ``parallel`` > 1. ``step`` calls ``take_back(steps_done)`` after each of its iterations: after
+        ``lm.steps_on_one_core`` it waits for the job to end (stage 1 ends long before the LM does)
+        and goes on with every core. The thread count changes the order of floating-point sums, so
+        it changes at a fixed step, never at whatever step the job happens to end: reruns give the
+        same model."""
         import torch
 
         if self.s.parallel < 2:
-            self.timed(label, lambda: step(lambda: None))
+            self.timed(label, lambda: step(lambda steps_done: None))
             self.timings.update(run_jobs([job], self.out / "logs", 1))
             return
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // 2))
+        ended: dict[str, float] = {}
         try:
             background = start_job(job, self.out / "logs", threads=max(1, threads - threads // 2))
 
-            def take_back() -> None:
-                if torch.get_num_threads() < threads and background.finished():
+            def take_back(steps_done: int) -> None:
+                if steps_done == self.s.lm.steps_on_one_core and not ended:
+                    ended.update(background.wait())
                     torch.set_num_threads(threads)
 
             self.timed(label, lambda: step(take_back))
-            self.timings.update(background.wait())
+            self.timings.update(ended or background.wait())
         finally:
             torch.set_num_threads(threads)
 

@@ -40,11 +40,11 @@ def pretrain_lm(
     seed: int = 0,
     per_answer_loss: bool = True,
     device: str = "cpu",
-    each_step: Callable[[], None] | None = None,
+    each_step: Callable[[int], None] | None = None,
     pieces: str = "unigram",
 ) -> dict[str, float]:
     """``instructions``: records with ``caption, question, answer``. Saves model + tokenizer.
-    ``each_step`` runs after every optimiser step (the demo uses it to take back a core)."""
+    ``each_step(steps_done)`` runs after every optimiser step (the demo uses it to take back a core)."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     out_dir = Path(out_dir)
@@ -69,7 +69,7 @@ def pretrain_lm(
     model.train()
     start, losses = time.time(), []
     batches = length_grouped_batches(prompts, batch_size, rng)
-    for _ in tqdm(range(steps), desc="pretrain language model on demo text", dynamic_ncols=True, mininterval=1.0):
+    for step in tqdm(range(steps), desc="pretrain language model on demo text", dynamic_ncols=True, mininterval=1.0):
         pick = next(batches)
         input_ids = pad_sequence([torch.tensor(prompts[i]) for i in pick], batch_first=True, padding_value=pad).to(device)
         labels = pad_sequence([torch.tensor(answers[i]) for i in pick], batch_first=True, padding_value=-100).to(device)
@@ -81,7 +81,7 @@ def pretrain_lm(
         schedule.step()
         losses.append(loss.detach())
         if each_step is not None:
-            each_step()
+            each_step(step + 1)
     model.cpu().save_pretrained(out_dir)
     first, last = float(torch.stack(losses[:10]).mean()), float(torch.stack(losses[-10:]).mean())
     logger.info("language model pretrained: loss %.3f -> %.3f in %.0fs", first, last, time.time() - start)

@@ -1,7 +1,6 @@
-"""The demo LM's pretraining loop: batches of similar length, and the core it takes back."""
+"""The demo LM's pretraining loop: batches of similar length, and the core it takes back at a fixed step."""
 
 import random
-import time
 
 import torch
 
@@ -26,27 +25,26 @@ def test_length_grouped_batches_pad_less_and_still_cover_the_data():
     assert grouped < 0.7 * plain, (grouped, plain)
 
 
-def test_the_lm_takes_back_the_core_of_a_job_that_ended(tmp_path):
+def test_the_lm_takes_back_the_core_at_a_fixed_step_after_the_job_ended(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         script = tmp_path / "short_job.py"
         script.write_text("import time; time.sleep(1.0)\n")
-        pipeline = Pipeline(load_settings("demo/pipeline.yaml", [f"out_dir={tmp_path}", "parallel=2"]))
+        pipeline = Pipeline(load_settings("demo/pipeline.yaml", [f"out_dir={tmp_path}", "parallel=2",
+                                                                 "lm.steps_on_one_core=3"]))
         seen = []
 
-        def step(take_back):
-            deadline = time.time() + 60
-            while time.time() < deadline:
+        def step(take_back):  # quicker than the job: the take-back at step 3 must wait for it
+            for done in range(1, 6):
                 seen.append(torch.get_num_threads())
-                take_back()
-                if torch.get_num_threads() == 2:
-                    return
-                time.sleep(0.05)
+                take_back(done)
+            seen.append(torch.get_num_threads())
 
         pipeline.run_jobs_with(Job("short", str(script), "unused.yaml", []), "step", step)
-        assert seen[0] == 1 and seen[-1] == 1 and torch.get_num_threads() == 2
-        assert "short" in pipeline.timings and "step" in pipeline.timings
+        assert seen == [1, 1, 1, 2, 2, 2]  # threads before each step: the switch follows step 3, whenever the job ends
+        assert pipeline.timings["step"] >= 1.0  # it waited for the job (a 1 s sleep) at step 3
+        assert pipeline.timings["short"] >= 1.0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
 
