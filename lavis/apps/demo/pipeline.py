@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -247,6 +248,7 @@ class Pipeline:
         goes into the report; paths relative to the demo folder)."""
         from lavis.apps.slides.demo import demo_slide_heatmap
 
+        shutil.rmtree(self.out / "slide", ignore_errors=True)  # a new model: the slide job keeps no other's answers
         result = demo_slide_heatmap(model, self.out / "slide", progress=False)
         keep = ("tiles", "tiles_measured", "auc_dense_vs_loose", "spearman_vs_hematoxylin")
         return {"heatmap": str(Path(result["heatmap"]).relative_to(self.out)), **{k: result[k] for k in keep}}
