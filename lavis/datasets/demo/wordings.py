@@ -40,6 +40,20 @@ class GrammarAttribute:
 
 
 @dataclasses.dataclass
+class Openings:
+    """Openings composed of a phrase and a mark ("Right:", "For my notes,", "Moving on. Is ..."):
+    each core question gets ``per_question`` of them, drawn at random (seeded by the question)."""
+
+    phrases: list[str] = dataclasses.field(default_factory=list)
+    marks: list[str] = dataclasses.field(default_factory=list)  # after "." or "!" the question starts a sentence
+    per_question: int = 0
+
+    def draw(self, question: str) -> list[str]:
+        every = [f"{phrase}{mark}" for phrase in self.phrases for mark in self.marks]
+        return random.Random(question).sample(every, min(self.per_question, len(every)))
+
+
+@dataclasses.dataclass
 class Grammar:
     lead_ins: list[str]  # a sentence before the question
     prefixes: list[str]  # a phrase before the question, which then starts lower-case
@@ -47,6 +61,7 @@ class Grammar:
     tell_me: list[str]  # frames around an open clause: "Please tell me {clause}."
     detailed: list[str]
     attributes: dict[str, GrammarAttribute]
+    openings: Openings = dataclasses.field(default_factory=Openings)
 
 
 @dataclasses.dataclass
@@ -101,6 +116,8 @@ def expand_grammar(grammar: Grammar) -> Wordings:
         out = list(questions)
         out += [f"{lead} {q}" for lead, q in itertools.product(grammar.lead_ins, questions)]
         out += [f"{prefix} {_lower_first(q)}" for prefix, q in itertools.product(grammar.prefixes, questions)]
+        out += [f"{opening} {q if opening[-1] in '.!' else _lower_first(q)}"
+                for q in questions for opening in grammar.openings.draw(q)]
         out += [frame.format(clause=clause) for frame, clause in itertools.product(frames, clauses)]
         return _unique(out + short)
 
