@@ -82,3 +82,20 @@ def test_a_unit_shares_one_new_wording_and_keeps_the_asked_value(bank):
     unknown = ({"attribute": "magnification", "answer_type": "OPEN", "question": "At what magnification?",
                 "answer": "low"},)
     assert reword(unknown, test, values, random.Random(0)) is None  # keeps its template wording
+
+
+def test_composed_openings_are_drawn_per_question_and_keep_the_question_readable():
+    from lavis.datasets.demo.wordings import Openings, expand_grammar
+
+    openings = Openings(phrases=["Right", "Moving on"], marks=[":", "."], per_question=3)
+    drawn = openings.draw("Is the tissue {value} here?")
+    assert len(drawn) == 3 == len(set(drawn)) and set(drawn) <= {"Right:", "Right.", "Moving on:", "Moving on."}
+    assert drawn == openings.draw("Is the tissue {value} here?")  # the same in every process (seeded by the text)
+    grammar = load_wording_file().generated
+    grammar.openings = openings
+    frames = expand_grammar(grammar).closed["tissue_density"]
+    opened = [f for f in frames if f.startswith(("Right", "Moving on"))]
+    assert len(opened) == 3 * len(grammar.attributes["tissue_density"].closed_questions)
+    for frame in opened:  # after a colon the question goes on in lower case; after a full stop it starts anew
+        opening = next(o for o in ("Right:", "Right.", "Moving on:", "Moving on.") if frame.startswith(o + " "))
+        assert frame[len(opening) + 1].isupper() == opening.endswith("."), frame
