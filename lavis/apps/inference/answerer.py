@@ -258,17 +258,18 @@ class Answerer:
             if decoding.sampling and decoding.seed is not None:
                 torch.manual_seed(decoding.seed)  # every device's generator
             ids = model.bridge.generate_ids(prefix, prompts, decoding.options())
-            return self.answers_from_ids(queries, ids, samples)
+            return self.answers_from_ids(queries, ids, samples, prefix)
 
     @torch.no_grad()
-    def answers_from_ids(self, queries: Sequence[Query], ids: torch.Tensor,
-                         samples: dict[str, Any] | None = None) -> list[Answer]:
+    def answers_from_ids(self, queries: Sequence[Query], ids: torch.Tensor, samples: dict[str, Any] | None = None,
+                         prefix: torch.Tensor | None = None) -> list[Answer]:
         """Answers from generated token ids (``n`` rows per query, as ``generate`` returns them, padded):
         the text, token counts and finish reasons, and yes/no probabilities for closed questions.
-        Call it under the model's autocast, as generation ran."""
+        ``prefix``: the queries' query outputs from generation, so that the confidence does not read
+        the images again. Call it under the model's autocast, as generation ran."""
         n = queries[0].decoding.n
         texts = self.model.bridge.decode(ids)
-        yes = self._p_yes(samples if samples is not None else self.samples(queries), queries, texts, n)
+        yes = self._p_yes(samples if samples is not None else self.samples(queries), queries, texts, n, prefix)
         texts = [settle_verdict(text, yes.get(k)) for k, text in enumerate(texts)]
         counts = self._token_counts(ids)
         answers = []
@@ -281,7 +282,8 @@ class Answerer:
             answers.append(Answer(choices, query.prompt_tokens))
         return answers
 
-    def _p_yes(self, samples: dict[str, Any], queries: Sequence[Query], texts: list[str], n: int) -> dict[int, float]:
+    def _p_yes(self, samples: dict[str, Any], queries: Sequence[Query], texts: list[str], n: int,
+               prefix: torch.Tensor | None = None) -> dict[int, float]:
         """P(yes) per generated answer of the closed questions that states a verdict (index into
         ``texts``); an answer without one ("large") gets none: there is no verdict to be sure of."""
         rows = [i * n + j for i, q in enumerate(queries) if q.closed for j in range(n)
@@ -294,7 +296,8 @@ class Answerer:
             "text_input": [samples["text_input"][row // n] for row in rows],
             "history": [samples["history"][row // n] for row in rows],
         }
-        probs = self.model.yes_no_probabilities(closed, answers=[texts[row] for row in rows])
+        probs = self.model.yes_no_probabilities(closed, answers=[texts[row] for row in rows],
+                                                prefix=None if prefix is None else prefix.index_select(0, owners))
         return {row: round(float(p), 6) for row, p in zip(rows, probs.tolist())}
 
     def _token_counts(self, ids: torch.Tensor) -> list[tuple[int, str]]:

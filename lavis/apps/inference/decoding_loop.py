@@ -78,6 +78,7 @@ class LoopRequest:
     notify: Callable[[Event], None]
     search: Search | None = None
     streams: list[TextStream] = dataclasses.field(default_factory=list)
+    prefix: torch.Tensor | None = None  # its query outputs (1, queries, width): the yes/no confidence reuses them
     cancelled: bool = False
     batch: int = 0
 
@@ -206,8 +207,10 @@ class DecodingLoop:
         queries = [r.query for r in requests]
         samples = self.answerer.samples(queries)
         prompts = self.model.prompts(samples)
-        rows, logits = self.decoder.start(self.model.prefix(samples, self.model.qformer_prompts(samples)), prompts)
-        for request in requests:
+        prefix = self.model.prefix(samples, self.model.qformer_prompts(samples))
+        rows, logits = self.decoder.start(prefix, prompts)
+        for i, request in enumerate(requests):
+            request.prefix = prefix[i : i + 1]
             request.search = self._search(request.query)
             request.streams = [TextStream(self.bridge.tokenizer) for _ in range(request.query.decoding.n)]
         return rows, logits
@@ -298,7 +301,8 @@ class DecodingLoop:
         for group in by_n.values():
             try:
                 ids = self._padded([tokens for r in group for tokens in r.search.results()])
-                answers = self.answerer.answers_from_ids([r.query for r in group], ids)
+                answers = self.answerer.answers_from_ids([r.query for r in group], ids,
+                                                         prefix=torch.cat([r.prefix for r in group]))
             except Exception as err:  # noqa: BLE001
                 self._fail(group, err)
                 continue

@@ -5,6 +5,10 @@ A request joins the running batch at the next decoding step (there is no batchin
 step it joins is the next one anyway) and leaves when its answer is done; ``stream`` yields its
 text as the loop settles it, then its answer. A client that goes away (a closed stream, the
 page's stop button) is dropped from the batch at the next step.
+
+The events of one step reach the event loop in one call: a wake-up per request and token (a
+write to the loop's self-pipe, and the GIL taken from the generation thread each time) cost the
+streamed mix about a tenth of its throughput.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class ContinuousBatcher:
         self.max_queue = max_queue
         self.stats = BatchStats()  # here a "batch" is one decoding step, its size the requests in it
         self._wake = threading.Event()
+        self._outbox: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event], Event]] = []  # this step's events
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -44,6 +49,7 @@ class ContinuousBatcher:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
         self.loop.fail_all(GenerationFailed("the server is shutting down"))
+        self._deliver()
 
     @property
     def queued(self) -> int:
@@ -58,11 +64,8 @@ class ContinuousBatcher:
         events: asyncio.Queue[Event] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
-        def notify(event: Event) -> None:  # on the generation thread
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, event)
-            except RuntimeError:  # the event loop has closed (shutdown)
-                pass
+        def notify(event: Event) -> None:  # on the generation thread, delivered after its step
+            self._outbox.append((loop, events, event))
 
         request = self.loop.submit(query, notify)
         self._wake.set()
@@ -101,6 +104,24 @@ class ContinuousBatcher:
             except Exception as err:  # noqa: BLE001  (a bug in the loop fails its requests, not the server)
                 logger.error("the decoding loop failed: %s: %s", type(err).__name__, err, exc_info=err)
                 self.loop.fail_all(err)
-                continue
+                size = 0
+            self._deliver()
             if size:
                 self.stats.batches[size] += 1
+
+    def _deliver(self) -> None:
+        """Hand the events gathered so far to their requests: one call per event loop."""
+        events, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Event], Event]]] = {}
+        for loop, queue, event in events:
+            by_loop.setdefault(loop, []).append((queue, event))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # the event loop has closed (shutdown)
+                pass
+
+
+def _put_all(items: list[tuple[asyncio.Queue[Event], Event]]) -> None:
+    for queue, event in items:
+        queue.put_nowait(event)

@@ -222,13 +222,15 @@ class Blip2LLMBase(Blip2Base):
         return [candidates[i] for i in scores.argmax(dim=1).tolist()]
 
     @torch.no_grad()
-    def yes_no_probabilities(self, samples: Mapping[str, Any], answers: Sequence[str] | None = None) -> torch.Tensor:
+    def yes_no_probabilities(self, samples: Mapping[str, Any], answers: Sequence[str] | None = None,
+                             prefix: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) P(yes) from the model's likelihoods, for closed questions.
 
         ``answers`` (default: the model's greedy answers) fix everything but the verdict word: P(yes)
         is the softmax over the likelihoods of the answer saying yes and the same answer saying no
         (see :mod:`lavis.models.llm.verdict`), so it holds for a bare "yes", for "No, ..." and for
         answers that state an observation before the verdict ("The tissue is loose: no.").
+        ``prefix``: the samples' query outputs (:meth:`prefix`) when the caller has them already.
         """
         if answers is None:
             answers = self.generate(samples, num_beams=1, max_new_tokens=self.cfg.max_output_txt_len, min_new_tokens=1)
@@ -236,5 +238,7 @@ class Blip2LLMBase(Blip2Base):
         if len(answers) != len(prompts):
             raise DataError(f"got {len(answers)} answers for a batch of {len(prompts)}")
         pairs = [list(verdict_pair(answer)) for answer in answers]
-        scores = self.bridge.score_targets(self.prefix(samples, self.qformer_prompts(samples)), prompts, pairs)
+        if prefix is None:
+            prefix = self.prefix(samples, self.qformer_prompts(samples))
+        scores = self.bridge.score_targets(prefix, prompts, pairs)
         return torch.softmax(scores.float(), dim=1)[:, 0]
