@@ -93,16 +93,19 @@ def free_port() -> int:
 class Server:
     """``python -m lavis.serve`` in a child process."""
 
-    def __init__(self, model: Path, max_batch: int, new_tokens: int, beams: int, extra: list[str] | None = None) -> None:
-        """``extra``: more command-line arguments (a later ``--generation`` replaces the default one)."""
+    def __init__(self, model: Path, max_batch: int, new_tokens: int, beams: int, extra: list[str] | None = None,
+                 source: Path = REPO) -> None:
+        """``extra``: more command-line arguments (a later ``--generation`` replaces the default one).
+        ``source``: the source tree the server runs from (an earlier commit's, to compare with)."""
         self.port = free_port()
-        cmd = [sys.executable, "-m", "lavis.apps.serve", "--model", str(model), "--port", str(self.port),
+        module = "lavis.apps.serve" if (source / "lavis" / "apps" / "serve").is_dir() else "lavis.serve"  # its old home
+        cmd = [sys.executable, "-m", module, "--model", str(model), "--port", str(self.port),
                "--device", "cpu", "--max-batch", str(max_batch), "--model-name", "bench", "--log-level", "warning",
                "--generation", f"num_beams={beams}", f"max_new_tokens={new_tokens}", f"min_new_tokens={new_tokens}",
                *(extra or [])]
         # one intra-op thread: no OpenMP spin barriers, which stall badly on a shared, oversubscribed CPU
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env = {**os.environ, "PYTHONPATH": str(source), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(cmd, cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
         deadline = time.monotonic() + 300
         while True:

@@ -12,6 +12,10 @@ leaves when done. Measured: the p50 latency of the short requests, the answers/s
 mix, and the time to the first streamed token of the long answers (wave sends the answer whole
 at the end, so its first token is its last).
 
+``--wave-from COMMIT``: the wave server runs from that commit's source tree (``git archive``
+into ``benchmarks/_work``), e.g. the wave batching an issue was measured against, while the
+continuous server runs from this tree.
+
 The model has the demo's size (as ``benchmarks.serve``: random vision encoder and Q-Former), its
 language model pretrained for a few seconds on the two questions' answers so that it answers with
 words (a random one emits padding, which streams no text); the server runs in its own process with
@@ -25,14 +29,16 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.serve import WORK, Server, build_model, images
-from benchmarks.timing import emit, machine, run_clients
+from benchmarks.timing import REPO, emit, machine, run_clients
 
 SHORT, LONG = 2, 64
 YES_NO, OPEN = "is the tissue dense", "describe the image in detail"
@@ -99,11 +105,49 @@ def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> di
             "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results]}
 
 
-def run(clients: int, per_client: int, rounds: int) -> dict[str, Any]:
+def source_at(commit: str) -> Path:
+    """This repository's tree at ``commit``, unpacked under benchmarks/_work (once)."""
+    folder = WORK.parent / f"source_{commit}"
+    if not folder.is_dir():
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive.stdout, check=True)
+        partial.rename(folder)
+    return folder
+
+
+# model config keys added since issue 26 was filed (580eb47); here they hold their defaults
+NEWER_KEYS = {"model": ("compile", "compile_mode", "conversation"), "llm": ("bos_token", "config_overrides")}
+
+
+def model_for_older(model: Path) -> Path:
+    """A copy of the model folder that an older tree loads: the same weights, its config without
+    ``NEWER_KEYS`` (which an older config schema refuses)."""
+    import yaml
+
+    folder = model.with_name(model.name + "_older")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(model, folder)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    for key in NEWER_KEYS["model"]:
+        config["model"].pop(key, None)
+    for key in NEWER_KEYS["llm"]:
+        config["model"]["llm"].pop(key, None)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None) -> dict[str, Any]:
     model = build_model(WORK / "talking", ANSWERS)
     urls = images(16)
     extra = ["--generation", "num_beams=1", f"max_new_tokens={LONG}", f"min_new_tokens={LONG}"]
-    servers = {mode: Server(model, 16, LONG, 1, ["--batching", mode, *extra]) for mode in ("continuous", "wave")}
+    servers = {"continuous": Server(model, 16, LONG, 1, ["--batching", "continuous", *extra])}
+    if wave_from:  # a tree from before continuous batching has no --batching: waves were all it did
+        servers["wave"] = Server(model_for_older(model), 16, LONG, 1, extra, source=source_at(wave_from))
+    else:
+        servers["wave"] = Server(model, 16, LONG, 1, ["--batching", "wave", *extra])
     requests = workload(urls, clients, per_client)
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
     try:
@@ -125,6 +169,7 @@ def run(clients: int, per_client: int, rounds: int) -> dict[str, Any]:
                for mode, measured in runs.items()}
     return {
         "model": "demo size, LM pretrained on the two answers (lavis.apps.serve --model <converted folder>)",
+        "wave_from": wave_from or "this tree",
         "clients": clients, "requests": len(requests), "short_tokens": SHORT, "long_tokens": LONG, "num_beams": 1,
         "rounds": rounds, **summary,
         "identical_answers": all(m["answers"] == runs["wave"][0]["answers"] for ms in runs.values() for m in ms),
@@ -141,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--wave-from", default=None, metavar="COMMIT", help="run the wave server from this commit")
     args = parser.parse_args(argv)
-    emit(run(args.clients, args.requests_per_client, args.rounds), args.out)
+    emit(run(args.clients, args.requests_per_client, args.rounds, args.wave_from), args.out)
 
 
 if __name__ == "__main__":
