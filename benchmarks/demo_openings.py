@@ -5,10 +5,11 @@
 A user rarely asks the bare question: "Quick note: is the tissue dense?", "Okay, so is it H&E?".
 This asks the trained demo model (``<run>/stage2``'s chosen checkpoint, through
 ``lavis.apps.inference.Answerer`` as the server does) the validation split's closed questions in
-their template wording, bare and after each of a dozen openings that no training wording uses
-(checked here against the training grammar), and counts per opening the answers without a
-yes/no verdict (a bare value, "large") and the correct ones (strict). Validation tiles only: the
-test split decides nothing here.
+their template wording, bare and after each of 11 openings that no training wording uses (checked
+here against the training grammar). Per opening it counts the answers without a yes/no verdict (a
+bare value, "large") and the correct ones: the answer's verdict word (``lavis.models.llm.verdict``,
+as the server reads it) equals the truth's yes/no. Validation tiles only: the test split decides
+nothing here.
 
 Results are keyed by ``--label`` (e.g. a commit) in the output file, so two runs of ``make demo``
 (before and after a change) can be compared side by side.

@@ -273,7 +273,7 @@ class Pipeline:
             background = start_job(job, self.out / "logs", threads=max(1, threads - threads // 2))
 
             def take_back(steps_done: int) -> None:
-                if steps_done == self.s.lm.steps_on_one_core and not ended:
+                if steps_done == self.s.lm.steps_on_one_core:
                     ended.update(background.wait())
                     torch.set_num_threads(threads)
 
