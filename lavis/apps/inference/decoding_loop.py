@@ -10,6 +10,12 @@ its verdict agrees with its yes/no confidence), and finishes the requests that a
 token counts, yes/no probabilities, exactly as :meth:`Answerer.answer` makes them). A short
 question that joins next to long answers leaves as soon as it is answered.
 
+``stream_interval`` (seconds): a request's settled text is sent at most that often, the first
+piece at once and the rest when it is done. Every piece sent costs the server's event loop a
+chunk to write and its client one to read, on the interpreter the decoding steps also need; at
+the demo's size a step takes about 2 ms, and sending every token cost continuous batching about a
+fifth of its throughput in benchmarks/serve_mixed.py. 0 sends each token as it is decided.
+
 Padding never reaches an answer (see :mod:`lavis.models.llm.incremental`), so an answer does not
 depend on what it was decoded next to. A seeded sampling request draws from its own generator, so
 it can share the batch and still get the samples it gets alone.
@@ -22,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -81,6 +88,7 @@ class LoopRequest:
     prefix: torch.Tensor | None = None  # its query outputs (1, queries, width): the yes/no confidence reuses them
     cancelled: bool = False
     batch: int = 0
+    sent_at: float = float("-inf")  # when its text was last sent (time.monotonic)
 
 
 def _offsets(sizes: Sequence[int]) -> list[int]:
@@ -95,9 +103,12 @@ def _offsets(sizes: Sequence[int]) -> list[int]:
 class DecodingLoop:
     """Up to ``max_requests`` requests decoded together, each joining and leaving at any step."""
 
-    def __init__(self, answerer: Answerer, max_requests: int = 16) -> None:
+    def __init__(self, answerer: Answerer, max_requests: int = 16, stream_interval: float = 0.0) -> None:
         if max_requests < 1:
             raise ValueError(f"max_requests must be >= 1, got {max_requests}")
+        if stream_interval < 0:
+            raise ValueError(f"stream_interval must be >= 0 seconds, got {stream_interval}")
+        self.stream_interval = stream_interval
         self.answerer = answerer
         self.model = answerer.model
         self.bridge = self.model.bridge
@@ -289,8 +300,12 @@ class DecodingLoop:
     def _send_text(self, request: LoopRequest) -> None:
         if request.query.closed:  # its verdict is settled against the yes/no confidence at the end
             return
+        now = time.monotonic()
+        if now - request.sent_at < self.stream_interval:
+            return  # sent with a later piece, or with the answer
         deltas = [stream.delta(tokens) for stream, tokens in zip(request.streams, request.search.settled())]
         if any(deltas):
+            request.sent_at = now
             request.notify(Event("text", text=deltas))
 
     def _finish(self, requests: list[LoopRequest]) -> None:

@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "per batch, which runs until its longest answer is done")
     parser.add_argument("--max-batch", type=int, default=16, help="most requests decoded together")
     parser.add_argument("--max-wait-ms", type=float, default=20.0,
-                        help="--batching wave: longest a request waits for others to share its batch")
+                        help="longest a request waits for others to share its batch (wave), or its first step "
+                             "when nothing is running (continuous)")
+    parser.add_argument("--stream-interval-ms", type=float, default=20.0,
+                        help="--batching continuous: a streamed answer's text is sent at most this often (the "
+                             "first piece at once); 0 sends every token as it is decided")
     parser.add_argument("--max-queue", type=int, default=256, help="waiting requests beyond this get 429")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="the largest max_tokens a request may ask")
     parser.add_argument("--max-n", type=int, default=8, help="the largest n (answers per request)")
@@ -88,8 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(getattr(logging, args.log_level.upper()))
     try:
-        if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_new_tokens < 1 or args.max_n < 1:
-            raise ConfigError("--max-batch, --max-new-tokens and --max-n must be >= 1, --max-wait-ms >= 0")
+        if (args.max_batch < 1 or args.max_wait_ms < 0 or args.stream_interval_ms < 0 or args.max_new_tokens < 1
+                or args.max_n < 1):
+            raise ConfigError("--max-batch, --max-new-tokens and --max-n must be >= 1, --max-wait-ms and "
+                              "--stream-interval-ms >= 0")
         if not 1 <= args.port <= 65535:
             raise ConfigError(f"--port must be a TCP port from 1 to 65535, got {args.port}")
         api_key = read_api_key(args.api_key_env)
@@ -130,6 +136,7 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> tuple[Any, Any]:
         limits=Limits(args.max_new_tokens, args.max_n, args.max_image_mb, args.max_image_megapixels),
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        stream_interval_ms=args.stream_interval_ms,
         max_queue=args.max_queue,
         batching=args.batching,
         allowed_hosts=tuple(allowed_hosts(args.host, args.allowed_hosts)),

@@ -71,6 +71,7 @@ class ServerSettings:
     limits: Limits = dataclasses.field(default_factory=Limits)
     max_batch: int = 16
     max_wait_ms: float = 20.0
+    stream_interval_ms: float = 20.0  # continuous batching: a request's text is sent at most this often
     max_queue: int = 256
     api_key: str | None = None
     examples: list[Example] = dataclasses.field(default_factory=list)
@@ -93,7 +94,7 @@ class ChatService:
         self.settings = settings
         if settings.batching == "continuous":
             self.batcher: ContinuousBatcher | DynamicBatcher = ContinuousBatcher(
-                answerer, settings.max_batch, settings.max_queue)
+                answerer, settings.max_batch, settings.max_queue, settings.max_wait_ms, settings.stream_interval_ms)
         elif settings.batching == "wave":
             self.batcher = DynamicBatcher(answerer.answer, settings.max_batch, settings.max_wait_ms, settings.max_queue)
         else:

@@ -6,6 +6,12 @@ step it joins is the next one anyway) and leaves when its answer is done; ``stre
 text as the loop settles it, then its answer. A client that goes away (a closed stream, the
 page's stop button) is dropped from the batch at the next step.
 
+With nothing running there is no step to join: requests that arrive together then start together,
+as a wave batch forms (the oldest waits at most ``max_wait_ms`` for the others; a request that
+came long after the one before it starts at once). Rows that start together read their images in
+one pass, at a third of the cost per request of starting them one by one at the demo's size, and
+keep finishing and restarting together under steady load.
+
 The events of one step reach the event loop in one call: a wake-up per request and token (a
 write to the loop's self-pipe each time) took about 6% of the generation thread in a profile of
 the streamed mix (benchmarks/serve_mixed.py).
@@ -16,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 from lavis.apps.inference import Answer, Answerer, Query
@@ -30,9 +38,13 @@ class ContinuousBatcher:
 
     mode = "continuous"
 
-    def __init__(self, answerer: Answerer, max_batch: int = 16, max_queue: int = 256) -> None:
-        self.loop = DecodingLoop(answerer, max_batch)
+    def __init__(self, answerer: Answerer, max_batch: int = 16, max_queue: int = 256, max_wait_ms: float = 20.0,
+                 stream_interval_ms: float = 0.0) -> None:
+        self.loop = DecodingLoop(answerer, max_batch, stream_interval_ms / 1000.0)
         self.max_queue = max_queue
+        self.max_wait = max_wait_ms / 1000.0
+        self._arrivals: deque[float] = deque(maxlen=2)  # the last two arrivals (time.monotonic)
+        self._idle_since_arrival = 0.0  # when the first request after an idle spell arrived
         self.stats = BatchStats()  # here a "batch" is one decoding step, its size the requests in it
         self._wake = threading.Event()
         self._outbox: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event], Event]] = []  # this step's events
@@ -67,6 +79,10 @@ class ContinuousBatcher:
         def notify(event: Event) -> None:  # on the generation thread, delivered after its step
             self._outbox.append((loop, events, event))
 
+        now = time.monotonic()
+        if self.loop.idle:
+            self._idle_since_arrival = now
+        self._arrivals.append(now)
         request = self.loop.submit(query, notify)
         self._wake.set()
         finished = False
@@ -95,8 +111,9 @@ class ContinuousBatcher:
 
     def _run(self) -> None:
         while not self._stopping:
-            if self.loop.idle:
-                self._wake.wait()
+            hold = self._hold_for_company()
+            if self.loop.idle or hold > 0:
+                self._wake.wait(hold or None)
                 self._wake.clear()
                 continue
             try:
@@ -109,6 +126,12 @@ class ContinuousBatcher:
             if size:
                 self.stats.batches[size] += 1
 
+    def _hold_for_company(self) -> float:
+        """Seconds an idle loop waits before its first step, for the requests arriving with the first."""
+        if self.loop.running or not self.loop.waiting or self.loop.waiting >= self.loop.max_requests:
+            return 0.0
+        return hold_for_company(time.monotonic(), list(self._arrivals), self._idle_since_arrival, self.max_wait)
+
     def _deliver(self) -> None:
         """Hand the events gathered so far to their requests: one call per event loop."""
         events, self._outbox = self._outbox, []
@@ -120,6 +143,15 @@ class ContinuousBatcher:
                 loop.call_soon_threadsafe(_put_all, items)
             except RuntimeError:  # the event loop has closed (shutdown)
                 pass
+
+
+def hold_for_company(now: float, arrivals: list[float], first: float, max_wait: float) -> float:
+    """How long an idle loop still waits for company: until ``max_wait`` after the ``first`` request
+    of the spell arrived, if the newest of the last ``arrivals`` came within ``max_wait`` of the one
+    before it (company is on its way); else not at all (wave batching's rule, lavis.apps.serve.batcher)."""
+    if len(arrivals) < 2 or arrivals[-1] - arrivals[-2] > max_wait:
+        return 0.0
+    return max(0.0, first + max_wait - now)
 
 
 def _put_all(items: list[tuple[asyncio.Queue[Event], Event]]) -> None:

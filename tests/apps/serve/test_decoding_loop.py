@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lavis.apps.inference.decoding_loop import DecodingLoop
+
 
 def decodings():
     from lavis.apps.inference import Decoding
@@ -27,8 +29,6 @@ def run_loop(answerer, queries, join_at):
     """Submit query i before step ``join_at[i]``; step until all are answered. Returns, per query,
     its answer, its streamed text per choice, the step it finished at, and the most requests it
     was decoded with."""
-    from lavis.apps.inference.decoding_loop import DecodingLoop
-
     loop = DecodingLoop(answerer, max_requests=16)
     answers, streamed, finished_at = {}, {}, {}
     clock = [0]  # the step being run
@@ -88,3 +88,31 @@ def test_a_request_that_joins_later_does_not_change_the_running_ones(answerer, q
     staggered = run_loop(answerer, queries, [0, 1, 2, 3, 4, 5])
     assert [r[0].choices[0].text for r in together] == [r[0].choices[0].text for r in staggered]
     assert max(r[3] for r in staggered) >= 4  # several requests at different lengths shared steps
+
+
+def test_with_a_stream_interval_text_comes_in_fewer_pieces_that_still_add_up(answerer, questions):
+    """The first piece at once, then at most one per interval (here: none before the end)."""
+    from lavis.apps.inference import Decoding
+
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 255, (60, 60, 3), dtype=np.uint8))
+    query = answerer.query(image, questions[3], decoding=Decoding(max_new_tokens=8, min_new_tokens=8, num_beams=1))
+    pieces = {}
+    for interval in (0.0, 3600.0):
+        events = []
+        loop = DecodingLoop(answerer, stream_interval=interval)
+        loop.submit(query, events.append)
+        while not loop.idle:
+            loop.step()
+        texts = [e.text[0] for e in events if e.kind == "text"]
+        assert "".join(texts) == events[-1].answer.choices[0].text  # nothing lost, nothing repeated
+        pieces[interval] = len(texts)
+    assert pieces[3600.0] == 2 and pieces[0.0] > 2, pieces  # the first piece, then the rest with the answer
+
+
+def test_an_idle_loop_waits_for_company_only_when_it_is_on_its_way():
+    from lavis.apps.serve.continuous import hold_for_company
+
+    assert hold_for_company(now=0.001, arrivals=[0.0], first=0.0, max_wait=0.02) == 0.0  # alone: no wait
+    assert hold_for_company(0.006, [0.0, 0.005], 0.0, 0.02) == pytest.approx(0.014)  # a second came 5 ms later
+    assert hold_for_company(0.051, [-1.0, 0.05], 0.05, 0.02) == 0.0  # the newest came long after the one before
+    assert hold_for_company(0.03, [0.0, 0.005], 0.0, 0.02) == 0.0  # the first has waited max_wait already

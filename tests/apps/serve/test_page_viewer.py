@@ -23,8 +23,8 @@ def site(make_server, slide_folder):
 
     folder, results, _ = slide_folder
     defaults = Decoding(max_new_tokens=LONGEST, min_new_tokens=LONGEST, num_beams=1)  # greedy: streams token by token
-    with make_server(slides=SlideLibrary(folder, [results]), defaults=defaults,
-                     limits=Limits(max_new_tokens=LONGEST)) as running:
+    with make_server(slides=SlideLibrary(folder, [results]), defaults=defaults, stream_interval_ms=0,
+                     limits=Limits(max_new_tokens=LONGEST)) as running:  # every token sent: the page shows each
         yield running
 
 
