@@ -90,3 +90,23 @@ def test_probabilities_follow_what_the_model_learned(build_tiny):
     model.eval()
     after = model.yes_no_probabilities(batch, ["no"] * 2)
     assert after[0] > 0.9 and after[1] < 0.1, after
+
+
+def test_t5_reusing_the_encoder_output_of_generation_gives_the_same_probabilities(build_tiny, make_batch):
+    """The serving loop hands over each row's encoder output from its start-up (padded to whatever
+    its start-up batch needed) instead of having the prompts read again."""
+    from lavis.models.llm.incremental import stack_encoded
+
+    model = build_tiny("blip2_t5_instruct").eval()
+    batch = make_batch(3)
+    answers = ["The tissue is dense: no.", "yes", "Lymphocytes are seen."]
+    with torch.no_grad():
+        prefix = model.prefix(batch, model.qformer_prompts(batch))
+        embeds, mask = model.bridge._encoder_inputs(prefix, model.prompts(batch))
+        hidden = model.bridge.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        extra = torch.zeros_like(hidden[:1, :3]), torch.zeros_like(mask[:1, :3])  # more padding on one row
+        rows = [(hidden[i : i + 1], mask[i : i + 1]) for i in range(3)]
+        rows[1] = (torch.cat([rows[1][0], extra[0]], 1), torch.cat([rows[1][1], extra[1]], 1))
+        reused = model.yes_no_probabilities(batch, answers, prefix=prefix, encoded=stack_encoded(rows))
+        read_again = model.yes_no_probabilities(batch, answers, prefix=prefix)
+    torch.testing.assert_close(reused, read_again, atol=1e-5, rtol=1e-4)

@@ -262,14 +262,16 @@ class Answerer:
 
     @torch.no_grad()
     def answers_from_ids(self, queries: Sequence[Query], ids: torch.Tensor, samples: dict[str, Any] | None = None,
-                         prefix: torch.Tensor | None = None) -> list[Answer]:
+                         prefix: torch.Tensor | None = None,
+                         encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[Answer]:
         """Answers from generated token ids (``n`` rows per query, as ``generate`` returns them, padded):
         the text, token counts and finish reasons, and yes/no probabilities for closed questions.
         ``prefix``: the queries' query outputs from generation, so that the confidence does not read
-        the images again. Call it under the model's autocast, as generation ran."""
+        the images again, and ``encoded`` (an encoder-decoder's encoder output and mask per query),
+        so that it does not read the prompts again. Call it under the model's autocast, as generation ran."""
         n = queries[0].decoding.n
         texts = self.model.bridge.decode(ids)
-        yes = self._p_yes(samples if samples is not None else self.samples(queries), queries, texts, n, prefix)
+        yes = self._p_yes(samples if samples is not None else self.samples(queries), queries, texts, n, prefix, encoded)
         texts = [settle_verdict(text, yes.get(k)) for k, text in enumerate(texts)]
         counts = self._token_counts(ids)
         answers = []
@@ -283,7 +285,8 @@ class Answerer:
         return answers
 
     def _p_yes(self, samples: dict[str, Any], queries: Sequence[Query], texts: list[str], n: int,
-               prefix: torch.Tensor | None = None) -> dict[int, float]:
+               prefix: torch.Tensor | None = None,
+               encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[int, float]:
         """P(yes) per generated answer of the closed questions that states a verdict (index into
         ``texts``); an answer without one ("large") gets none: there is no verdict to be sure of."""
         rows = [i * n + j for i, q in enumerate(queries) if q.closed for j in range(n)
@@ -296,8 +299,10 @@ class Answerer:
             "text_input": [samples["text_input"][row // n] for row in rows],
             "history": [samples["history"][row // n] for row in rows],
         }
-        probs = self.model.yes_no_probabilities(closed, answers=[texts[row] for row in rows],
-                                                prefix=None if prefix is None else prefix.index_select(0, owners))
+        probs = self.model.yes_no_probabilities(
+            closed, answers=[texts[row] for row in rows],
+            prefix=None if prefix is None else prefix.index_select(0, owners),
+            encoded=None if encoded is None else tuple(part.index_select(0, owners) for part in encoded))
         return {row: round(float(p), 6) for row, p in zip(rows, probs.tolist())}
 
     def _token_counts(self, ids: torch.Tensor) -> list[tuple[int, str]]:

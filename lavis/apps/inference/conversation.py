@@ -67,10 +67,15 @@ class TokenBudget:
         self._llm_extra = int(bridge.bos_id is not None) if isinstance(bridge, CausalBridge) else 0
         self._llm_special = not isinstance(bridge, CausalBridge)
         self._qformer = copy.deepcopy(model.tokenizer) if getattr(model, "QFORMER_TEXT", False) else None
+        self._last: tuple[str, int] | None = None  # a query counts its instruction twice (fits, then its prompt tokens)
 
     def llm_tokens(self, instruction: str) -> int:
+        if self._last is not None and self._last[0] == instruction:
+            return self._last[1]
         prompt = self.template.format(instruction)
-        return len(self._llm(prompt, add_special_tokens=self._llm_special).input_ids) + self._llm_extra
+        count = len(self._llm(prompt, add_special_tokens=self._llm_special).input_ids) + self._llm_extra
+        self._last = (instruction, count)
+        return count
 
     def count(self, instruction: str) -> int:
         """The larger of the LLM's and the Q-Former's token counts (both are cut at ``limit``)."""

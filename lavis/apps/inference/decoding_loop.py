@@ -43,6 +43,7 @@ from lavis.models.llm.incremental import (
     incremental_decoder,
     logits_processors,
     select_rows,
+    stack_encoded,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,14 @@ class LoopRequest:
     search: Search | None = None
     streams: list[TextStream] = dataclasses.field(default_factory=list)
     prefix: torch.Tensor | None = None  # its query outputs (1, queries, width): the yes/no confidence reuses them
+    encoded: tuple[torch.Tensor, torch.Tensor] | None = None  # T5: its encoder output and mask, reused likewise
     cancelled: bool = False
     batch: int = 0
     sent_at: float = float("-inf")  # when its text was last sent (time.monotonic)
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)  # (a copy less on most steps)
 
 
 def _offsets(sizes: Sequence[int]) -> list[int]:
@@ -153,7 +159,7 @@ class DecodingLoop:
             if parts:
                 rows = concat_rows(parts)
                 try:
-                    logits.append(self.decoder.step(rows, torch.cat(tokens)))
+                    logits.append(self.decoder.step(rows, _cat(tokens)))
                 except Exception as err:  # noqa: BLE001  (the batch's state is lost: its requests fail, the server goes on)
                     self._fail(self.running + (joining if in_step else []), err)
                     self.running, self._rows, rows, logits = [], None, None, []
@@ -165,7 +171,7 @@ class DecodingLoop:
                 return 0
             self.steps += 1
             size = len(self.running) + len(joining)
-            self._advance(rows, torch.cat(logits), joining)
+            self._advance(rows, _cat(logits), joining)
             return size
 
     def fail_all(self, err: BaseException) -> None:
@@ -222,6 +228,8 @@ class DecodingLoop:
         rows, logits = self.decoder.start(prefix, prompts)
         for i, request in enumerate(requests):
             request.prefix = prefix[i : i + 1]
+            if rows.encoder is not None:
+                request.encoded = (rows.encoder[i : i + 1], rows.encoder_mask[i : i + 1])
             request.search = self._search(request.query)
             request.streams = [TextStream(self.bridge.tokenizer) for _ in range(request.query.decoding.n)]
         return rows, logits
@@ -269,9 +277,9 @@ class DecodingLoop:
             tokens += chosen
             going_on.append(request)
             self._send_text(request)
-        keep = torch.tensor(index, dtype=torch.long, device=rows.mask.device)
         reorder_only = not joining and not finished  # every row replaced by a row of its own request
-        if len(keep) and not (reorder_only and torch.equal(keep, torch.arange(len(rows), device=keep.device))):
+        if index and not (reorder_only and index == list(range(len(rows)))):
+            keep = torch.tensor(index, dtype=torch.long, device=rows.mask.device)
             rows = select_rows(rows, keep, cross_too=not reorder_only)
         self.running, self._rows = going_on, (rows if going_on else None)
         self._tokens = torch.tensor(tokens, dtype=torch.long, device=rows.mask.device) if going_on else None
@@ -316,8 +324,9 @@ class DecodingLoop:
         for group in by_n.values():
             try:
                 ids = self._padded([tokens for r in group for tokens in r.search.results()])
+                encoded = None if group[0].encoded is None else stack_encoded([r.encoded for r in group])
                 answers = self.answerer.answers_from_ids([r.query for r in group], ids,
-                                                         prefix=torch.cat([r.prefix for r in group]))
+                                                         prefix=torch.cat([r.prefix for r in group]), encoded=encoded)
             except Exception as err:  # noqa: BLE001
                 self._fail(group, err)
                 continue

@@ -241,10 +241,13 @@ class ChatService:
                 if event.kind == "answer":
                     answer, batch = event.answer, event.batch
                     continue
+                pieces = []
                 for index, piece in enumerate(event.text or []):
                     if piece:
                         sent[index] += piece
-                        yield content_chunk(completion_id, created, model_id, index, piece, usage)
+                        pieces.append(content_chunk(completion_id, created, model_id, index, piece, usage))
+                if pieces:
+                    yield "".join(pieces)  # one write per event: each costs the event loop a trip through the ASGI stack
         except asyncio.CancelledError:  # the client went away; the batcher drops its request
             self.log(499, start, detail="client closed the stream")
             raise
@@ -254,9 +257,7 @@ class ChatService:
             yield error_event(failure)
             yield DONE
             return
-        for event in answer_chunks(completion_id, created, model_id, answer, usage, sent):
-            yield event
-        yield DONE
+        yield "".join(answer_chunks(completion_id, created, model_id, answer, usage, sent)) + DONE
         self.log(200, start, batch, answer.prompt_tokens, answer.completion_tokens, parsed)
 
     def log(self, status: int, start: float, batch: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0,

@@ -203,7 +203,7 @@ class Blip2Base(BaseModel):
                 )
         elif samples.get("image") is None:
             raise DataError("the batch has neither 'image' nor 'image_embeds'")
-        elif self.visual_encoder.trainable:
+        elif torch.is_grad_enabled() and self.visual_encoder.trainable:  # (the check walks every weight)
             features = self._vision_features(samples["image"])  # vision.freeze=false: the encoder trains too
         else:
             features = self.encode_image_frozen(samples["image"])

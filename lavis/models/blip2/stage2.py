@@ -223,14 +223,16 @@ class Blip2LLMBase(Blip2Base):
 
     @torch.no_grad()
     def yes_no_probabilities(self, samples: Mapping[str, Any], answers: Sequence[str] | None = None,
-                             prefix: torch.Tensor | None = None) -> torch.Tensor:
+                             prefix: torch.Tensor | None = None,
+                             encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(B,) P(yes) from the model's likelihoods, for closed questions.
 
         ``answers`` (default: the model's greedy answers) fix everything but the verdict word: P(yes)
         is the softmax over the likelihoods of the answer saying yes and the same answer saying no
         (see :mod:`lavis.models.llm.verdict`), so it holds for a bare "yes", for "No, ..." and for
         answers that state an observation before the verdict ("The tissue is loose: no.").
-        ``prefix``: the samples' query outputs (:meth:`prefix`) when the caller has them already.
+        ``prefix``: the samples' query outputs (:meth:`prefix`) when the caller has them already;
+        ``encoded``: an encoder-decoder LLM's reading of them too (``LanguageBridge.score_targets``).
         """
         if answers is None:
             answers = self.generate(samples, num_beams=1, max_new_tokens=self.cfg.max_output_txt_len, min_new_tokens=1)
@@ -240,5 +242,5 @@ class Blip2LLMBase(Blip2Base):
         pairs = [list(verdict_pair(answer)) for answer in answers]
         if prefix is None:
             prefix = self.prefix(samples, self.qformer_prompts(samples))
-        scores = self.bridge.score_targets(prefix, prompts, pairs)
+        scores = self.bridge.score_targets(prefix, prompts, pairs, encoded)
         return torch.softmax(scores.float(), dim=1)[:, 0]

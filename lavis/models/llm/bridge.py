@@ -152,10 +152,13 @@ class LanguageBridge:
         return self.decode(self.generate_ids(prefix, prompts, options))
 
     def score_targets(
-        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]]
+        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]],
+        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """(B, C) summed log-likelihood (EOS included) of sample b's own candidates ``targets[b]``;
-        every sample has the same number C of candidates."""
+        every sample has the same number C of candidates. ``encoded``: an encoder-decoder's encoder
+        output for [prefix; prompts] and its mask, when the caller has them from generation (the
+        encoder is not run again); decoder-only LMs read their prompt with the candidates anyway."""
         raise NotImplementedError
 
     def score(self, prefix: torch.Tensor, prompts: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:

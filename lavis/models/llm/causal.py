@@ -88,7 +88,8 @@ class CausalBridge(LanguageBridge):
 
     @torch.no_grad()
     def score_targets(
-        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]]
+        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]],
+        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         batch = prefix.shape[0]
         flat, count = flatten_targets(targets, batch)

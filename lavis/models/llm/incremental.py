@@ -86,6 +86,13 @@ def concat_rows(parts: Sequence[DecoderRows]) -> DecoderRows:
     return DecoderRows(first.cache, mask, positions, encoder, encoder_mask)
 
 
+def stack_encoded(parts: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder outputs and masks ((1, S_i, D), (1, S_i)) of rows started apart, as one batch padded on the right."""
+    length = max(mask.shape[1] for _, mask in parts)
+    return (torch.cat([_pad(hidden, length, 1, left=False) for hidden, _ in parts]),
+            torch.cat([_pad(mask, length, 1, left=False) for _, mask in parts]))
+
+
 def _self_kv(part: DecoderRows, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A part's self-attention keys and values of one layer; empty ones (rows that have not been
     fed a token yet) shaped like ``like`` with no positions."""
@@ -171,6 +178,10 @@ class Seq2SeqDecoder(IncrementalDecoder):
     """Encoder-decoder LMs (T5): the encoder reads [queries; instruction]; the decoder starts from
     ``decoder_start_token_id`` and its cross-attention keys/values are projected once per row."""
 
+    def __init__(self, bridge: LanguageBridge) -> None:
+        super().__init__(bridge)
+        self._encoder_mask: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # 2D, and as step passes it
+
     @property
     def initial_ids(self) -> list[int]:
         return [self._start_id]
@@ -205,9 +216,11 @@ class Seq2SeqDecoder(IncrementalDecoder):
 
         rows.mask = torch.cat([rows.mask, torch.ones_like(rows.encoder_mask[:, :1])], dim=1)
         padded = not bool(rows.mask.all())  # without padding, the plain causal mask (cheaper to build)
+        if self._encoder_mask[0] is not rows.encoder_mask:  # the same until rows join or leave
+            self._encoder_mask = (rows.encoder_mask, self._one_query_mask(rows.encoder_mask))
         with self.bridge.precision():
             out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=rows.encoder),
-                             attention_mask=self._one_query_mask(rows.encoder_mask),
+                             attention_mask=self._encoder_mask[1],
                              decoder_input_ids=tokens[:, None],
                              decoder_attention_mask=self._one_query_mask(rows.mask) if padded else None,
                              use_cache=True, **{self.cache_keyword: rows.cache})

@@ -60,19 +60,23 @@ class Seq2SeqBridge(LanguageBridge):
 
     @torch.no_grad()
     def score_targets(
-        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]]
+        self, prefix: torch.Tensor, prompts: Sequence[str], targets: Sequence[Sequence[str]],
+        encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
 
-        embeds, mask = self._encoder_inputs(prefix, prompts)
-        batch = embeds.shape[0]
+        batch = prefix.shape[0]
         flat, count = flatten_targets(targets, batch)
         labels, label_mask = self._targets(flat)
         with self.precision():
             # the encoder runs once per sample; its output is shared by that sample's candidates
-            encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            if encoded is None:
+                embeds, mask = self._encoder_inputs(prefix, prompts)
+                hidden = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            else:
+                hidden, mask = encoded
             logits = self.model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=encoded.repeat_interleave(count, dim=0)),
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(count, dim=0)),
                 attention_mask=mask.repeat_interleave(count, dim=0),
                 labels=labels,
                 decoder_attention_mask=label_mask,
