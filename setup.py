@@ -42,6 +42,8 @@ setup(
         "pandas>=2.0",
         "starlette>=0.40",
         "uvicorn>=0.30",
+        "httptools>=0.6",  # uvicorn picks these up: a C HTTP parser and event loop (see requirements.txt)
+        "uvloop>=0.19; sys_platform != 'win32'",
     ],
     package_data={"lavis.apps.serve": ["static/*"], "lavis.configs": ["**/*.yaml"]},
     # The top-level scripts (train.py, evaluate.py, ...) stay; these are the same commands on PATH.

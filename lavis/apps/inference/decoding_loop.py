@@ -10,11 +10,13 @@ its verdict agrees with its yes/no confidence), and finishes the requests that a
 token counts, yes/no probabilities, exactly as :meth:`Answerer.answer` makes them). A short
 question that joins next to long answers leaves as soon as it is answered.
 
-``stream_interval`` (seconds): a request's settled text is sent at most that often, the first
-piece at once and the rest when it is done. Every piece sent costs the server's event loop a
-chunk to write and its client one to read, on the interpreter the decoding steps also need; at
-the demo's size a step takes about 2 ms, and sending every token cost continuous batching about a
-fifth of its throughput in benchmarks/serve_mixed.py. 0 sends each token as it is decided.
+``stream_interval`` (seconds): the running requests' settled text is sent at most that often, all
+of it at the same step (a request's first piece at once, its last with its answer). Every piece
+sent costs the server's event loop a chunk to write and its client one to read, on the
+interpreter the decoding steps also need; at the demo's size a step takes about 2 ms, and sending
+every token cost continuous batching about a fifth of its throughput in
+benchmarks/serve_mixed.py. Sending everyone's text at one step wakes the event loop once per
+interval rather than at every step. 0 sends each token as it is decided.
 
 Padding never reaches an answer (see :mod:`lavis.models.llm.incremental`), so an answer does not
 depend on what it was decoded next to. A seeded sampling request draws from its own generator, so
@@ -90,7 +92,7 @@ class LoopRequest:
     encoded: tuple[torch.Tensor, torch.Tensor] | None = None  # T5: its encoder output and mask, reused likewise
     cancelled: bool = False
     batch: int = 0
-    sent_at: float = float("-inf")  # when its text was last sent (time.monotonic)
+    sent_any: bool = False  # whether some of its text was sent (the first piece goes out at once)
 
 
 def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -115,6 +117,7 @@ class DecodingLoop:
         if stream_interval < 0:
             raise ValueError(f"stream_interval must be >= 0 seconds, got {stream_interval}")
         self.stream_interval = stream_interval
+        self._sent_at = float("-inf")  # when the running requests' text was last sent (time.monotonic)
         self.answerer = answerer
         self.model = answerer.model
         self.bridge = self.model.bridge
@@ -262,12 +265,18 @@ class DecodingLoop:
             logits = logits.index_select(0, torch.tensor(spread, device=logits.device))
         logits, log_probs, best = self._ban_early_eos(logits, everyone)
         index, tokens, going_on, finished = [], [], [], []
+        now = time.monotonic()
+        send_all = now - self._sent_at >= self.stream_interval
+        self._sent_at = now if send_all else self._sent_at
         block = 0  # where a request's rows start in ``logits``
         for request, start, first in zip(everyone, _offsets(owned), firsts):
             search = request.search
             width = search.width
-            parents, chosen = search.advance(logits[block : block + width], log_probs[block : block + width],
-                                             best[block : block + width])
+            if search.reads_logits:
+                parents, chosen = search.advance(logits[block : block + width], log_probs[block : block + width],
+                                                 best[block : block + width])
+            else:  # (two tensor slices less per request and step)
+                parents, chosen = search.advance(None, None, best[block : block + width])
             block += width
             request.batch = max(request.batch, len(everyone))
             if search.done:
@@ -276,7 +285,8 @@ class DecodingLoop:
             index += [start + (p if first == 0 else 0) for p in parents]  # rows in ``rows``
             tokens += chosen
             going_on.append(request)
-            self._send_text(request)
+            if send_all or not request.sent_any:
+                self._send_text(request)
         reorder_only = not joining and not finished  # every row replaced by a row of its own request
         if index and not (reorder_only and index == list(range(len(rows)))):
             keep = torch.tensor(index, dtype=torch.long, device=rows.mask.device)
@@ -298,22 +308,19 @@ class DecodingLoop:
             row += request.search.width
         beams = any(isinstance(r.search, BeamSearch) for r in requests)
         log_probs = torch.log_softmax(logits, dim=-1) if beams else logits  # only beam search scores them
-        if banned:
-            where = (torch.tensor(banned, device=logits.device), torch.tensor(self.bridge.tokenizer.eos_token_id))
-            minus_inf = torch.tensor(float("-inf"), device=logits.device)
-            logits = logits.index_put(where, minus_inf)
-            log_probs = log_probs.index_put(where, minus_inf) if beams else logits
+        if banned:  # in place: these logits are this step's own
+            rows, eos = torch.tensor(banned, device=logits.device), self.bridge.tokenizer.eos_token_id
+            logits[rows, eos] = float("-inf")
+            if beams:
+                log_probs[rows, eos] = float("-inf")
         return logits, log_probs, logits.argmax(dim=-1).tolist()
 
     def _send_text(self, request: LoopRequest) -> None:
         if request.query.closed:  # its verdict is settled against the yes/no confidence at the end
             return
-        now = time.monotonic()
-        if now - request.sent_at < self.stream_interval:
-            return  # sent with a later piece, or with the answer
         deltas = [stream.delta(tokens) for stream, tokens in zip(request.streams, request.search.settled())]
         if any(deltas):
-            request.sent_at = now
+            request.sent_any = True
             request.notify(Event("text", text=deltas))
 
     def _finish(self, requests: list[LoopRequest]) -> None:

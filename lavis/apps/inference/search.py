@@ -31,6 +31,7 @@ class Search:
 
     width: int = 1
     done: bool = False
+    reads_logits: bool = True  # False: ``advance`` takes ``best`` only, and its caller need not slice the tensors
 
     def advance(self, logits: torch.Tensor, log_probs: torch.Tensor, best: Sequence[int]) -> tuple[list[int], list[int]]:
         """From its rows' (width, vocab) float logits, their log-softmax and each row's most likely
@@ -75,6 +76,7 @@ class TokenSearch(Search):
         self.width = n
         self.processors, self.eos, self.pad, self.min_new, self.max_new = processors, eos, pad, min_new, max_new
         self.initial, self.sample, self.generator = list(initial), sample, generator
+        self.reads_logits = sample or bool(processors)  # plain greedy takes each row's most likely token
         self.tokens: list[list[int]] = [[] for _ in range(n)]  # every token fed, padding after the end too
         self.lengths: list[int | None] = [None] * n  # generated length of a finished answer
 
