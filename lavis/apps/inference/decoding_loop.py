@@ -13,10 +13,10 @@ question that joins next to long answers leaves as soon as it is answered.
 ``stream_interval`` (seconds): the running requests' settled text is sent at most that often, all
 of it at the same step (a request's first piece at once, its last with its answer). Every piece
 sent costs the server's event loop a chunk to write and its client one to read, on the
-interpreter the decoding steps also need; at the demo's size a step takes about 2 ms, and sending
-every token cost continuous batching about a fifth of its throughput in
-benchmarks/serve_mixed.py. Sending everyone's text at one step wakes the event loop once per
-interval rather than at every step. 0 sends each token as it is decided.
+interpreter the decoding steps also need: at the demo's size, where a step takes milliseconds,
+sending every token costs continuous batching a good part of its throughput (docs/serving.md).
+Sending everyone's text at one step wakes the event loop once per interval rather than at every
+step. 0 sends each token as it is decided.
 
 Padding never reaches an answer (see :mod:`lavis.models.llm.incremental`), so an answer does not
 depend on what it was decoded next to. A seeded sampling request draws from its own generator, so

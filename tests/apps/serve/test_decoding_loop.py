@@ -113,6 +113,8 @@ def test_an_idle_loop_waits_for_company_only_when_it_is_on_its_way():
     from lavis.apps.serve.continuous import hold_for_company
 
     assert hold_for_company(now=0.001, arrivals=[0.0], first=0.0, max_wait=0.02) == 0.0  # alone: no wait
-    assert hold_for_company(0.006, [0.0, 0.005], 0.0, 0.02) == pytest.approx(0.014)  # a second came 5 ms later
+    assert hold_for_company(0.006, [0.0, 0.005], 0.0, 0.02) == pytest.approx(0.004)  # a second came 5 ms later:
+    assert hold_for_company(0.011, [0.005, 0.01], 0.0, 0.02) == pytest.approx(0.004)  # until 5 ms after the newest,
+    assert hold_for_company(0.019, [0.017, 0.018], 0.0, 0.02) == pytest.approx(0.001)  # or 20 ms after the first
     assert hold_for_company(0.051, [-1.0, 0.05], 0.05, 0.02) == 0.0  # the newest came long after the one before
     assert hold_for_company(0.03, [0.0, 0.005], 0.0, 0.02) == 0.0  # the first has waited max_wait already
