@@ -197,14 +197,21 @@ def serve_section(d: dict[str, Any]) -> list[str]:
 
 
 def serve_mixed_section(d: dict[str, Any]) -> list[str]:
-    keys = ("short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "answers_per_s")
-    rows = [[mode, *(d[mode][k] for k in keys)] for mode in ("continuous", "wave")]
-    return [f"### Serving: continuous vs wave batching, short questions among long answers ({d['model']}; "
-            f"{d['clients']} streaming clients, half {d['short_tokens']}-token, half {d['long_tokens']}-token answers, "
-            f"greedy, {d['rounds']} alternated rounds, medians; `python -m benchmarks.serve_mixed`)", "",
-            *table(["batching", "short p50 ms", "long p50 ms", "long first token p50 ms", "answers/s"], rows), "",
-            f"Short p50 speedup (paired) {d['serve_mixed_short_p50_speedup']:.2f}x, throughput ratio "
-            f"{d['throughput_ratio']:.2f}; answers identical in both: {d['identical_answers']}.", ""]
+    keys = ("short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "answers_per_s", "server_cpu_ms_per_answer")
+    rows = [[mode, *(d[mode].get(k, "-") for k in keys)] for mode in ("continuous", "wave")]
+    lines = [f"### Serving: continuous vs wave batching, short questions among long answers ({d['model']}; "
+             f"{d['clients']} streaming clients, half {d['short_tokens']}-token, half {d['long_tokens']}-token answers, "
+             f"greedy, {d['rounds']} alternated rounds, medians; `python -m benchmarks.serve_mixed`)", "",
+             *table(["batching", "short p50 ms", "long p50 ms", "long first token p50 ms", "answers/s",
+                     "server CPU ms per answer"], rows), "",
+             f"Short p50 speedup (paired) {d['serve_mixed_short_p50_speedup']:.2f}x, throughput ratio "
+             f"{d['throughput_ratio']:.2f}; answers identical in both: {d['identical_answers']}."]
+    if "throughput_ratios" in d:
+        lines[-1] += (f" Per round: speedups {min(d['short_p50_speedups']):.2f}-{max(d['short_p50_speedups']):.2f}x, "
+                      f"throughput ratios {min(d['throughput_ratios']):.2f}-{max(d['throughput_ratios']):.2f} "
+                      f"(continuous not slower in {d['rounds_continuous_not_slower']} of {d['rounds']}); "
+                      f"server CPU per answer, continuous/wave: {d['server_cpu_ratio']:.2f}.")
+    return [*lines, ""]
 
 
 def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str, Any] | None = None,

@@ -46,7 +46,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_base_generate": ["benchmarks.memory", "--measure", "base", "generate"],
     "memory_gpu_estimate": ["benchmarks.memory_gpu"],
     "serve_batching": ["benchmarks.serve", "--rounds", "3"],
-    "serve_mixed": ["benchmarks.serve_mixed", "--rounds", "3"],
+    "serve_mixed": ["benchmarks.serve_mixed", "--rounds", "9"],
     "slides_base": ["benchmarks.slides", "--size", "base", "--rounds", "2"],
 }
 

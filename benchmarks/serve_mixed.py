@@ -1,6 +1,6 @@
 """Short questions among long answers: continuous batching against wave batching, same requests.
 
-    python -m benchmarks.serve_mixed                 # about 3-5 minutes on 2 CPU cores
+    python -m benchmarks.serve_mixed                 # about a minute on 2 CPU cores
 
 16 clients stream their requests (``"stream": true``): half ask yes/no questions answered in 2
 tokens, half open questions answered in 64 tokens (``max_tokens`` 2 and 64; the server's
@@ -9,19 +9,22 @@ same token work). With ``--batching wave`` (the previous default) a batch is one
 call that runs until its longest answer is done, and requests with other settings wait for it;
 with ``--batching continuous`` a request joins the running batch at the next decoding step and
 leaves when done. Measured: the p50 latency of the short requests, the answers/s of the whole
-mix, and the time to the first streamed token of the long answers (wave sends the answer whole
-at the end, so its first token is its last).
+mix, the time to the first streamed token of the long answers (wave sends the answer whole at the
+end, so its first token is its last), and the server process's CPU time per answer (the work
+each mode needs, whatever else loads the machine).
 
 ``--wave-from COMMIT``: the wave server runs from that commit's source tree (``git archive``
 into ``benchmarks/_work``), e.g. the wave batching an issue was measured against, while the
-continuous server runs from this tree.
+continuous server runs from this tree. ``--stream-interval-ms 0``: the continuous server sends
+every token as it is decided (its default sends the text at most every 20 ms).
 
 The model has the demo's size (as ``benchmarks.serve``: random vision encoder and Q-Former), its
 language model pretrained for a few seconds on the two questions' answers so that it answers with
 words (a random one emits padding, which streams no text); the server runs in its own process with
 one intra-op thread; greedy decoding (``num_beams=1``: what streams token by token; beam search sends
 the prefix its beams agree on). Both servers run side by side and are measured in alternating
-order, round by round; ratios are medians of per-round ratios. Answers must be identical in both.
+order, round by round; ratios are medians of per-round ratios, each round's listed too (9 rounds:
+single rounds vary by 10-20% on a shared machine). Answers must be identical in both.
 """
 
 from __future__ import annotations
@@ -96,11 +99,14 @@ def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> di
         for i in range(offset, len(requests), clients):
             results[i] = stream(server, requests[i][1])
 
+    cpu = server.cpu_seconds()
     wall = run_clients(clients, client)
+    cpu = server.cpu_seconds() - cpu
     short = [r[2] for (is_short, _), r in zip(requests, results) if is_short]
     long_ttft = [r[1] for (is_short, _), r in zip(requests, results) if not is_short]
     long_total = [r[2] for (is_short, _), r in zip(requests, results) if not is_short]
     return {"answers_per_s": len(requests) / wall, "wall_s": round(wall, 3),
+            "server_cpu_ms_per_answer": 1000 * cpu / len(requests),
             "short_p50_ms": 1000 * statistics.median(short), "long_p50_ms": 1000 * statistics.median(long_total),
             "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results]}
 
@@ -139,11 +145,13 @@ def model_for_older(model: Path) -> Path:
     return folder
 
 
-def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None) -> dict[str, Any]:
+def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None,
+        stream_interval_ms: float | None = None) -> dict[str, Any]:
     model = build_model(WORK / "talking", ANSWERS)
     urls = images(16)
     extra = ["--generation", "num_beams=1", f"max_new_tokens={LONG}", f"min_new_tokens={LONG}"]
-    servers = {"continuous": Server(model, 16, LONG, 1, ["--batching", "continuous", *extra])}
+    interval = [] if stream_interval_ms is None else ["--stream-interval-ms", str(stream_interval_ms)]
+    servers = {"continuous": Server(model, 16, LONG, 1, ["--batching", "continuous", *extra, *interval])}
     if wave_from:  # a tree from before continuous batching has no --batching: waves were all it did
         servers["wave"] = Server(model_for_older(model), 16, LONG, 1, extra, source=source_at(wave_from))
     else:
@@ -165,16 +173,27 @@ def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None
             server.close()
     pairs = list(zip(runs["continuous"], runs["wave"]))
     summary = {mode: {key: statistics.median(m[key] for m in measured)
-                      for key in ("answers_per_s", "short_p50_ms", "long_p50_ms", "long_ttft_p50_ms")}
+                      for key in ("answers_per_s", "short_p50_ms", "long_p50_ms", "long_ttft_p50_ms",
+                                  "server_cpu_ms_per_answer")}
                for mode, measured in runs.items()}
+    speedups = [w["short_p50_ms"] / c["short_p50_ms"] for c, w in pairs]
+    ratios = [c["answers_per_s"] / w["answers_per_s"] for c, w in pairs]
     return {
         "model": "demo size, LM pretrained on the two answers (lavis.apps.serve --model <converted folder>)",
         "wave_from": wave_from or "this tree",
+        "stream_interval_ms": "the server's default" if stream_interval_ms is None else stream_interval_ms,
         "clients": clients, "requests": len(requests), "short_tokens": SHORT, "long_tokens": LONG, "num_beams": 1,
         "rounds": rounds, **summary,
         "identical_answers": all(m["answers"] == runs["wave"][0]["answers"] for ms in runs.values() for m in ms),
-        "serve_mixed_short_p50_speedup": statistics.median(w["short_p50_ms"] / c["short_p50_ms"] for c, w in pairs),
-        "throughput_ratio": statistics.median(c["answers_per_s"] / w["answers_per_s"] for c, w in pairs),
+        "serve_mixed_short_p50_speedup": statistics.median(speedups),
+        "throughput_ratio": statistics.median(ratios),
+        # per round, sorted: the spread of the paired ratios (wave's rounds are bimodal: whether a
+        # round's first wave holds the short questions or the long answers changes its pace)
+        "short_p50_speedups": sorted(round(x, 3) for x in speedups),
+        "throughput_ratios": sorted(round(x, 3) for x in ratios),
+        "rounds_continuous_not_slower": sum(x >= 1 for x in ratios),
+        "server_cpu_ratio": (summary["continuous"]["server_cpu_ms_per_answer"]
+                             / summary["wave"]["server_cpu_ms_per_answer"]),
         "serve_ttft_ms_p50": summary["continuous"]["long_ttft_p50_ms"],
         "machine": machine(),
     }
@@ -184,11 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests-per-client", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--wave-from", default=None, metavar="COMMIT", help="run the wave server from this commit")
+    parser.add_argument("--stream-interval-ms", type=float, default=None,
+                        help="the continuous server's --stream-interval-ms (default: its own default)")
     args = parser.parse_args(argv)
-    emit(run(args.clients, args.requests_per_client, args.rounds, args.wave_from), args.out)
+    emit(run(args.clients, args.requests_per_client, args.rounds, args.wave_from, args.stream_interval_ms), args.out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ NOT_IMPORTED = {
     "openslide-bin": "the C library openslide-python loads",
     "ruff": "run as the lint command",
     "mkdocs": "run as the docs build command",
+    "httptools": "uvicorn's HTTP parser, which uvicorn picks when it is installed",
+    "uvloop": "uvicorn's event loop, which uvicorn picks when it is installed",
 }
 
 
