@@ -197,13 +197,14 @@ def serve_section(d: dict[str, Any]) -> list[str]:
 
 
 def serve_mixed_section(d: dict[str, Any]) -> list[str]:
-    keys = ("short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "answers_per_s", "server_cpu_ms_per_answer")
-    rows = [[mode, *(d[mode].get(k, "-") for k in keys)] for mode in ("continuous", "wave")]
+    keys = ("short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "answers_per_s", "server_cpu_ms_per_answer",
+            "generation_idle_share")
+    rows = [[mode, *(("-" if d[mode].get(k) is None else d[mode][k]) for k in keys)] for mode in ("continuous", "wave")]
     lines = [f"### Serving: continuous vs wave batching, short questions among long answers ({d['model']}; "
              f"{d['clients']} streaming clients, half {d['short_tokens']}-token, half {d['long_tokens']}-token answers, "
              f"greedy, {d['rounds']} alternated rounds, medians; `python -m benchmarks.serve_mixed`)", "",
              *table(["batching", "short p50 ms", "long p50 ms", "long first token p50 ms", "answers/s",
-                     "server CPU ms per answer"], rows), "",
+                     "server CPU ms per answer", "generation thread idle share"], rows), "",
              f"Short p50 speedup (paired) {d['serve_mixed_short_p50_speedup']:.2f}x, throughput ratio "
              f"{d['throughput_ratio']:.2f}; answers identical in both: {d['identical_answers']}."]
     if "throughput_ratios" in d:

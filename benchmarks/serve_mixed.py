@@ -99,14 +99,17 @@ def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> di
         for i in range(offset, len(requests), clients):
             results[i] = stream(server, requests[i][1])
 
-    cpu = server.cpu_seconds()
+    cpu, idle = server.cpu_seconds(), server.get("/health").get("generation_idle_s")  # (an older tree: none)
     wall = run_clients(clients, client)
     cpu = server.cpu_seconds() - cpu
+    idle = None if idle is None else server.get("/health")["generation_idle_s"] - idle
     short = [r[2] for (is_short, _), r in zip(requests, results) if is_short]
     long_ttft = [r[1] for (is_short, _), r in zip(requests, results) if not is_short]
     long_total = [r[2] for (is_short, _), r in zip(requests, results) if not is_short]
     return {"answers_per_s": len(requests) / wall, "wall_s": round(wall, 3),
             "server_cpu_ms_per_answer": 1000 * cpu / len(requests),
+            # of the round's wall time, the generation thread waiting for requests (or for company)
+            "generation_idle_share": None if idle is None else idle / wall,
             "short_p50_ms": 1000 * statistics.median(short), "long_p50_ms": 1000 * statistics.median(long_total),
             "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results]}
 
@@ -172,9 +175,10 @@ def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None
         for server in servers.values():
             server.close()
     pairs = list(zip(runs["continuous"], runs["wave"]))
-    summary = {mode: {key: statistics.median(m[key] for m in measured)
-                      for key in ("answers_per_s", "short_p50_ms", "long_p50_ms", "long_ttft_p50_ms",
-                                  "server_cpu_ms_per_answer")}
+    keys = ("answers_per_s", "short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "server_cpu_ms_per_answer",
+            "generation_idle_share")
+    summary = {mode: {key: statistics.median(m[key] for m in measured) if measured[0][key] is not None else None
+                      for key in keys}
                for mode, measured in runs.items()}
     speedups = [w["short_p50_ms"] / c["short_p50_ms"] for c, w in pairs]
     ratios = [c["answers_per_s"] / w["answers_per_s"] for c, w in pairs]

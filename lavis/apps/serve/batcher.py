@@ -52,10 +52,22 @@ class BatchStats:
     batches: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     requests: int = 0
     failed: int = 0
+    idle_s: float = 0.0  # time the generation thread had nothing to run (waiting for requests or for company)
+    idle_since: float | None = None  # when its current wait began
+
+    def idle(self, waiting: bool) -> None:
+        """The generation thread starts (``True``) or stops waiting."""
+        now = time.monotonic()
+        if not waiting and self.idle_since is not None:
+            self.idle_s += now - self.idle_since
+        self.idle_since = now if waiting else None
 
     def as_dict(self) -> dict[str, Any]:
+        since = self.idle_since
+        idle = self.idle_s + (time.monotonic() - since if since is not None else 0.0)  # the current wait too
         return {"requests": self.requests, "failed": self.failed, "batches": sum(self.batches.values()),
-                "batch_sizes": {str(k): v for k, v in sorted(self.batches.items())}}
+                "batch_sizes": {str(k): v for k, v in sorted(self.batches.items())},
+                "generation_idle_s": round(idle, 3)}
 
 
 class DynamicBatcher:
@@ -121,7 +133,9 @@ class DynamicBatcher:
     # ---- the loop ------------------------------------------------------------------------------
     async def _loop(self) -> None:
         while True:
+            self.stats.idle(True)
             batch = await self._collect()
+            self.stats.idle(False)
             if batch:
                 await self._run(batch)
 

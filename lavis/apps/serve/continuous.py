@@ -114,7 +114,9 @@ class ContinuousBatcher:
         while not self._stopping:
             hold = self._hold_for_company()
             if self.loop.idle or hold > 0:
+                self.stats.idle(True)
                 self._wake.wait(hold or None)
+                self.stats.idle(False)
                 self._wake.clear()
                 continue
             try:

@@ -84,3 +84,4 @@ def test_health_reports_the_batches(server):
         health = json.loads(response.read())
     assert health["status"] == "ok" and health["model"] == "tiny-clover"
     assert health["requests"] >= 1 and sum(health["batch_sizes"].values()) == health["batches"]
+    assert 0 < health["generation_idle_s"] <= health["uptime_s"] + 1  # it waited between the tests' requests
