@@ -15,8 +15,9 @@ each mode needs, whatever else loads the machine).
 
 ``--wave-from COMMIT``: the wave server runs from that commit's source tree (``git archive``
 into ``benchmarks/_work``), e.g. the wave batching an issue was measured against, while the
-continuous server runs from this tree. ``--stream-interval-ms 0``: the continuous server sends
-every token as it is decided (its default sends the text at most every 20 ms).
+continuous server runs from this tree. ``--every-token``: a third server, continuous batching
+sending every token as it is decided (``--stream-interval-ms 0``; the default sends the text at
+most every 20 ms), measured in the same rounds.
 
 The model has the demo's size (as ``benchmarks.serve``: random vision encoder and Q-Former), its
 language model pretrained for a few seconds on the two questions' answers so that it answers with
@@ -149,12 +150,14 @@ def model_for_older(model: Path) -> Path:
 
 
 def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None,
-        stream_interval_ms: float | None = None) -> dict[str, Any]:
+        every_token: bool = False) -> dict[str, Any]:
     model = build_model(WORK / "talking", ANSWERS)
     urls = images(16)
     extra = ["--generation", "num_beams=1", f"max_new_tokens={LONG}", f"min_new_tokens={LONG}"]
-    interval = [] if stream_interval_ms is None else ["--stream-interval-ms", str(stream_interval_ms)]
-    servers = {"continuous": Server(model, 16, LONG, 1, ["--batching", "continuous", *extra, *interval])}
+    servers = {"continuous": Server(model, 16, LONG, 1, ["--batching", "continuous", *extra])}
+    if every_token:
+        servers["continuous_every_token"] = Server(model, 16, LONG, 1, ["--batching", "continuous", *extra,
+                                                                        "--stream-interval-ms", "0"])
     if wave_from:  # a tree from before continuous batching has no --batching: waves were all it did
         servers["wave"] = Server(model_for_older(model), 16, LONG, 1, extra, source=source_at(wave_from))
     else:
@@ -182,10 +185,9 @@ def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None
                for mode, measured in runs.items()}
     speedups = [w["short_p50_ms"] / c["short_p50_ms"] for c, w in pairs]
     ratios = [c["answers_per_s"] / w["answers_per_s"] for c, w in pairs]
-    return {
+    result = {
         "model": "demo size, LM pretrained on the two answers (lavis.apps.serve --model <converted folder>)",
         "wave_from": wave_from or "this tree",
-        "stream_interval_ms": "the server's default" if stream_interval_ms is None else stream_interval_ms,
         "clients": clients, "requests": len(requests), "short_tokens": SHORT, "long_tokens": LONG, "num_beams": 1,
         "rounds": rounds, **summary,
         "identical_answers": all(m["answers"] == runs["wave"][0]["answers"] for ms in runs.values() for m in ms),
@@ -201,6 +203,17 @@ def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None
         "serve_ttft_ms_p50": summary["continuous"]["long_ttft_p50_ms"],
         "machine": machine(),
     }
+    if every_token:  # the same continuous server sending each token as it is decided, paired round by round
+        tokens = runs["continuous_every_token"]
+        result["every_token"] = {
+            "throughput_vs_default": statistics.median(t["answers_per_s"] / c["answers_per_s"]
+                                                       for t, c in zip(tokens, runs["continuous"])),
+            "throughput_ratio": statistics.median(t["answers_per_s"] / w["answers_per_s"]
+                                                  for t, w in zip(tokens, runs["wave"])),
+            "short_p50_speedup": statistics.median(w["short_p50_ms"] / t["short_p50_ms"]
+                                                   for t, w in zip(tokens, runs["wave"])),
+        }
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--wave-from", default=None, metavar="COMMIT", help="run the wave server from this commit")
-    parser.add_argument("--stream-interval-ms", type=float, default=None,
-                        help="the continuous server's --stream-interval-ms (default: its own default)")
+    parser.add_argument("--every-token", action="store_true",
+                        help="also a continuous server that sends every token (--stream-interval-ms 0), paired")
     args = parser.parse_args(argv)
-    emit(run(args.clients, args.requests_per_client, args.rounds, args.wave_from, args.stream_interval_ms), args.out)
+    emit(run(args.clients, args.requests_per_client, args.rounds, args.wave_from, args.every_token), args.out)
 
 
 if __name__ == "__main__":
