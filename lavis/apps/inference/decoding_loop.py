@@ -14,7 +14,7 @@ question that joins next to long answers leaves as soon as it is answered.
 of it at the same step (a request's first piece at once, its last with its answer). Every piece
 sent costs the server's event loop a chunk to write and its client one to read, on the
 interpreter the decoding steps also need: at the demo's size, where a step takes milliseconds,
-sending every token costs continuous batching a good part of its throughput (docs/serving.md).
+sending every token costs continuous batching throughput (measured in docs/serving.md).
 Sending everyone's text at one step wakes the event loop once per interval rather than at every
 step. 0 sends each token as it is decided.
 

@@ -33,10 +33,12 @@ class Search:
     done: bool = False
     reads_logits: bool = True  # False: ``advance`` takes ``best`` only, and its caller need not slice the tensors
 
-    def advance(self, logits: torch.Tensor, log_probs: torch.Tensor, best: Sequence[int]) -> tuple[list[int], list[int]]:
+    def advance(self, logits: torch.Tensor | None, log_probs: torch.Tensor | None,
+                best: Sequence[int]) -> tuple[list[int], list[int]]:
         """From its rows' (width, vocab) float logits, their log-softmax and each row's most likely
         token (both computed once for the whole batch, EOS already banned where :meth:`bans_eos`):
-        (parent row of each next row, token fed to it)."""
+        (parent row of each next row, token fed to it). The tensors are None for a search that
+        does not ``reads_logits``."""
         raise NotImplementedError
 
     def bans_eos(self) -> bool:
@@ -83,7 +85,8 @@ class TokenSearch(Search):
     def bans_eos(self) -> bool:
         return len(self.tokens[0]) < self.min_new
 
-    def advance(self, logits: torch.Tensor, log_probs: torch.Tensor, best: Sequence[int]) -> tuple[list[int], list[int]]:
+    def advance(self, logits: torch.Tensor | None, log_probs: torch.Tensor | None,
+                best: Sequence[int]) -> tuple[list[int], list[int]]:
         if self.sample:
             scores = _process(self.processors, self.initial, self.tokens, logits)
             chosen = torch.multinomial(F.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1).tolist()
