@@ -40,7 +40,7 @@ class ContinuousBatcher:
     mode = "continuous"
 
     def __init__(self, answerer: Answerer, max_batch: int = 16, max_queue: int = 256, max_wait_ms: float = 20.0,
-                 stream_interval_ms: float = 0.0) -> None:
+                 stream_interval_ms: float = 20.0) -> None:
         self.loop = DecodingLoop(answerer, max_batch, stream_interval_ms / 1000.0)
         self.max_queue = max_queue
         self.max_wait = max_wait_ms / 1000.0
