@@ -21,7 +21,10 @@ def imports(path: Path) -> list[tuple[int, str, list[str]]]:
 
 
 def sources(*folders: str) -> list[Path]:
-    return [path for folder in folders for path in sorted((REPO / folder).rglob("*.py"))]
+    """The code under ``folders``, not the benchmarks' scratch folder (``benchmarks/_work`` holds
+    other commits' trees, unpacked to compare with)."""
+    return [path for folder in folders for path in sorted((REPO / folder).rglob("*.py"))
+            if "_work" not in path.relative_to(REPO).parts]
 
 
 def package_of(module: str) -> str:
