@@ -41,10 +41,10 @@ QUESTIONS = ["is there necrosis in this image", "describe the image in detail", 
              "is the tissue dense", "what type of cells are seen"]
 
 
-def build_model(folder: Path, answers: dict[str, str] | None = None) -> Path:
+def build_model(folder: Path, answers: dict[str, str] | None = None, steps: int = 40) -> Path:
     """The demo-size model, random weights, as a converted folder ``lavis.apps.serve`` loads.
-    ``answers`` (question -> answer): its language model is first pretrained on them (40 steps, as
-    the demo pretrains its LM), so that it answers with words instead of padding."""
+    ``answers`` (question -> answer): its language model is first pretrained on them (``steps``
+    steps, as the demo pretrains its LM), so that it answers with words instead of padding."""
     import torch
 
     from lavis.common.config import package_dir
@@ -59,7 +59,7 @@ def build_model(folder: Path, answers: dict[str, str] | None = None) -> Path:
 
         records = [{"caption": "a tissue tile", "question": q, "answer": a} for q, a in answers.items()]
         pretrain_lm(records * 8, folder / "t5", d_model=128, d_ff=256, num_layers=2, num_heads=4, vocab_size=256,
-                    steps=40, batch_size=16, lr=5e-3)
+                    steps=steps, batch_size=16, lr=5e-3)
         t5 = folder / "t5"
     else:
         t5 = save_tiny_t5(folder / "t5", QUESTIONS * 20, d_model=128, d_ff=256, num_layers=2, num_heads=4,

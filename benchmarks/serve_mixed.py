@@ -49,11 +49,12 @@ YES_NO, OPEN = "is the tissue dense", "describe the image in detail"
 ANSWERS = {YES_NO: "no", OPEN: "glands lined by columnar epithelium with crowded nuclei and lymphocytes in the stroma"}
 
 
-def stream(server: Server, body: bytes) -> tuple[str, float, float]:
-    """(answer, seconds to the first content, seconds to [DONE]) of one streamed request."""
+def stream(server: Server, body: bytes) -> tuple[str, float, float, int | None]:
+    """(answer, seconds to the first content, seconds to [DONE], its tokens) of one streamed
+    request; the tokens when the body asks for ``stream_options.include_usage``, else None."""
     start = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
-    first, text = None, []
+    first, text, tokens = None, [], None
     try:
         connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
         response = connection.getresponse()
@@ -67,20 +68,26 @@ def stream(server: Server, body: bytes) -> tuple[str, float, float]:
                 continue
             if line == "data: [DONE]":
                 break
-            for choice in json.loads(line[6:]).get("choices", []):
+            chunk = json.loads(line[6:])
+            tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
+            for choice in chunk.get("choices", []):
                 piece = choice.get("delta", {}).get("content")
                 if piece:
                     first = first if first is not None else time.perf_counter() - start
                     text.append(piece)
     finally:
         connection.close()
-    return "".join(text), first if first is not None else time.perf_counter() - start, time.perf_counter() - start
+    done = time.perf_counter() - start
+    return "".join(text), first if first is not None else done, done, tokens
 
 
-def body(url: str, question: str, max_tokens: int) -> bytes:
+def body(url: str, question: str, max_tokens: int, usage: bool = False) -> bytes:
     content = [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]
-    return json.dumps({"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-                       "stream": True}).encode()
+    request = {"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+               "stream": True}
+    if usage:
+        request["stream_options"] = {"include_usage": True}
+    return json.dumps(request).encode()
 
 
 def workload(urls: list[str], clients: int, per_client: int) -> list[tuple[bool, bytes]]:
@@ -94,7 +101,8 @@ def workload(urls: list[str], clients: int, per_client: int) -> list[tuple[bool,
 
 
 def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> dict[str, Any]:
-    results: list[tuple[str, float, float] | None] = [None] * len(requests)
+    """One round: every client streams its requests in turn. ``requests``: (short?, body)."""
+    results: list[tuple[str, float, float, int | None] | None] = [None] * len(requests)
 
     def client(offset: int) -> None:
         for i in range(offset, len(requests), clients):
@@ -112,7 +120,8 @@ def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> di
             # of the round's wall time, the generation thread waiting for requests (or for company)
             "generation_idle_share": None if idle is None else idle / wall,
             "short_p50_ms": 1000 * statistics.median(short), "long_p50_ms": 1000 * statistics.median(long_total),
-            "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results]}
+            "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results],
+            "seconds": [r[2] for r in results], "tokens": [r[3] for r in results]}
 
 
 def source_at(commit: str) -> Path:

@@ -169,3 +169,14 @@ def test_image_key_benchmark_logic_at_small_size(tmp_path, monkeypatch):
     assert result["index"]["entries"] == 50 and result["weights"]["bytes"] == 4096 * 4096 * 2
     assert (tmp_path / "image_key_cache" / "image_hashes.arrow").exists()
     assert "content key, unchanged files" in "\n".join(image_keys_section(result))
+
+
+def test_serve_lengths_asks_each_question_equally_in_a_fixed_mixed_order():
+    from collections import Counter
+
+    from benchmarks.serve_lengths import ANSWERS, questions
+
+    asked = questions(64)
+    assert Counter(asked) == {q: 16 for q in ANSWERS}
+    assert asked == questions(64) and asked != questions(64, seed=1)
+    assert asked[:4] != list(ANSWERS)  # shuffled: a wave is not the same four questions every time
