@@ -29,12 +29,11 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.serve import WORK, Server, build_model, images
-from benchmarks.serve_mixed import body, load, model_for_older, source_at
+from benchmarks.serve_mixed import alternated_rounds, body, wave_server
 from benchmarks.timing import emit, machine
 
 CAP = 64
@@ -103,29 +102,13 @@ def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None
     model = build_model(WORK / "lengths", ANSWERS, steps=STEPS)
     urls = images(16)
     extra = ["--generation", "num_beams=1", f"max_new_tokens={CAP}"]  # no min_new_tokens: answers end by themselves
-    servers = {"continuous": Server(model, 16, CAP, 1, ["--batching", "continuous", *extra])}
-    if wave_from:  # a tree from before continuous batching has no --batching: waves were all it did
-        servers["wave"] = Server(model_for_older(model), 16, CAP, 1, extra, source=source_at(wave_from))
-    else:
-        servers["wave"] = Server(model, 16, CAP, 1, ["--batching", "wave", *extra])
+    servers = {"continuous": Server(model, 16, CAP, 1, ["--batching", "continuous", *extra]),
+               "wave": wave_server(model, CAP, extra, wave_from)}
     asked = questions(clients * per_client)
     requests = workload(urls, asked)
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
-    try:
-        for server in servers.values():  # warm up: first calls allocate
-            load(server, workload(urls, questions(4, seed=1)), 4)
-        for r in range(rounds):
-            for mode in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
-                m = load(servers[mode], requests, clients)
-                m["tokens_per_s"] = sum(m["tokens"]) / m["wall_s"]
-                m["all_p50_ms"] = 1000 * statistics.median(m["seconds"])
-                runs[mode].append(m)
-                print(f"[serve_lengths] round {r + 1} {mode}: {m['answers_per_s']:.2f} answers/s, "
-                      f"{m['tokens_per_s']:.0f} tokens/s, shortest p50 {m['short_p50_ms']:.0f} ms",
-                      file=sys.stderr, flush=True)
-    finally:
-        for server in servers.values():
-            server.close()
+    runs = alternated_rounds(servers, requests, clients, rounds, workload(urls, questions(4, seed=1)),
+                             lambda m: f"{m['answers_per_s']:.2f} answers/s, {m['tokens_per_s']:.0f} tokens/s, "
+                                       f"shortest p50 {m['short_p50_ms']:.0f} ms", "serve_lengths")
     pairs = list(zip(runs["continuous"], runs["wave"]))
     keys = ("answers_per_s", "tokens_per_s", "all_p50_ms", "short_p50_ms", "server_cpu_ms_per_answer")
     summary = {mode: {key: statistics.median(m[key] for m in measured) for key in keys}

@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> di
     cpu, idle = server.cpu_seconds(), server.get("/health").get("generation_idle_s")  # (an older tree: none)
     wall = run_clients(clients, client)
     cpu = server.cpu_seconds() - cpu
+    tokens = [r[3] for r in results]
     idle = None if idle is None else server.get("/health")["generation_idle_s"] - idle
     short = [r[2] for (is_short, _), r in zip(requests, results) if is_short]
     long_ttft = [r[1] for (is_short, _), r in zip(requests, results) if not is_short]
@@ -120,8 +122,37 @@ def load(server: Server, requests: list[tuple[bool, bytes]], clients: int) -> di
             # of the round's wall time, the generation thread waiting for requests (or for company)
             "generation_idle_share": None if idle is None else idle / wall,
             "short_p50_ms": 1000 * statistics.median(short), "long_p50_ms": 1000 * statistics.median(long_total),
-            "long_ttft_p50_ms": 1000 * statistics.median(long_ttft), "answers": [r[0] for r in results],
-            "seconds": [r[2] for r in results], "tokens": [r[3] for r in results]}
+            "long_ttft_p50_ms": 1000 * statistics.median(long_ttft),
+            "all_p50_ms": 1000 * statistics.median(r[2] for r in results),
+            "tokens_per_s": None if None in tokens else sum(tokens) / wall,  # (bodies asking for usage)
+            "answers": [r[0] for r in results], "tokens": tokens}
+
+
+def wave_server(model: Path, new_tokens: int, extra: list[str], wave_from: str | None) -> Server:
+    """The wave-batching server of this tree, or of commit ``wave_from`` (same weights)."""
+    if wave_from:  # a tree from before continuous batching has no --batching: waves were all it did
+        return Server(model_for_older(model), 16, new_tokens, 1, extra, source=source_at(wave_from))
+    return Server(model, 16, new_tokens, 1, ["--batching", "wave", *extra])
+
+
+def alternated_rounds(servers: dict[str, Server], requests: list[tuple[bool, bytes]], clients: int, rounds: int,
+                      warm_up: list[tuple[bool, bytes]], line: Callable[[dict[str, Any]], str],
+                      name: str) -> dict[str, list[dict[str, Any]]]:
+    """Each server's ``load`` of ``requests``, round by round, in alternating order (after a warm-up
+    with ``warm_up``: first calls allocate); ``line(measured)`` is printed for each. The servers are
+    closed at the end."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
+    try:
+        for server in servers.values():
+            load(server, warm_up, 4)
+        for r in range(rounds):
+            for mode in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
+                runs[mode].append(load(servers[mode], requests, clients))
+                print(f"[{name}] round {r + 1} {mode}: {line(runs[mode][-1])}", file=sys.stderr, flush=True)
+    finally:
+        for server in servers.values():
+            server.close()
+    return runs
 
 
 def source_at(commit: str) -> Path:
@@ -167,25 +198,11 @@ def run(clients: int, per_client: int, rounds: int, wave_from: str | None = None
     if every_token:
         servers["continuous_every_token"] = Server(model, 16, LONG, 1, ["--batching", "continuous", *extra,
                                                                         "--stream-interval-ms", "0"])
-    if wave_from:  # a tree from before continuous batching has no --batching: waves were all it did
-        servers["wave"] = Server(model_for_older(model), 16, LONG, 1, extra, source=source_at(wave_from))
-    else:
-        servers["wave"] = Server(model, 16, LONG, 1, ["--batching", "wave", *extra])
+    servers["wave"] = wave_server(model, LONG, extra, wave_from)
     requests = workload(urls, clients, per_client)
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
-    try:
-        for server in servers.values():  # warm up: first calls allocate
-            load(server, workload(urls, 4, 1), 4)
-        for r in range(rounds):
-            for mode in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
-                runs[mode].append(load(servers[mode], requests, clients))
-                m = runs[mode][-1]
-                print(f"[serve_mixed] round {r + 1} {mode}: short p50 {m['short_p50_ms']:.0f} ms, "
-                      f"{m['answers_per_s']:.2f} answers/s, first token {m['long_ttft_p50_ms']:.0f} ms",
-                      file=sys.stderr, flush=True)
-    finally:
-        for server in servers.values():
-            server.close()
+    runs = alternated_rounds(servers, requests, clients, rounds, workload(urls, 4, 1),
+                             lambda m: f"short p50 {m['short_p50_ms']:.0f} ms, {m['answers_per_s']:.2f} answers/s, "
+                                       f"first token {m['long_ttft_p50_ms']:.0f} ms", "serve_mixed")
     pairs = list(zip(runs["continuous"], runs["wave"]))
     keys = ("answers_per_s", "short_p50_ms", "long_p50_ms", "long_ttft_p50_ms", "server_cpu_ms_per_answer",
             "generation_idle_share")
