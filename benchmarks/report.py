@@ -47,7 +47,7 @@ def headline_rows(results: dict[str, Any], gpu: dict[str, Any] | None) -> list[l
     rows = []
     for key in ("length_grouping_speedup", "stage2_epoch_speedup_vs_hf_base", "eval_speedup_vs_hf_base",
                 "jpeg_decode_speedup", "jpeg_psnr_db_min", "serve_batching_speedup_16",
-                "serve_mixed_short_p50_speedup", "serve_ttft_ms_p50", "slide_tiles_per_s",
+                "serve_mixed_short_p50_speedup", "serve_ttft_ms_p50", "serve_lengths_throughput_ratio", "slide_tiles_per_s",
                 "slide_second_question_speedup"):
         value, goal = results.get(key), GOALS.get(key)
         met = "-" if value is None or goal is None else ("yes" if value >= goal else "**no**")
@@ -215,6 +215,26 @@ def serve_mixed_section(d: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def serve_lengths_section(d: dict[str, Any]) -> list[str]:
+    keys = ("answers_per_s", "tokens_per_s", "all_p50_ms", "short_p50_ms", "server_cpu_ms_per_answer")
+    rows = [[mode, *(d[mode][k] for k in keys)] for mode in ("continuous", "wave")]
+    tokens, costs = d["answer_tokens"], d["row_costs"]
+    return [f"### Serving: continuous vs wave batching, answers of one setting ending at different lengths "
+            f"({d['clients']} streaming clients, {tokens['min']}-{tokens['max']} tokens, median {tokens['median']:g}; "
+            f"greedy, {d['rounds']} alternated rounds, medians; `python -m benchmarks.serve_lengths`)", "",
+            *table(["batching", "answers/s", "tokens/s", "all p50 ms", "shortest p50 ms", "server CPU ms per answer"],
+                   rows), "",
+            f"Answers/s ratio (paired) {d['serve_lengths_throughput_ratio']:.2f} (per round "
+            f"{min(d['throughput_ratios']):.2f}-{max(d['throughput_ratios']):.2f}, continuous not slower in "
+            f"{d['rounds_continuous_not_slower']} of {d['rounds']}); p50 speedup, all answers "
+            f"{d['all_p50_speedup']:.2f}x, shortest {d['short_p50_speedup']:.2f}x; server CPU per answer, "
+            f"continuous/wave {d['server_cpu_ratio']:.2f}; answers identical in both: {d['identical_answers']}. "
+            "What a row costs (in process): a decoding step "
+            + ", ".join(f"{ms:.2f} ms at {n}" for n, ms in costs["step_ms"].items()) + " rows; a start-up "
+            + ", ".join(f"{ms:.1f} ms per request at {n}" for n, ms in costs["start_ms_per_request"].items()) + ".",
+            ""]
+
+
 def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str, Any] | None = None,
            recipe: dict[str, Any] | None = None) -> str:
     d, m = results.get("details", {}), results.get("machine", {})
@@ -293,6 +313,8 @@ def render(results: dict[str, Any], gpu: dict[str, Any] | None, smoke: dict[str,
         lines += serve_section(d["serve_batching"])
     if "serve_mixed" in d:
         lines += serve_mixed_section(d["serve_mixed"])
+    if "serve_lengths" in d:
+        lines += serve_lengths_section(d["serve_lengths"])
     lines += memory_section(d, gpu) + smoke_section(smoke) + gpu_section(gpu) + recipe_section(recipe)
     lines += ["## Commands", "", *table(["benchmark", "command", "seconds"],
                                          [[k, f"`{v['command']}`", v["seconds"]] for k, v in results.get("commands", {}).items()]), ""]

@@ -47,6 +47,7 @@ COMMANDS: dict[str, list[str]] = {
     "memory_gpu_estimate": ["benchmarks.memory_gpu"],
     "serve_batching": ["benchmarks.serve", "--rounds", "3"],
     "serve_mixed": ["benchmarks.serve_mixed", "--rounds", "9"],
+    "serve_lengths": ["benchmarks.serve_lengths", "--rounds", "9"],
     "slides_base": ["benchmarks.slides", "--size", "base", "--rounds", "2"],
 }
 
@@ -83,6 +84,7 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         "serve_batching_speedup_16": ("serve_batching", lambda d: d["serve_batching_speedup_16"]),
         "serve_mixed_short_p50_speedup": ("serve_mixed", lambda d: d["serve_mixed_short_p50_speedup"]),
         "serve_ttft_ms_p50": ("serve_mixed", lambda d: d["serve_ttft_ms_p50"]),
+        "serve_lengths_throughput_ratio": ("serve_lengths", lambda d: d["serve_lengths_throughput_ratio"]),
         "slide_tiles_per_s": ("slides_base", lambda d: d["first_tiles_per_s"]),
         "slide_second_question_speedup": ("slides_base", lambda d: d["second_question_speedup"]),
     }
